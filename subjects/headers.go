@@ -1,0 +1,39 @@
+package subjects
+
+// Header names on a call message. A JetStream publish's own reply subject is
+// taken by the PubAck, so the caller's reply subject travels in a header.
+const (
+	// HeaderCallID carries the call id. It is JetStream's de-duplication
+	// header, so a call published twice inside the duplicate window is
+	// stored once.
+	HeaderCallID = "Nats-Msg-Id"
+	// HeaderReply is the subject the result is sent to, besides
+	// tool.result.<call_id>. Optional: without it the result is only stored.
+	HeaderReply = "Toolbus-Reply"
+	// HeaderAgent names the calling agent; HTTP MCP servers receive it as
+	// x-agent-id.
+	HeaderAgent = "Toolbus-Agent"
+	// HeaderDeadline is the call's deadline, RFC 3339 with nanoseconds (UTC).
+	HeaderDeadline = "Toolbus-Deadline"
+	// HeaderTraceparent is the W3C trace context, passed through.
+	HeaderTraceparent = "traceparent"
+
+	// HeaderStatus on a result message repeats Result.Status, so a reader can
+	// route without decoding the body.
+	HeaderStatus = "Toolbus-Status"
+	// HeaderServiceError and HeaderServiceErrorCode are the NATS micro
+	// headers, set on error results so generic NATS tooling reads them.
+	HeaderServiceError     = "Nats-Service-Error"
+	HeaderServiceErrorCode = "Nats-Service-Error-Code"
+
+	// HeaderDeadReason on a TOOL_DEAD message says why the call died.
+	HeaderDeadReason = "Toolbus-Dead-Reason"
+	// HeaderOrigSubject on a TOOL_DEAD message is the call's tool.call subject.
+	HeaderOrigSubject = "Toolbus-Subject"
+	// HeaderIdempotencyKey is read by the webhook bridge.
+	HeaderIdempotencyKey = "Idempotency-Key"
+)
+
+// AgentHTTPHeader is the HTTP header that carries the agent id to streamable
+// HTTP and SSE MCP servers.
+const AgentHTTPHeader = "x-agent-id"

@@ -1,0 +1,154 @@
+package subjects
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream, consumer and bucket names.
+const (
+	StreamCalls   = "TOOL_CALLS"
+	StreamResults = "TOOL_RESULTS"
+	StreamDead    = "TOOL_DEAD"
+	StreamEvents  = "EVENTS"
+	StreamResync  = "CATALOG_RESYNC"
+
+	// ConsumerWorkers is the one durable pull consumer all workers share.
+	ConsumerWorkers = "workers"
+	// ConsumerSync is the durable consumer sync replicas share on CATALOG_RESYNC.
+	ConsumerSync = "sync"
+
+	BucketServers   = "toolbus_servers"
+	BucketCatalog   = "toolbus_catalog"
+	BucketLedger    = "toolbus_ledger"
+	BucketSchedules = "toolbus_schedules"
+)
+
+// StreamOptions are the deployment knobs of the stream definitions.
+type StreamOptions struct {
+	// Replicas per stream: 1 on one server, 3 on a cluster.
+	Replicas int
+	// ResultMaxAge is how long TOOL_RESULTS keeps a result (default 24h).
+	ResultMaxAge time.Duration
+	// DuplicateWindow is JetStream's de-duplication window on calls (default 2m).
+	DuplicateWindow time.Duration
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.ResultMaxAge <= 0 {
+		o.ResultMaxAge = 24 * time.Hour
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+	return o
+}
+
+// Streams returns every stream toolbus needs, in creation order.
+func Streams(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamCalls,
+			Description: "toolbus: pending tool calls, one message per call; removed when acked",
+			Subjects:    []string{ToolCallAll},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:              StreamResults,
+			Description:       "toolbus: the result of each call, by call id",
+			Subjects:          []string{ToolResultAll},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.FileStorage,
+			Replicas:          o.Replicas,
+			MaxAge:            o.ResultMaxAge,
+			MaxMsgsPerSubject: 1,
+			Duplicates:        o.DuplicateWindow,
+			AllowDirect:       true,
+		},
+		{
+			Name:        StreamDead,
+			Description: "toolbus: calls that could not be delivered, with the reason",
+			Subjects:    []string{ToolDeadAll},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      30 * 24 * time.Hour,
+			Duplicates:  o.DuplicateWindow,
+		},
+		{
+			Name:        StreamEvents,
+			Description: "toolbus: catalog changes, agent wake-ups and webhook events",
+			Subjects:    []string{CatalogChangedPrefix + ">", AgentWakePrefix + ">", WebhookPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+			Duplicates:  o.DuplicateWindow,
+		},
+		{
+			Name:        StreamResync,
+			Description: "toolbus: catalog resync requests, shared by sync replicas",
+			Subjects:    []string{CatalogResyncAll, CatalogResyncPrefix + ">"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+		},
+	}
+}
+
+// WorkerConsumer is the durable pull consumer on TOOL_CALLS that every
+// worker shares, so any number of worker processes split the calls.
+func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
+	if maxAckPending <= 0 {
+		maxAckPending = 1024
+	}
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second
+	}
+	if maxDeliver <= 0 {
+		maxDeliver = 5
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerWorkers,
+		Description:   "toolbus workers (shared)",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    maxDeliver,
+		MaxAckPending: maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// Buckets returns the KV buckets toolbus needs.
+func Buckets(o StreamOptions) []jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketLedger, Description: "toolbus: call ledger, key <call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
+		{Bucket: BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+	}
+}
+
+// CatalogKey is the catalog KV key of a tool: <server>.<tool>, both escaped.
+func CatalogKey(server, tool string) (string, error) {
+	s, err := EscapeToken(server)
+	if err != nil {
+		return "", err
+	}
+	t, err := EscapeToken(tool)
+	if err != nil {
+		return "", err
+	}
+	return s + "." + t, nil
+}
