@@ -1,0 +1,66 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"toolbus/broker"
+)
+
+// connFlags are the NATS connection flags every client command takes.
+type connFlags struct {
+	cfg broker.ConnConfig
+}
+
+func addConnFlags(fs *flag.FlagSet) *connFlags {
+	c := &connFlags{}
+	def := os.Getenv("NATS_URL")
+	if def == "" {
+		def = broker.DefaultURL
+	}
+	fs.StringVar(&c.cfg.URL, "nats-url", def, "NATS server URL(s), comma-separated (env NATS_URL)")
+	fs.StringVar(&c.cfg.User, "nats-user", os.Getenv("NATS_USER"), "NATS user (env NATS_USER)")
+	fs.StringVar(&c.cfg.Password, "nats-password", os.Getenv("NATS_PASSWORD"), "NATS password (env NATS_PASSWORD)")
+	fs.StringVar(&c.cfg.Token, "nats-token", os.Getenv("NATS_TOKEN"), "NATS token (env NATS_TOKEN)")
+	fs.StringVar(&c.cfg.Creds, "nats-creds", os.Getenv("NATS_CREDS"), "NATS .creds file (env NATS_CREDS)")
+	fs.StringVar(&c.cfg.NKeyFile, "nats-nkey", os.Getenv("NATS_NKEY"), "NATS NKey seed file (env NATS_NKEY)")
+	fs.StringVar(&c.cfg.TLSCA, "nats-ca", os.Getenv("NATS_CA"), "CA certificate for NATS TLS (env NATS_CA)")
+	fs.StringVar(&c.cfg.TLSCert, "nats-cert", os.Getenv("NATS_CERT"), "client certificate for NATS TLS (env NATS_CERT)")
+	fs.StringVar(&c.cfg.TLSKey, "nats-key", os.Getenv("NATS_KEY"), "client key for NATS TLS (env NATS_KEY)")
+	return c
+}
+
+// connect dials NATS and opens JetStream.
+func (c *connFlags) connect(name string, log zerolog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	cfg := c.cfg
+	cfg.Name = name
+	nc, err := broker.Connect(cfg, log, nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// newLogger writes human-readable logs to stderr on a terminal, JSON
+// otherwise, at the given level (debug, info, warn, error).
+func newLogger(level string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	var w = zerolog.New(os.Stderr)
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		w = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
+	}
+	return w.Level(lvl).With().Timestamp().Logger()
+}
