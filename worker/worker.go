@@ -1,0 +1,272 @@
+// Package worker consumes tool calls from the shared durable JetStream
+// consumer, runs each against its MCP server, stores and sends the result,
+// and only then acknowledges the call. Any number of worker processes share
+// the one consumer and so split the load.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	gosync "sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"toolbus/mcppool"
+	"toolbus/subjects"
+)
+
+// Caller runs MCP tool calls; *mcppool.Pool is the real one.
+type Caller interface {
+	Call(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions) (json.RawMessage, bool, error)
+	Server(name string) (subjects.Server, bool)
+}
+
+// Catalog refuses calls that cannot succeed before they reach a server.
+// Optional: without one, every call to a registered server is attempted.
+type Catalog interface {
+	// Check returns nil when server has no catalog yet (never synced) or the
+	// tool exists and args fit its schema; otherwise an error result reason
+	// (unknown_tool, invalid_arguments).
+	Check(server, tool string, args json.RawMessage) *subjects.Error
+	// Unsafe reports whether the tool is destructive and not idempotent, so
+	// it must not be re-run blindly after a worker died mid-call.
+	Unsafe(server, tool string) bool
+}
+
+// Config tunes a worker. Zero values take the documented defaults.
+type Config struct {
+	// Name identifies this worker in results and logs (default host-pid).
+	Name string
+	// Concurrency is the number of calls run at once (default 64).
+	Concurrency int
+	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
+	MaxAckPending int
+	// AckWait is how long JetStream waits for an ack before redelivering
+	// (default 30s); a running call renews it with InProgress at AckWait/3.
+	AckWait time.Duration
+	// MaxDeliver is the number of deliveries before a call is dead (default 5).
+	MaxDeliver int
+	// DefaultTimeout bounds a call with no deadline header when its server
+	// sets no call_timeout (default 60s).
+	DefaultTimeout time.Duration
+	// Grace is how long shutdown lets in-flight calls finish (default 20s).
+	Grace time.Duration
+	// MaxResultBytes caps an encoded result; larger ones become too_large
+	// errors (default: the server's max payload less 64 KiB).
+	MaxResultBytes int
+}
+
+func (c *Config) setDefaults(nc *nats.Conn) {
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		c.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 1024
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 60 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 20 * time.Second
+	}
+	if c.MaxResultBytes <= 0 {
+		mp := int(nc.MaxPayload())
+		if mp <= 0 {
+			mp = 1 << 20
+		}
+		c.MaxResultBytes = mp - 64<<10
+		if c.MaxResultBytes < mp/2 {
+			c.MaxResultBytes = mp / 2
+		}
+	}
+}
+
+// ConsumerConfig is the durable consumer this configuration asks for.
+func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
+	return subjects.WorkerConsumer(c.MaxAckPending, c.AckWait, c.MaxDeliver)
+}
+
+// Worker consumes and runs tool calls.
+type Worker struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	caller  Caller
+	catalog Catalog
+	log     zerolog.Logger
+
+	results jetstream.Stream // TOOL_RESULTS, for answering redeliveries
+
+	mu      gosync.Mutex
+	running map[string]context.CancelCauseFunc // call id -> cancel
+}
+
+// Option configures optional collaborators.
+type Option func(*Worker)
+
+// WithCatalog makes the worker refuse unknown tools and bad arguments.
+func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
+
+// New returns a worker. It does no I/O until Run.
+func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
+	cfg.setDefaults(nc)
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+// Run consumes calls until ctx ends, then drains: it stops fetching, lets
+// in-flight calls finish within Config.Grace, hands the rest back to
+// JetStream (Nak) for other workers, and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	if w.results, err = w.js.Stream(ctx, subjects.StreamResults); err != nil {
+		return fmt.Errorf("stream %s: %w", subjects.StreamResults, err)
+	}
+	cancelSub, err := w.nc.Subscribe(subjects.ToolCancelAll, w.onCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
+	}
+	defer cancelSub.Unsubscribe()
+
+	// calls run under callCtx, not ctx: shutdown gives them Grace first.
+	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopCalls(errShutdown)
+
+	var (
+		inflight gosync.WaitGroup
+		sem      = make(chan struct{}, w.cfg.Concurrency)
+		draining = make(chan struct{})
+	)
+	handle := func(msg jetstream.Msg) {
+		select {
+		case <-draining:
+			_ = msg.Nak()
+			return
+		default:
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-draining:
+			_ = msg.Nak()
+			return
+		}
+		inflight.Add(1)
+		go func() {
+			defer func() { <-sem; inflight.Done() }()
+			w.process(callCtx, msg)
+		}()
+	}
+	for {
+		cc, err := cons.Consume(handle,
+			jetstream.PullMaxMessages(w.cfg.Concurrency),
+			jetstream.PullHeartbeat(5*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrConnectionClosed) {
+					w.log.Warn().Err(err).Msg("consume")
+				}
+			}))
+		if err != nil {
+			return fmt.Errorf("consume %s/%s: %w", subjects.StreamCalls, subjects.ConsumerWorkers, err)
+		}
+		w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+		select {
+		case <-ctx.Done():
+			close(draining)
+			cc.Drain()
+			<-cc.Closed()
+			w.drain(&inflight, stopCalls)
+			return nil
+		case <-cc.Closed():
+			// The consumer went away (deleted) or the pull died: recreate it.
+			w.log.Warn().Msg("consumer closed; recreating")
+			if cons, err = w.consumer(ctx); err != nil {
+				if ctx.Err() != nil {
+					close(draining)
+					w.drain(&inflight, stopCalls)
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+func (w *Worker) drain(inflight *gosync.WaitGroup, stopCalls context.CancelCauseFunc) {
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	w.log.Info().Dur("grace", w.cfg.Grace).Msg("draining: no new calls, waiting for in-flight ones")
+	select {
+	case <-done:
+	case <-time.After(w.cfg.Grace):
+		w.log.Warn().Msg("grace period over: handing in-flight calls back to JetStream")
+		stopCalls(errShutdown)
+		<-done
+	}
+}
+
+// consumer returns the shared durable consumer, creating it if missing.
+func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		cons, err := w.js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, w.cfg.ConsumerConfig())
+		if err == nil {
+			return cons, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
+		}
+		w.log.Warn().Err(err).Int("attempt", attempt).Msg("cannot get the workers consumer yet; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
+		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 3*time.Second)):
+		}
+	}
+}
+
+func (w *Worker) onCancel(m *nats.Msg) {
+	id, err := subjects.CallIDFromSubject(m.Subject)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	cancel := w.running[id]
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel(errCancelled)
+	}
+}
+
+func (w *Worker) track(id string, cancel context.CancelCauseFunc) func() {
+	w.mu.Lock()
+	w.running[id] = cancel
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.running, id)
+		w.mu.Unlock()
+	}
+}
