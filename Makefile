@@ -1,0 +1,49 @@
+# toolbus — build, run, test, bench.
+#   make run    embedded NATS + demo MCP server + worker, sync, scheduler, bridge
+#   make test   everything CI runs (installs its own test tools first)
+GO        ?= go
+BIN       := $(CURDIR)/bin
+NATS_VER  := v2.15.2
+SOAK_CALLS ?= 3000
+
+.PHONY: all build run test test-deps bench soak fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/toolbus ./cmd/toolbus
+	$(GO) build -o $(BIN)/mcp-demo ./cmd/mcp-demo
+
+run: build
+	$(BIN)/toolbus serve
+
+# Test tools: a standalone nats-server (for tests that kill and restart it)
+# and the npm packages the cross-language tests use. Tests that need npm
+# skip with a message when node is absent.
+test-deps: $(BIN)/nats-server testdata/node/node_modules/.installed
+
+$(BIN)/nats-server:
+	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_VER)
+
+testdata/node/node_modules/.installed: testdata/node/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd testdata/node && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: tests that use npm packages will be skipped"; fi
+
+test: build test-deps
+	$(GO) vet ./...
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server $(GO) test -race -count=1 -timeout 20m ./...
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -count=1 -timeout 20m -run 'TestFault' ./faulttest/ -v 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\|)' || true
+
+bench: build
+	$(BIN)/toolbus bench
+
+soak: build test-deps
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./faulttest/ -v
+
+fuzz:
+	$(GO) test ./subjects/ -run XXX -fuzz FuzzEscapeToken -fuzztime 30s
+	$(GO) test ./subjects/ -run XXX -fuzz FuzzUnescapeToken -fuzztime 30s
+
+clean:
+	rm -rf bin data

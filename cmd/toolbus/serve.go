@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"toolbus/broker"
+	"toolbus/config"
+	"toolbus/mcppool"
+	"toolbus/subjects"
+	"toolbus/worker"
+)
+
+// runFlags are shared by serve and worker.
+type runFlags struct {
+	configPath  string
+	logLevel    string
+	concurrency int
+	name        string
+}
+
+func addRunFlags(fs *flag.FlagSet) *runFlags {
+	r := &runFlags{}
+	fs.StringVar(&r.configPath, "config", "", "config file (default ./toolbus.yaml if present, else the built-in demo server)")
+	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
+	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
+	return r
+}
+
+func (r *runFlags) workerConfig(c *config.Config) worker.Config {
+	w := c.Worker
+	cfg := worker.Config{
+		Name:           r.name,
+		Concurrency:    w.Concurrency,
+		MaxAckPending:  w.MaxAckPending,
+		AckWait:        w.AckWait.D(),
+		MaxDeliver:     w.MaxDeliver,
+		DefaultTimeout: w.DefaultTimeout.D(),
+		Grace:          w.Grace.D(),
+		MaxResultBytes: w.MaxResultBytes,
+	}
+	if r.concurrency > 0 {
+		cfg.Concurrency = r.concurrency
+	}
+	return cfg
+}
+
+func init() {
+	c := &command{
+		name:    "serve",
+		summary: "run everything in one process: embedded NATS (or --nats-url), worker, sync, scheduler, webhook bridge",
+		usage:   "toolbus serve [flags]",
+	}
+	c.run = func(ctx context.Context, args []string) error {
+		fs := newFlags(c)
+		rf := addRunFlags(fs)
+		conn := addConnFlags(fs)
+		dataDir := fs.String("data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
+		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
+		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usagef("unexpected arguments %q", fs.Args())
+		}
+		log := newLogger(rf.logLevel)
+		cfg, err := config.Load(rf.configPath)
+		if err != nil {
+			return err
+		}
+		logConfig(log, cfg)
+
+		external := flagSet(fs, "nats-url") || cfg.NATS.URL != ""
+		var nc *nats.Conn
+		var embedded *broker.Embedded
+		if external {
+			if !flagSet(fs, "nats-url") {
+				conn.cfg.URL = cfg.NATS.URL
+			}
+			if nc, _, err = conn.connect("toolbus-serve", log); err != nil {
+				return err
+			}
+		} else {
+			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir}
+			if *dataDir != "" {
+				ec.DataDir = *dataDir
+			}
+			if *host != "" {
+				ec.Host = *host
+			}
+			if *port != 0 {
+				ec.Port = *port
+			}
+			if embedded, err = broker.StartEmbedded(ec, log); err != nil {
+				return err
+			}
+			defer embedded.Shutdown()
+			if nc, err = embedded.Connect("toolbus-serve"); err != nil {
+				return err
+			}
+		}
+		defer nc.Close()
+		return runStack(ctx, nc, cfg, rf, log, true)
+	}
+	register(c)
+}
+
+func logConfig(log zerolog.Logger, cfg *config.Config) {
+	src := cfg.Path
+	if src == "" {
+		src = "built-in default (demo server)"
+	}
+	names := make([]string, 0, len(cfg.Servers))
+	for _, s := range cfg.ServerList() {
+		names = append(names, s.Name)
+	}
+	log.Info().Str("config", src).Strs("servers", names).Msg("configuration loaded")
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// runStack provisions the bus and runs the worker (and, with all, the other
+// services) until ctx ends, then shuts down in order: stop publishing,
+// drain the worker, close MCP sessions, drain NATS.
+func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFlags, log zerolog.Logger, all bool) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	wcfg := rf.workerConfig(cfg)
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = broker.Provision(pctx, js, subjects.StreamOptions{Replicas: cfg.NATS.Replicas, ResultMaxAge: cfg.NATS.ResultMaxAge.D()}, wcfg.ConsumerConfig())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("provision JetStream: %w", err)
+	}
+
+	pool := mcppool.New(log)
+	defer pool.Close()
+	for _, s := range cfg.ServerList() {
+		pool.Upsert(s)
+	}
+	w := worker.New(nc, js, pool, wcfg, log)
+
+	svc := &services{}
+	svc.run(ctx, "worker", w.Run)
+	err = svc.wait()
+	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		log.Debug().Err(derr).Msg("drain")
+	}
+	log.Info().Msg("stopped")
+	return err
+}
+
+// services runs long-lived parts; the first to fail stops the others.
+type services struct {
+	wg     gosync.WaitGroup
+	mu     gosync.Mutex
+	err    error
+	cancel []context.CancelCauseFunc
+}
+
+func (s *services) run(ctx context.Context, name string, f func(context.Context) error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	s.mu.Lock()
+	s.cancel = append(s.cancel, cancel)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("%s: %w", name, err)
+			}
+			cancels := s.cancel
+			s.mu.Unlock()
+			for _, c := range cancels {
+				c(err)
+			}
+		}
+	}()
+}
+
+func (s *services) wait() error {
+	s.wg.Wait()
+	return s.err
+}
