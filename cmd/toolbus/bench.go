@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"toolbus/bench"
+)
+
+func init() {
+	c := &command{
+		name:    "bench",
+		summary: "measure calls/s and p50/p99 through the bus against direct mcp-go calls to the same demo server",
+		usage:   "toolbus bench [--concurrency 1,64] [--duration 3s]",
+	}
+	c.run = func(ctx context.Context, args []string) error {
+		fs := newFlags(c)
+		levels := fs.String("concurrency", "1,64", "comma-separated concurrency levels")
+		dur := fs.Duration("duration", 3*time.Second, "measuring time per row")
+		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		o := bench.Options{Duration: *dur, ProtocolVersion: *proto}
+		for _, s := range strings.Split(*levels, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n <= 0 {
+				return usagef("--concurrency: %q is not a positive number", s)
+			}
+			o.Concurrency = append(o.Concurrency, n)
+		}
+		fmt.Fprintf(os.Stderr, "toolbus bench: embedded NATS, demo MCP server over streamable HTTP (MCP %s), %v per row\n", *proto, *dur)
+		rows, err := bench.Run(ctx, o)
+		if err != nil {
+			return err
+		}
+		bench.Print(os.Stdout, rows)
+		return nil
+	}
+	register(c)
+}

@@ -1,0 +1,404 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"toolbus/client"
+	"toolbus/demo"
+	"toolbus/internal/natstest"
+	"toolbus/internal/testbin"
+	"toolbus/mcppool"
+	"toolbus/subjects"
+	"toolbus/worker"
+)
+
+// rig is a real NATS server, real demo MCP servers over every transport, a
+// pool and a running worker.
+type rig struct {
+	ns     *natstest.Server
+	pool   *mcppool.Pool
+	client *client.Client
+}
+
+func testLog(t testing.TB) zerolog.Logger {
+	if testing.Verbose() {
+		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	}
+	return zerolog.Nop()
+}
+
+func servers(t testing.TB) []subjects.Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	httpURL, stopHTTP, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopHTTP)
+	sseURL, stopSSE, err := demo.Serve(ctx, demo.TransportSSE, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopSSE)
+	bin := testbin.Build(t, "toolbus/cmd/mcp-demo")
+	return []subjects.Server{
+		{Name: "demo", Transport: subjects.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
+		{Name: "demo-http", Transport: subjects.TransportHTTP, URL: httpURL},
+		{Name: "demo-sse", Transport: subjects.TransportSSE, URL: sseURL},
+		{Name: "broken", Transport: subjects.TransportStdio, Command: "/nonexistent/mcp-server"},
+	}
+}
+
+func newRig(t *testing.T, cfg worker.Config, workers int) *rig {
+	t.Helper()
+	ns := natstest.Start(t)
+	log := testLog(t)
+	pool := mcppool.New(log)
+	t.Cleanup(func() { pool.Close() })
+	for _, s := range servers(t) {
+		pool.Upsert(s)
+	}
+	for i := 0; i < workers; i++ {
+		c := cfg
+		c.Name = fmt.Sprintf("w%d", i+1)
+		startWorker(t, ns.Conn(t), pool, c, log)
+	}
+	cl, err := client.New(ns.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return &rig{ns: ns, pool: pool, client: cl}
+}
+
+// startWorker runs a worker until the test ends and returns a stop func that
+// shuts it down gracefully and waits.
+func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.Config, log zerolog.Logger, opts ...worker.Option) (stop func()) {
+	t.Helper()
+	js, err := jetstreamNew(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(nc, js, caller, cfg, log, opts...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once gosync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("worker: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("worker did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func text(t testing.TB, res *subjects.Result) string {
+	t.Helper()
+	var r struct {
+		Content []struct{ Text string } `json:"content"`
+	}
+	if err := json.Unmarshal(res.Result, &r); err != nil || len(r.Content) == 0 {
+		t.Fatalf("result %s: no text content (%v)", res.Result, err)
+	}
+	return r.Content[0].Text
+}
+
+func call(t testing.TB, c *client.Client, server, tool string, args any, opts ...client.CallOption) *subjects.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := c.Call(ctx, server, tool, args, opts...)
+	if err != nil {
+		t.Fatalf("call %s/%s: %v", server, tool, err)
+	}
+	return res
+}
+
+func TestCallsOverEveryTransport(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	for _, server := range []string{"demo", "demo-http", "demo-sse"} {
+		t.Run(server, func(t *testing.T) {
+			res := call(t, r.client, server, "add", map[string]any{"a": 2, "b": 3})
+			if res.Status != subjects.StatusOK || text(t, res) != "5" {
+				t.Fatalf("add: %+v", res)
+			}
+			res = call(t, r.client, server, "echo", `{"message":"héllo"}`, client.WithCallAgent("agent-7"))
+			if res.Status != subjects.StatusOK || text(t, res) != "héllo" || res.Server != server || res.Tool != "echo" {
+				t.Fatalf("echo: %+v", res)
+			}
+			res = call(t, r.client, server, "fail", `{"message":"nope"}`)
+			if res.Status != subjects.StatusToolError || !strings.Contains(text(t, res), "nope") {
+				t.Fatalf("fail: %+v", res)
+			}
+			var mu gosync.Mutex
+			var steps []subjects.Progress
+			res = call(t, r.client, server, "sleep", `{"ms":200,"steps":4}`, client.WithProgress(func(p subjects.Progress) {
+				mu.Lock()
+				steps = append(steps, p)
+				mu.Unlock()
+			}))
+			if res.Status != subjects.StatusOK {
+				t.Fatalf("sleep: %+v", res)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(steps) == 0 || steps[len(steps)-1].Total != 4 {
+				t.Fatalf("progress: %+v", steps)
+			}
+			// The stored copy matches what was sent.
+			stored, err := r.client.Result(context.Background(), res.CallID)
+			if err != nil || stored.CallID != res.CallID || stored.Status != subjects.StatusOK {
+				t.Fatalf("stored result: %+v, %v", stored, err)
+			}
+		})
+	}
+}
+
+// publishRaw sends a call message as any NATS client would, returning the
+// decoded reply and its headers.
+func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, body []byte) (*subjects.Result, nats.Header) {
+	t.Helper()
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	msg := nats.NewMsg(subject)
+	for k, v := range hdr {
+		msg.Header[k] = v
+	}
+	msg.Header.Set(subjects.HeaderReply, inbox)
+	msg.Data = body
+	js, _ := jetstreamNew(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	m, err := sub.NextMsg(15 * time.Second)
+	if err != nil {
+		t.Fatalf("no reply for %s: %v", subject, err)
+	}
+	var res subjects.Result
+	if err := json.Unmarshal(m.Data, &res); err != nil {
+		t.Fatal(err)
+	}
+	return &res, m.Header
+}
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	id := func() nats.Header { return nats.Header{subjects.HeaderCallID: []string{client.NewCallID()}} }
+	subj := func(s, tool string) string { x, _ := subjects.ToolCall(s, tool); return x }
+	cases := []struct {
+		name    string
+		subject string
+		hdr     nats.Header
+		body    string
+		code    subjects.Code
+		says    string
+	}{
+		{"malformed JSON", subj("demo", "add"), id(), `{"a":`, subjects.CodeInvalidRequest, "not valid JSON"},
+		{"array arguments", subj("demo", "add"), id(), `[1,2]`, subjects.CodeInvalidArguments, "must be a JSON object, got an array"},
+		{"unknown server", subj("nope", "add"), id(), `{}`, subjects.CodeUnknownServer, `no MCP server named "nope"`},
+		{"unknown tool", subj("demo", "no_such_tool"), id(), `{}`, subjects.CodeUnknownTool, "no_such_tool"},
+		{"missing tool name", "tool.call.demo", id(), `{}`, subjects.CodeInvalidRequest, "has no tool name"},
+		{"invalid call id", subj("demo", "add"), nats.Header{subjects.HeaderCallID: []string{"a.b"}}, `{}`, subjects.CodeInvalidRequest, "invalid call id"},
+		{"missing call id", subj("demo", "add"), nats.Header{}, `{}`, subjects.CodeInvalidRequest, "Nats-Msg-Id"},
+		{"past deadline", subj("demo", "add"), func() nats.Header {
+			h := id()
+			h.Set(subjects.HeaderDeadline, subjects.FormatDeadline(time.Now().Add(-time.Second)))
+			return h
+		}(), `{"a":1,"b":2}`, subjects.CodeTimeout, "deadline"},
+		{"bad deadline", subj("demo", "add"), func() nats.Header {
+			h := id()
+			h.Set(subjects.HeaderDeadline, "tomorrow")
+			return h
+		}(), `{}`, subjects.CodeInvalidRequest, "Toolbus-Deadline"},
+		{"server cannot start", subj("broken", "anything"), id(), `{}`, subjects.CodeServerUnavailable, "/nonexistent/mcp-server"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			res, hdr := publishRaw(t, r.ns.NC, c.subject, c.hdr, []byte(c.body))
+			if res.Status != subjects.StatusError || res.Error == nil || res.Error.Code != c.code {
+				t.Fatalf("got %+v, want error %s", res, c.code)
+			}
+			if !strings.Contains(res.Error.Message, c.says) {
+				t.Fatalf("message %q does not say %q", res.Error.Message, c.says)
+			}
+			if hdr.Get(subjects.HeaderServiceErrorCode) == "" || hdr.Get(subjects.HeaderServiceError) == "" {
+				t.Fatalf("error headers missing: %v", hdr)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+	// Nothing stays in the work queue: every bad call was acked.
+	natstest.CheckFor(t, 5*time.Second, func() error {
+		info, err := r.ns.JS.Stream(context.Background(), subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := info.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
+		}
+		return nil
+	})
+}
+
+func TestThreeWorkersShareOneConsumer(t *testing.T) {
+	r := newRig(t, worker.Config{Concurrency: 16}, 3)
+	const n = 1000
+	results := make(chan *subjects.Result, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			res, err := r.client.Call(ctx, "demo-http", "add", map[string]int{"a": i, "b": 1})
+			if err != nil {
+				errs <- err
+				return
+			}
+			results <- res
+		}(i)
+	}
+	seen := map[string]int{}
+	byWorker := map[string]int{}
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errs:
+			t.Fatalf("call failed: %v", err)
+		case res := <-results:
+			if res.Status != subjects.StatusOK {
+				t.Fatalf("result: %+v", res)
+			}
+			seen[res.CallID]++
+			byWorker[res.Worker]++
+		case <-time.After(90 * time.Second):
+			t.Fatalf("only %d of %d results", i, n)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct call ids, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("call %s answered %d times", id, k)
+		}
+	}
+	if len(byWorker) < 2 {
+		t.Fatalf("only %v did work", byWorker)
+	}
+	t.Logf("calls per worker: %v", byWorker)
+}
+
+func TestDeadlineCancelsTheTool(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	start := time.Now()
+	res := call(t, r.client, "demo", "sleep", `{"ms":5000}`, client.WithTimeout(400*time.Millisecond))
+	if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeTimeout {
+		t.Fatalf("got %+v, want timeout", res)
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Fatalf("timeout result took %v", time.Since(start))
+	}
+}
+
+func TestCancelRunningCall(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	id := client.NewCallID()
+	started := make(chan struct{}, 1)
+	done := make(chan *subjects.Result, 1)
+	go func() {
+		done <- call(t, r.client, "demo-http", "sleep", `{"ms":10000,"steps":100}`, client.WithCallID(id),
+			client.WithProgress(func(subjects.Progress) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}))
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("call never started")
+	}
+	if err := r.client.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
+			t.Fatalf("got %+v, want cancelled", res)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("cancel did not end the call")
+	}
+}
+
+func TestResultTooLarge(t *testing.T) {
+	r := newRig(t, worker.Config{MaxResultBytes: 4096}, 1)
+	res := call(t, r.client, "demo-http", "echo", map[string]string{"message": strings.Repeat("x", 8000)})
+	if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeTooLarge {
+		t.Fatalf("got %+v, want too_large", res)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	ns := natstest.Start(t)
+	log := testLog(t)
+	pool := mcppool.New(log)
+	t.Cleanup(func() { pool.Close() })
+	for _, s := range servers(t) {
+		pool.Upsert(s)
+	}
+	stop := startWorker(t, ns.Conn(t), pool, worker.Config{Grace: 10 * time.Second}, log)
+	cl, _ := client.New(ns.NC)
+	defer cl.Close()
+	started := make(chan struct{}, 1)
+	done := make(chan *subjects.Result, 1)
+	go func() {
+		done <- call(t, cl, "demo-http", "sleep", `{"ms":600,"steps":6}`, client.WithProgress(func(subjects.Progress) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+		}))
+	}()
+	<-started
+	stop() // returns once drained
+	select {
+	case res := <-done:
+		if res.Status != subjects.StatusOK {
+			t.Fatalf("in-flight call during shutdown: %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("in-flight call lost in shutdown")
+	}
+}
