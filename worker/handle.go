@@ -20,8 +20,8 @@ import (
 type action int
 
 const (
-	ack     action = iota // done: the result (if any) is stored and sent
-	handBack              // Nak now: another worker (or this one) takes it again
+	ack      action = iota // done: the result (if any) is stored and sent
+	handBack               // Nak now: another worker (or this one) takes it again
 )
 
 // outcome is what handling a call produced. Handlers return one; settle
@@ -156,14 +156,14 @@ func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, 
 	case errors.Is(err, mcppool.ErrUnknownServer):
 		return fail(res, subjects.CodeUnknownServer, "%v", err)
 	case errors.As(err, &perr):
-		switch perr.Code {
-		case -32602: // invalid params
+		// Servers disagree on the code for an unknown tool (mcp-go says
+		// -32602 "tool 'x' not found"); the message is what they share.
+		msg := strings.ToLower(perr.Message)
+		switch {
+		case perr.Code == -32601 || strings.Contains(msg, "not found") && strings.Contains(msg, "tool"):
+			return fail(res, subjects.CodeUnknownTool, "%v", err)
+		case perr.Code == -32602:
 			return fail(res, subjects.CodeInvalidArguments, "%v", err)
-		case -32601: // method not found
-			return fail(res, subjects.CodeUnknownTool, "%v", err)
-		}
-		if strings.Contains(strings.ToLower(perr.Message), "not found") {
-			return fail(res, subjects.CodeUnknownTool, "%v", err)
 		}
 		return fail(res, subjects.CodeProtocol, "%v", err)
 	case mcppool.IsTransport(err):
