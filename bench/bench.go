@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,8 @@ type Options struct {
 	ProtocolVersion string
 	// Workers is the worker's concurrency (default 128).
 	Workers int
+	// Only measures one path: "direct" or "bus" (default both).
+	Only string
 }
 
 // Row is one measurement.
@@ -144,6 +147,9 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 			name string
 			f    func(context.Context) error
 		}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}} {
+			if o.Only != "" && o.Only != strings.Fields(p.name)[0] && !(o.Only == "bus" && p.name[:7] == "toolbus") {
+				continue
+			}
 			measure(ctx, p.f, c, o.Duration/5) // warm-up
 			row := measure(ctx, p.f, c, o.Duration)
 			row.Path = p.name

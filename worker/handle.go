@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"toolbus/mcppool"
 	"toolbus/subjects"
@@ -119,15 +118,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time)
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	untrack := w.track(id, cancel)
+	untrack := w.track(id, msg, cancel)
 	defer untrack()
 	callCtx, cancelDeadline := context.WithDeadline(callCtx, deadline)
 	defer cancelDeadline()
 
-	stopBeat := w.heartbeat(msg)
-	defer stopBeat()
-
-	log := w.log.With().Str("call_id", id).Str("server", server).Str("tool", tool).Int("attempt", res.Attempt).Logger()
 	co := mcppool.CallOptions{AgentID: h.Get(subjects.HeaderAgent), Progress: w.progress(id)}
 	raw, isErr, err := w.caller.Call(callCtx, server, tool, json.RawMessage(args), co)
 	if err == nil {
@@ -138,12 +133,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time)
 		}
 		return outcome{res: res}
 	}
-	return w.classify(callCtx, res, err, deadline, start, log)
+	return w.classify(callCtx, res, err, deadline, start)
 }
 
 // classify turns a failed call into an outcome.
-func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, deadline, start time.Time, log zerolog.Logger) outcome {
+func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, deadline, start time.Time) outcome {
 	cause := context.Cause(ctx)
+	log := w.log.With().Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).Logger()
 	var perr *mcppool.ProtocolError
 	switch {
 	case errors.Is(cause, errShutdown):
@@ -173,26 +169,6 @@ func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, 
 		log.Error().Err(err).Msg("call failed")
 		return fail(res, subjects.CodeInternal, "%v", err)
 	}
-}
-
-// heartbeat renews the call's lease at AckWait/3 so a slow tool is never
-// redelivered to a second worker while this one is still on it.
-func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
-	every := w.cfg.AckWait / 3
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 // progress publishes MCP progress notifications on tool.progress.<id>.

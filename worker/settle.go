@@ -58,13 +58,25 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 }
 
 // encode marshals a result, replacing one that is too large to publish
-// with a too_large error.
+// with a too_large error. The MCP result is spliced in as it came: it is
+// already compact JSON, and encoding/json would scan and copy it again.
 func (w *Worker) encode(res *subjects.Result) []byte {
+	raw := res.Result
+	res.Result = nil
 	data, err := json.Marshal(res)
 	if err != nil {
-		res.Status, res.Result = subjects.StatusError, nil
+		res.Status = subjects.StatusError
 		res.Error = &subjects.Error{Code: subjects.CodeInternal, Message: "result could not be encoded: " + err.Error()}
 		data, _ = json.Marshal(res)
+		raw = nil
+	}
+	if len(raw) > 0 {
+		out := make([]byte, 0, len(data)+len(raw)+12)
+		out = append(out, data[:len(data)-1]...)
+		out = append(out, `,"result":`...)
+		out = append(out, raw...)
+		data = append(out, '}')
+		res.Result = raw
 	}
 	if len(data) > w.cfg.MaxResultBytes {
 		n := len(data)

@@ -114,7 +114,13 @@ type Worker struct {
 	results jetstream.Stream // TOOL_RESULTS, for answering redeliveries
 
 	mu      gosync.Mutex
-	running map[string]context.CancelCauseFunc // call id -> cancel
+	running map[string]running // call id -> the call being run
+}
+
+// running is a call on its way through the MCP server.
+type running struct {
+	msg    jetstream.Msg
+	cancel context.CancelCauseFunc
 }
 
 // Option configures optional collaborators.
@@ -126,7 +132,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 // New returns a worker. It does no I/O until Run.
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
-	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}}
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]running{}}
 	for _, o := range opts {
 		o(w)
 	}
@@ -149,6 +155,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
 	}
 	defer cancelSub.Unsubscribe()
+	beatCtx, stopBeat := context.WithCancel(ctx)
+	defer stopBeat()
+	go w.heartbeat(beatCtx)
 
 	// calls run under callCtx, not ctx: shutdown gives them Grace first.
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -253,20 +262,46 @@ func (w *Worker) onCancel(m *nats.Msg) {
 		return
 	}
 	w.mu.Lock()
-	cancel := w.running[id]
+	r, ok := w.running[id]
 	w.mu.Unlock()
-	if cancel != nil {
-		cancel(errCancelled)
+	if ok {
+		r.cancel(errCancelled)
 	}
 }
 
-func (w *Worker) track(id string, cancel context.CancelCauseFunc) func() {
+// track registers a call as running until the returned func is called.
+func (w *Worker) track(id string, msg jetstream.Msg, cancel context.CancelCauseFunc) (untrack func()) {
 	w.mu.Lock()
-	w.running[id] = cancel
+	w.running[id] = running{msg: msg, cancel: cancel}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
 		delete(w.running, id)
 		w.mu.Unlock()
+	}
+}
+
+// heartbeat renews the lease of every running call at AckWait/3, so a slow
+// tool is never redelivered to a second worker while this one is on it.
+// One loop for all calls keeps the hot path free of per-call timers.
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.AckWait / 3)
+	defer t.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		msgs = msgs[:0]
+		w.mu.Lock()
+		for _, r := range w.running {
+			msgs = append(msgs, r.msg)
+		}
+		w.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
 	}
 }

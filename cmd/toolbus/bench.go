@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -22,10 +23,12 @@ func init() {
 		levels := fs.String("concurrency", "1,64", "comma-separated concurrency levels")
 		dur := fs.Duration("duration", 3*time.Second, "measuring time per row")
 		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
+		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
+		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		o := bench.Options{Duration: *dur, ProtocolVersion: *proto}
+		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only}
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n <= 0 {
@@ -34,6 +37,17 @@ func init() {
 			o.Concurrency = append(o.Concurrency, n)
 		}
 		fmt.Fprintf(os.Stderr, "toolbus bench: embedded NATS, demo MCP server over streamable HTTP (MCP %s), %v per row\n", *proto, *dur)
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		rows, err := bench.Run(ctx, o)
 		if err != nil {
 			return err
