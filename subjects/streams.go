@@ -13,11 +13,23 @@ const (
 	StreamDead    = "TOOL_DEAD"
 	StreamEvents  = "EVENTS"
 	StreamResync  = "CATALOG_RESYNC"
+	// StreamAdvisories keeps the JetStream advisories that turn calls into
+	// dead letters, so no advisory is lost while no worker listens.
+	StreamAdvisories = "TOOL_ADVISORIES"
 
 	// ConsumerWorkers is the one durable pull consumer all workers share.
 	ConsumerWorkers = "workers"
 	// ConsumerSync is the durable consumer sync replicas share on CATALOG_RESYNC.
 	ConsumerSync = "sync"
+	// ConsumerDeadLetters is the durable consumer workers share on
+	// TOOL_ADVISORIES.
+	ConsumerDeadLetters = "dead-letters"
+
+	// AdvisoryMaxDeliveries is published by JetStream when a call has been
+	// delivered MaxDeliver times without an ack.
+	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamCalls + "." + ConsumerWorkers
+	// AdvisoryTerminated is published when a call is terminated (AckTerm).
+	AdvisoryTerminated = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + StreamCalls + "." + ConsumerWorkers
 
 	BucketServers   = "toolbus_servers"
 	BucketCatalog   = "toolbus_catalog"
@@ -95,6 +107,15 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			Duplicates:  o.DuplicateWindow,
 		},
 		{
+			Name:        StreamAdvisories,
+			Description: "toolbus: max-deliveries and terminated advisories of the workers' consumer",
+			Subjects:    []string{AdvisoryMaxDeliveries, AdvisoryTerminated},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+		},
+		{
 			Name:        StreamResync,
 			Description: "toolbus: catalog resync requests, shared by sync replicas",
 			Subjects:    []string{CatalogResyncAll, CatalogResyncPrefix + ">"},
@@ -126,6 +147,17 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 		MaxDeliver:    maxDeliver,
 		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// DeadLetterConsumer is the durable consumer on TOOL_ADVISORIES.
+func DeadLetterConsumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:     ConsumerDeadLetters,
+		Description: "toolbus workers: move undeliverable calls to TOOL_DEAD",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     30 * time.Second,
+		MaxDeliver:  10,
 	}
 }
 

@@ -26,7 +26,7 @@ const (
 	// CatalogResyncAll asks every sync replica's queue to re-list all servers.
 	CatalogResyncAll = "catalog.resync"
 	// CatalogResyncPrefix is followed by one escaped server name.
-	CatalogResyncPrefix = "catalog.resync."
+	CatalogResyncPrefix  = "catalog.resync."
 	CatalogChangedPrefix = "catalog.changed."
 	AgentWakePrefix      = "agent.wake."
 	WebhookPrefix        = "events.webhook."

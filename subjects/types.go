@@ -95,6 +95,17 @@ func (r *Result) Err() error {
 	return nil
 }
 
+// Advisory is the part of JetStream's MAX_DELIVERIES and MSG_TERMINATED
+// advisories toolbus reads.
+type Advisory struct {
+	Type       string `json:"type"`
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+	Reason     string `json:"reason,omitempty"`
+}
+
 // Progress is published on tool.progress.<call_id> while a call runs, one per
 // MCP progress notification.
 type Progress struct {

@@ -1,14 +1,16 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os/exec"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"toolbus/mcppool"
@@ -45,58 +47,45 @@ func fail(res *subjects.Result, code subjects.Code, format string, a ...any) out
 	return outcome{res: res}
 }
 
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time) (out outcome) {
-	h := msg.Headers()
-	id := h.Get(subjects.HeaderCallID)
-	reply := h.Get(subjects.HeaderReply)
-	res := &subjects.Result{CallID: id, Worker: w.cfg.Name, Attempt: 1}
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time) outcome {
+	c, bad := decodeCall(msg.Subject(), msg.Headers(), msg.Data())
+	res := &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
 	if md, err := msg.Metadata(); err == nil {
 		res.Attempt = int(md.NumDelivered)
 	}
-	defer func() { out.reply = reply }()
+	out := w.run(ctx, msg, c, bad, res, start)
+	out.reply = c.reply
+	return out
+}
 
-	if reply != "" && !subjects.ValidPublishSubject(reply) {
-		w.log.Warn().Str("call_id", id).Str("reply", reply).Msg("ignoring invalid reply subject")
-		reply = ""
+func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjects.Error, res *subjects.Result, start time.Time) outcome {
+	if bad != nil {
+		res.Status, res.Error = subjects.StatusError, bad
+		return outcome{res: res}
 	}
-	server, tool, err := subjects.ParseToolCall(msg.Subject())
-	res.Server, res.Tool = server, tool
-	if err != nil {
-		return fail(res, subjects.CodeInvalidRequest, "bad call subject %q: %v; publish to tool.call.<server>.<tool> with both names escaped", msg.Subject(), err)
+	if w.cancelled.has(c.id) {
+		return fail(res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(c.id))
 	}
-	if err := subjects.ValidateCallID(id); err != nil {
-		res.CallID = ""
-		return fail(res, subjects.CodeInvalidRequest, "%v", err)
-	}
-	if res.Attempt > 1 {
-		// A redelivery: if an earlier attempt stored its result, answer with
-		// that and do not run the tool again.
-		if m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(id)); err == nil {
-			return outcome{stored: m.Data, res: res}
-		}
-	}
-
-	args := bytes.TrimSpace(msg.Data())
-	switch {
-	case len(args) == 0:
-		args = []byte("{}")
-	case args[0] != '{':
-		if json.Valid(args) {
-			return fail(res, subjects.CodeInvalidArguments, "arguments must be a JSON object, got %s", jsonKind(args[0]))
-		}
-		return fail(res, subjects.CodeInvalidRequest, "body is not valid JSON; send the tool's arguments as a JSON object")
-	case !json.Valid(args):
-		return fail(res, subjects.CodeInvalidRequest, "body is not valid JSON: %v", jsonError(args))
-	}
-
-	srv, ok := w.caller.Server(server)
+	srv, ok := w.caller.Server(c.server)
 	if !ok {
-		return fail(res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", server)
+		return fail(res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server)
 	}
 	if w.catalog != nil {
-		if e := w.catalog.Check(server, tool, args); e != nil {
+		if e := w.catalog.Check(c.server, c.tool, c.args); e != nil {
 			res.Status, res.Error = subjects.StatusError, e
 			return outcome{res: res}
+		}
+	}
+	unsafe := w.catalog != nil && w.catalog.Unsafe(c.server, c.tool) && !srv.RetryUnsafe
+	// A duplicate (re-sent after the duplicate window) or a redelivery: an
+	// earlier attempt may have finished — answer with its result and do not
+	// run the tool again — or died mid-call.
+	if m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id)); err == nil {
+		return outcome{stored: m.Data, res: res}
+	}
+	if res.Attempt > 1 {
+		if unsafe && w.ledger.started(ctx, c.id) {
+			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the worker running it stopped mid-call (attempt %d); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool, res.Attempt-1)
 		}
 	}
 
@@ -105,35 +94,73 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time)
 		timeout = w.cfg.DefaultTimeout
 	}
 	deadline := start.Add(timeout)
-	if d := h.Get(subjects.HeaderDeadline); d != "" {
-		t, err := subjects.ParseDeadline(d)
-		if err != nil {
-			return fail(res, subjects.CodeInvalidRequest, "header %s: %v", subjects.HeaderDeadline, err)
+	if !c.deadline.IsZero() {
+		if !c.deadline.After(start) {
+			return fail(res, subjects.CodeTimeout, "the call's deadline (%s) passed before a worker took it; it waited %v in the queue", subjects.FormatDeadline(c.deadline), queued(msg, start))
 		}
-		if !t.After(start) {
-			return fail(res, subjects.CodeTimeout, "the call's deadline (%s) passed before a worker took it; it waited %v in the queue", d, queued(msg, start))
-		}
-		deadline = t
+		deadline = c.deadline
 	}
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	untrack := w.track(id, msg, cancel)
+	untrack := w.track(c.id, msg, cancel)
 	defer untrack()
 	callCtx, cancelDeadline := context.WithDeadline(callCtx, deadline)
 	defer cancelDeadline()
 
-	co := mcppool.CallOptions{AgentID: h.Get(subjects.HeaderAgent), Progress: w.progress(id)}
-	raw, isErr, err := w.caller.Call(callCtx, server, tool, json.RawMessage(args), co)
-	if err == nil {
-		res.Result = raw
-		res.Status = subjects.StatusOK
-		if isErr {
-			res.Status = subjects.StatusToolError
+	if unsafe {
+		if err := w.ledger.start(callCtx, c.id, w.cfg.Name); err != nil {
+			// Without the record a crash would re-run the tool blindly.
+			return fail(res, subjects.CodeServerUnavailable, "could not record the start of a non-idempotent call in %s: %v; not running it", subjects.BucketLedger, err)
 		}
-		return outcome{res: res}
 	}
-	return w.classify(callCtx, res, err, deadline, start)
+
+	co := mcppool.CallOptions{AgentID: c.agent, Progress: w.progress(c.id)}
+	retryUntil := start.Add(w.cfg.RetryFor)
+	if deadline.Before(retryUntil) {
+		retryUntil = deadline
+	}
+	var bo backoff.BackOff
+	for {
+		raw, isErr, err := w.caller.Call(callCtx, c.server, c.tool, c.args, co)
+		if err == nil {
+			res.Result = raw
+			res.Status = subjects.StatusOK
+			if isErr {
+				res.Status = subjects.StatusToolError
+			}
+			return outcome{res: res}
+		}
+		var te *mcppool.TransportError
+		if !errors.As(err, &te) || callCtx.Err() != nil || unsafe && !te.Down || permanent(err) {
+			return w.classify(callCtx, res, err, deadline, start)
+		}
+		// A transport failure: the session is gone and the pool reconnects
+		// on the next call. Retry inside the deadline, with backoff, and
+		// without a wait longer than the breaker's own.
+		if bo == nil {
+			bo = backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(0))
+		}
+		wait := bo.NextBackOff()
+		if te.Down {
+			wait = max(wait, time.Until(te.NextRetry))
+		}
+		if time.Now().Add(wait).After(retryUntil) {
+			return w.classify(callCtx, res, err, deadline, start)
+		}
+		w.log.Debug().Err(err).Str("call_id", c.id).Dur("wait", wait).Msg("transport failure; retrying")
+		select {
+		case <-callCtx.Done():
+			return w.classify(callCtx, res, callCtx.Err(), deadline, start)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// permanent reports a transport failure that waiting will not mend: the
+// server's command is missing or not executable.
+func permanent(err error) bool {
+	return errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
 
 // classify turns a failed call into an outcome.
@@ -185,27 +212,4 @@ func queued(msg jetstream.Msg, now time.Time) time.Duration {
 		return now.Sub(md.Timestamp).Round(time.Millisecond)
 	}
 	return 0
-}
-
-func jsonKind(b byte) string {
-	switch b {
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
-func jsonError(b []byte) error {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	return errors.New("invalid JSON")
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,47 +15,66 @@ import (
 	"toolbus/subjects"
 )
 
-// settle is the one place that stores and sends a result and acknowledges
-// the call. Order matters: store (wait for the PubAck), then reply, then
-// ack. A crash between any two steps leaves the call to be redelivered, and
-// the redelivery answers from the stored result without running the tool.
+// settle is the one place that acknowledges a call. Order matters: store
+// the result (wait for the PubAck), then reply, then ack. A crash between
+// any two steps leaves the call to be redelivered, and the redelivery
+// answers from the stored result without running the tool.
 func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	if out.action == handBack {
 		_ = msg.Nak()
 		return
 	}
 	res := out.res
-	data := out.stored
-	if data == nil {
-		res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-		data = w.encode(res)
-	} else if err := json.Unmarshal(data, res); err != nil {
-		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("stored result unreadable")
-	}
-	hdr := resultHeader(res)
-	if res.CallID != "" && out.stored == nil {
-		if err := w.store(res.CallID, hdr, data); err != nil {
-			// Not stored: do not ack. JetStream redelivers the call after
-			// AckWait and the next attempt tries again.
-			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
-			return
+	if out.stored != nil {
+		if err := json.Unmarshal(out.stored, res); err != nil {
+			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("stored result unreadable")
 		}
-	}
-	if out.reply != "" {
-		if err := w.nc.PublishMsg(&nats.Msg{Subject: out.reply, Header: hdr, Data: data}); err != nil {
-			w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("reply not sent; the caller can read tool.result.<call_id>")
-		}
+		w.reply(out.reply, res, out.stored)
+	} else if err := w.answer(res, out.reply, start); err != nil {
+		// Not stored: do not ack. The next attempt tries again.
+		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return
 	}
 	if err := msg.Ack(); err != nil {
 		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack failed; a redelivery will answer from the stored result")
 	}
 	ev := w.log.Debug()
-	if res.Status == subjects.StatusError {
+	if res.Status == subjects.StatusError && res.Error != nil {
 		ev = w.log.Info().Str("code", string(res.Error.Code)).Str("error", res.Error.Message)
 	}
 	ev.Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
+}
+
+// answer stores res on tool.result.<id> and sends it to reply. Results
+// are write-once: if another attempt already stored one for this call id,
+// that one is sent instead, so a caller never hears two different answers.
+// A result without a call id (the call had none) is only sent.
+func (w *Worker) answer(res *subjects.Result, reply string, start time.Time) error {
+	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	data := w.encode(res)
+	if res.CallID != "" {
+		stored, err := w.store(res.CallID, resultHeader(res), data)
+		if err != nil {
+			return err
+		}
+		if stored != nil {
+			data = stored
+			_ = json.Unmarshal(stored, res)
+		}
+	}
+	w.reply(reply, res, data)
+	return nil
+}
+
+func (w *Worker) reply(subject string, res *subjects.Result, data []byte) {
+	if subject == "" {
+		return
+	}
+	if err := w.nc.PublishMsg(&nats.Msg{Subject: subject, Header: resultHeader(res), Data: data}); err != nil {
+		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("reply not sent; the caller can read tool.result.<call_id>")
+	}
 }
 
 // encode marshals a result, replacing one that is too large to publish
@@ -87,20 +107,29 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 	return data
 }
 
-// store publishes the result to tool.result.<id> and waits for the PubAck,
-// retrying through a NATS reconnect for up to AckWait.
-func (w *Worker) store(id string, hdr nats.Header, data []byte) error {
+// store publishes the result to tool.result.<id> only if none is stored
+// there yet, and waits for the PubAck, retrying through a NATS reconnect for
+// up to AckWait. When a result already exists it returns that one.
+func (w *Worker) store(id string, hdr nats.Header, data []byte) (existing []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
 	defer cancel()
 	msg := &nats.Msg{Subject: subjects.ToolResult(id), Header: hdr, Data: data}
-	var err error
 	for attempt := 0; ; attempt++ {
-		if _, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err == nil {
-			return nil
+		ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil && !ack.Duplicate:
+			return nil, nil
+		case err == nil || errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+			m, gerr := w.results.GetLastMsgForSubject(ctx, msg.Subject)
+			if gerr == nil {
+				return m.Data, nil
+			}
+			err = gerr
 		}
 		select {
 		case <-ctx.Done():
-			return err
+			return nil, err
 		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
 		}
 	}

@@ -60,6 +60,11 @@ type Config struct {
 	// MaxResultBytes caps an encoded result; larger ones become too_large
 	// errors (default: the server's max payload less 64 KiB).
 	MaxResultBytes int
+	// RetryFor bounds how long transport failures (server down, connection
+	// reset, crashed stdio child) are retried with backoff, inside the
+	// call's deadline (default 10s). A missing or non-executable command
+	// is not retried.
+	RetryFor time.Duration
 }
 
 func (c *Config) setDefaults(nc *nats.Conn) {
@@ -81,6 +86,9 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 	}
 	if c.DefaultTimeout <= 0 {
 		c.DefaultTimeout = 60 * time.Second
+	}
+	if c.RetryFor <= 0 {
+		c.RetryFor = 10 * time.Second
 	}
 	if c.Grace <= 0 {
 		c.Grace = 20 * time.Second
@@ -111,7 +119,10 @@ type Worker struct {
 	catalog Catalog
 	log     zerolog.Logger
 
-	results jetstream.Stream // TOOL_RESULTS, for answering redeliveries
+	results   jetstream.Stream // TOOL_RESULTS, for answering redeliveries
+	calls     jetstream.Stream // TOOL_CALLS, for dead letters
+	ledger    *ledger
+	cancelled cancelSet
 
 	mu      gosync.Mutex
 	running map[string]running // call id -> the call being run
@@ -133,6 +144,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
 	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]running{}}
+	w.cancelled.ttl = 10 * time.Minute
 	for _, o := range opts {
 		o(w)
 	}
@@ -150,14 +162,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.results, err = w.js.Stream(ctx, subjects.StreamResults); err != nil {
 		return fmt.Errorf("stream %s: %w", subjects.StreamResults, err)
 	}
+	if w.calls, err = w.js.Stream(ctx, subjects.StreamCalls); err != nil {
+		return fmt.Errorf("stream %s: %w", subjects.StreamCalls, err)
+	}
+	if w.ledger, err = openLedger(ctx, w.js); err != nil {
+		return fmt.Errorf("KV bucket %s: %w", subjects.BucketLedger, err)
+	}
 	cancelSub, err := w.nc.Subscribe(subjects.ToolCancelAll, w.onCancel)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
 	}
 	defer cancelSub.Unsubscribe()
-	beatCtx, stopBeat := context.WithCancel(ctx)
-	defer stopBeat()
-	go w.heartbeat(beatCtx)
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg gosync.WaitGroup
+	defer func() { stopBg(); bg.Wait() }()
+	bg.Add(2)
+	go func() { defer bg.Done(); w.heartbeat(bgCtx) }()
+	go func() { defer bg.Done(); w.deadLetters(bgCtx) }()
 
 	// calls run under callCtx, not ctx: shutdown gives them Grace first.
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -266,7 +287,9 @@ func (w *Worker) onCancel(m *nats.Msg) {
 	w.mu.Unlock()
 	if ok {
 		r.cancel(errCancelled)
+		return
 	}
+	w.cancelled.add(id)
 }
 
 // track registers a call as running until the returned func is called.

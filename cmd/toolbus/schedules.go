@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"toolbus/config"
+	"toolbus/scheduler"
+	"toolbus/subjects"
+)
+
+// headerFlags collects repeated --header Name=value flags.
+type headerFlags map[string]string
+
+func (h headerFlags) String() string { return "" }
+
+func (h headerFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want Name=value, got %q", v)
+	}
+	h[k] = val
+	return nil
+}
+
+func init() {
+	c := &command{
+		name:    "schedules",
+		summary: "add, list or remove cron schedules (resyncs, agent wake-ups, publishes); run a scheduler",
+		usage: `toolbus schedules add [flags] <name>
+       toolbus schedules list [--json]
+       toolbus schedules rm <name>
+       toolbus schedules run [--config toolbus.yaml]`,
+	}
+	c.run = func(ctx context.Context, args []string) error {
+		if len(args) == 0 {
+			newFlags(c).Usage()
+			return usagef("want a subcommand: add, list, rm or run")
+		}
+		switch args[0] {
+		case "add":
+			return schedulesAdd(ctx, c, args[1:])
+		case "list", "ls":
+			return schedulesList(ctx, c, args[1:])
+		case "rm", "remove", "delete":
+			return schedulesRm(ctx, c, args[1:])
+		case "run":
+			return schedulesRun(ctx, c, args[1:])
+		case "-h", "--help", "help":
+			newFlags(c).Usage()
+			return flag.ErrHelp
+		}
+		return usagef("unknown subcommand %q: want add, list, rm or run", args[0])
+	}
+	register(c)
+}
+
+func schedulesAdd(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	var s scheduler.Schedule
+	fs.StringVar(&s.Spec, "spec", "", `cron spec with optional seconds ("0 9 * * *", "*/10 * * * * *"), "@every 10m" or "@hourly" (required)`)
+	fs.StringVar(&s.TZ, "tz", "", "IANA time zone the spec is read in (default UTC)")
+	kind := fs.String("kind", "", "resync, wake or publish (required)")
+	fs.StringVar(&s.Server, "server", "", "resync: the server to resync (default all)")
+	fs.StringVar(&s.Agent, "agent", "", "wake: the agent to wake; publish to tool.call: the calling agent")
+	fs.StringVar(&s.Subject, "subject", "", "publish: the subject, e.g. tool.call.<server>.<tool>")
+	payload := fs.String("payload", "", "message body, JSON (for a tool call: its arguments)")
+	missed := fs.String("missed", "skip", "ticks missed while every scheduler was down: skip, or once (fire once on return)")
+	timeout := fs.Duration("timeout", 0, "publish to tool.call: the call's deadline (default 5m)")
+	hdrs := headerFlags{}
+	fs.Var(hdrs, "header", "extra header Name=value (repeatable)")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one schedule name, got %d arguments", fs.NArg())
+	}
+	s.Name = fs.Arg(0)
+	s.Kind = scheduler.Kind(*kind)
+	s.Missed = scheduler.Missed(*missed)
+	s.Timeout = subjects.Duration(*timeout)
+	if len(hdrs) > 0 {
+		s.Headers = hdrs
+	}
+	if *payload != "" {
+		s.Payload = json.RawMessage(*payload)
+	}
+	if err := s.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	nc, js, err := conn.connect("toolbus-schedules", zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := scheduler.Put(ctx, js, s); err != nil {
+		return err
+	}
+	next, _ := s.Next(time.Now())
+	fmt.Printf("schedule %q stored: %s → %s, next run %s\n", s.Name, s.Spec, s.Target(), fmtTime(next, s.TZ))
+	return nil
+}
+
+func schedulesList(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nc, js, err := conn.connect("toolbus-schedules", zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	infos, err := scheduler.List(ctx, js, time.Now())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(infos)
+	}
+	if len(infos) == 0 {
+		fmt.Println("no schedules (config schedules appear here once they have fired)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSPEC\tTZ\tKIND\tTARGET\tNEXT RUN\tLAST FIRE\tSOURCE")
+	for _, in := range infos {
+		s := in.Schedule
+		tz := s.TZ
+		if tz == "" {
+			tz = "UTC"
+		}
+		last := "never"
+		if in.Status != nil {
+			last = fmtTime(in.Status.LastFire, s.TZ)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, tz, s.Kind, s.Target(), fmtTime(in.Next, s.TZ), last, in.Source)
+	}
+	return tw.Flush()
+}
+
+func schedulesRm(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one schedule name, got %d arguments", fs.NArg())
+	}
+	nc, js, err := conn.connect("toolbus-schedules", zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := scheduler.Delete(ctx, js, fs.Arg(0)); err != nil {
+		if errors.Is(err, scheduler.ErrNotFound) {
+			return fmt.Errorf("%w (schedules from a config file are removed by editing the file)", err)
+		}
+		return err
+	}
+	fmt.Printf("schedule %q removed\n", fs.Arg(0))
+	return nil
+}
+
+// schedulesRun runs one scheduler replica: the config file's schedules and
+// the bucket's. Run several for availability; each tick still fires once.
+func schedulesRun(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	configPath := fs.String("config", "", "config file with a schedules: section (default ./toolbus.yaml if present)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(*logLevel)
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	var scheds []scheduler.Schedule
+	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	nc, js, err := conn.connect("toolbus-scheduler", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	return s.Run(ctx)
+}
+
+// parseInterspersed parses flags given before or after the positional
+// arguments ("add nightly --spec @daily" as well as "add --spec @daily nightly").
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+func fmtTime(t time.Time, tz string) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if loc, err := time.LoadLocation(tz); err == nil && tz != "" {
+		t = t.In(loc)
+	} else {
+		t = t.UTC()
+	}
+	return t.Format("2006-01-02 15:04:05 MST")
+}

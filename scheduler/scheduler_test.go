@@ -1,0 +1,489 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"toolbus/internal/natstest"
+	"toolbus/subjects"
+)
+
+// recorder collects the OnFire reports of every replica.
+type recorder struct {
+	mu    sync.Mutex
+	fires []Fire
+}
+
+func (r *recorder) add(f Fire) {
+	r.mu.Lock()
+	r.fires = append(r.fires, f)
+	r.mu.Unlock()
+}
+
+func (r *recorder) count(pred func(Fire) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, f := range r.fires {
+		if pred(f) {
+			n++
+		}
+	}
+	return n
+}
+
+func all(Fire) bool { return true }
+
+// startScheduler runs a scheduler on its own connection until the test ends.
+func startScheduler(t *testing.T, srv *natstest.Server, opts ...Option) context.CancelFunc {
+	t.Helper()
+	js, err := jetstream.New(srv.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(js, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// streamMsgs returns every message stored in a stream on subjects matching filter.
+func streamMsgs(t *testing.T, js jetstream.JetStream, stream, filter string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filter == "" || m.Subject == filter {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func waitWaiters(t *testing.T, c *fakeClock, n int) {
+	t.Helper()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if w := c.Waiters(); w != n {
+			return fmt.Errorf("%d timers pending, want %d", w, n)
+		}
+		return nil
+	})
+}
+
+func TestThreeReplicasFireEachTickOnce(t *testing.T) {
+	for _, spec := range []string{"@every 1s", "* * * * * *"} {
+		t.Run(spec, func(t *testing.T) {
+			t.Parallel()
+			srv := natstest.Start(t)
+			t0 := time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC)
+			clock := newFakeClock(t0)
+			rec := &recorder{}
+			sched := Schedule{Name: "heartbeat", Spec: spec, Kind: KindWake, Agent: "a1"}
+			for range 3 {
+				startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{sched}), WithOnFire(rec.add))
+			}
+			waitWaiters(t, clock, 3)
+			for i := 1; i <= 10; i++ {
+				clock.Advance(time.Second)
+				natstest.CheckFor(t, 10*time.Second, func() error {
+					if n := rec.count(all); n != 3*i {
+						return fmt.Errorf("tick %d: %d publish attempts, want %d", i, n, 3*i)
+					}
+					if w := clock.Waiters(); w != 3 {
+						return fmt.Errorf("tick %d: %d replicas waiting, want 3", i, w)
+					}
+					return nil
+				})
+			}
+			if n := rec.count(func(f Fire) bool { return f.Err != nil }); n != 0 {
+				t.Fatalf("%d publish errors", n)
+			}
+			if n := rec.count(func(f Fire) bool { return !f.Duplicate }); n != 10 {
+				t.Fatalf("%d first publishes, want 10", n)
+			}
+			msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1")
+			perID := map[string]int{}
+			for _, m := range msgs {
+				perID[m.Header.Get(subjects.HeaderCallID)]++
+			}
+			if len(msgs) != 10 {
+				t.Fatalf("%d messages stored, want 10: %v", len(msgs), perID)
+			}
+			for i := 1; i <= 10; i++ {
+				id := fmt.Sprintf("sched:heartbeat:%d", t0.Add(time.Duration(i)*time.Second).Truncate(time.Second).Unix())
+				if perID[id] != 1 {
+					t.Errorf("tick %s stored %d times, want 1", id, perID[id])
+				}
+			}
+		})
+	}
+}
+
+func TestWakeInTimeZone(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	// 2026-03-07 07:00 in New York (EST, UTC-5). DST starts on 2026-03-08.
+	clock := newFakeClock(time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC))
+	sched := Schedule{Name: "morning", Spec: "0 9 * * *", TZ: "America/New_York", Kind: KindWake, Agent: "planner", Payload: json.RawMessage(`{"task":"plan the day"}`)}
+	rec := &recorder{}
+	startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{sched}), WithOnFire(rec.add))
+	waitWaiters(t, clock, 1)
+
+	want := []time.Time{
+		time.Date(2026, 3, 7, 14, 0, 0, 0, time.UTC), // 09:00 EST
+		time.Date(2026, 3, 8, 13, 0, 0, 0, time.UTC), // 09:00 EDT
+	}
+	for i, at := range want {
+		if got := clock.NextAt(); !got.Equal(at) {
+			t.Fatalf("wake %d: timer at %v, want %v", i, got, at)
+		}
+		clock.Set(at.Add(-time.Second))
+		if rec.count(all) != i || clock.Waiters() != 1 {
+			t.Fatalf("wake %d fired a second early", i)
+		}
+		clock.Set(at)
+		natstest.CheckFor(t, 10*time.Second, func() error {
+			if n := rec.count(all); n != i+1 {
+				return fmt.Errorf("%d fires, want %d", n, i+1)
+			}
+			return nil
+		})
+		msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.planner")
+		if len(msgs) != i+1 {
+			t.Fatalf("%d wake messages, want %d", len(msgs), i+1)
+		}
+		m := msgs[i]
+		if got := m.Header.Get(HeaderScheduledAt); got != at.Format(time.RFC3339) {
+			t.Errorf("scheduled at %q, want %q", got, at.Format(time.RFC3339))
+		}
+		if string(m.Data) != `{"task":"plan the day"}` {
+			t.Errorf("payload %s", m.Data)
+		}
+		waitWaiters(t, clock, 1)
+	}
+}
+
+func TestBucketScheduleLive(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 3, 0, time.UTC)
+	clock := newFakeClock(t0)
+	rec := &recorder{}
+	startScheduler(t, srv, WithClock(clock), WithOnFire(rec.add))
+	// Let the scheduler start with an empty bucket.
+	natstest.CheckFor(t, 5*time.Second, func() error {
+		_, err := List(ctx, srv.JS, clock.Now())
+		return err
+	})
+
+	sched := Schedule{Name: "nightly report", Spec: "@every 10s", Kind: KindPublish, Subject: "tool.call.demo.echo",
+		Payload: json.RawMessage(`{"text":"hi"}`), Agent: "reporter", Headers: map[string]string{subjects.HeaderReply: "inbox.reporter"}}
+	if err := Put(ctx, srv.JS, sched); err != nil {
+		t.Fatal(err)
+	}
+	waitWaiters(t, clock, 1)
+	clock.Advance(7 * time.Second) // to 12:00:10
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if n := rec.count(all); n != 1 {
+			return fmt.Errorf("%d fires", n)
+		}
+		return nil
+	})
+	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.demo.echo")
+	if len(msgs) != 1 {
+		t.Fatalf("%d calls stored", len(msgs))
+	}
+	m := msgs[0]
+	tick := time.Date(2026, 3, 1, 12, 0, 10, 0, time.UTC)
+	id := m.Header.Get(subjects.HeaderCallID)
+	if err := subjects.ValidateCallID(id); err != nil || id != CallID("nightly report", tick) || !strings.HasSuffix(id, fmt.Sprint(tick.Unix())) {
+		t.Errorf("call id %q: %v", id, err)
+	}
+	dl, err := subjects.ParseDeadline(m.Header.Get(subjects.HeaderDeadline))
+	if err != nil || !dl.Equal(tick.Add(DefaultCallTimeout)) {
+		t.Errorf("deadline %v, %v", dl, err)
+	}
+	if m.Header.Get(subjects.HeaderAgent) != "reporter" || m.Header.Get(subjects.HeaderReply) != "inbox.reporter" {
+		t.Errorf("headers %v", m.Header)
+	}
+	if string(m.Data) != `{"text":"hi"}` {
+		t.Errorf("body %s", m.Data)
+	}
+
+	infos, err := List(ctx, srv.JS, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].Source != SourceKV || infos[0].Status == nil || !infos[0].Status.LastFire.Equal(tick) ||
+		!infos[0].Next.Equal(tick.Add(10*time.Second)) {
+		t.Fatalf("list: %+v", infos)
+	}
+
+	// A change restarts it with the new spec.
+	waitWaiters(t, clock, 1)
+	sched.Spec = "@every 1m"
+	if err := Put(ctx, srv.JS, sched); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if at := clock.NextAt(); !at.Equal(time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC)) {
+			return fmt.Errorf("timer at %v", at)
+		}
+		return nil
+	})
+
+	// Removal stops it.
+	if err := Delete(ctx, srv.JS, "nightly report"); err != nil {
+		t.Fatal(err)
+	}
+	waitWaiters(t, clock, 0)
+	if err := Delete(ctx, srv.JS, "nightly report"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if infos, _ := List(ctx, srv.JS, clock.Now()); len(infos) != 0 {
+		t.Fatalf("list after delete: %+v", infos)
+	}
+}
+
+func TestMissedTickPolicies(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	t0 := time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC)
+	clock := newFakeClock(t0)
+	scheds := []Schedule{
+		{Name: "skipper", Spec: "0 * * * * *", Kind: KindWake, Agent: "skipper"},
+		{Name: "catcher", Spec: "0 * * * * *", Kind: KindWake, Agent: "catcher", Missed: MissedOnce},
+	}
+	count := func(agent string) int {
+		return len(streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake."+agent))
+	}
+	rec := &recorder{}
+	stop := startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
+	waitWaiters(t, clock, 2)
+	clock.Advance(30 * time.Second) // 12:01:00, both fire
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if n := rec.count(all); n != 2 {
+			return fmt.Errorf("%d fires", n)
+		}
+		return nil
+	})
+	waitWaiters(t, clock, 2)
+	stop()
+
+	// Every replica is down from 12:01:00 to 12:10:45, past the grace
+	// (30s) of the 12:10:00 tick.
+	clock.Set(time.Date(2026, 3, 1, 12, 10, 45, 0, time.UTC))
+	rec2 := &recorder{}
+	startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if n := rec2.count(all); n != 1 {
+			return fmt.Errorf("%d fires on return, want 1", n)
+		}
+		return nil
+	})
+	waitWaiters(t, clock, 2)
+	rec2.mu.Lock()
+	f := rec2.fires[0]
+	rec2.mu.Unlock()
+	if f.Name != "catcher" || !f.CatchUp || !f.Scheduled.Equal(time.Date(2026, 3, 1, 12, 10, 0, 0, time.UTC)) {
+		t.Fatalf("catch-up fire: %+v", f)
+	}
+	if s, c := count("skipper"), count("catcher"); s != 1 || c != 2 {
+		t.Fatalf("after return: skipper %d, catcher %d; want 1, 2", s, c)
+	}
+	// Both resume at the next tick.
+	clock.Advance(15 * time.Second)
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if s, c := count("skipper"), count("catcher"); s != 2 || c != 3 {
+			return fmt.Errorf("skipper %d, catcher %d; want 2, 3", s, c)
+		}
+		return nil
+	})
+}
+
+func TestRestartWithinGraceKeepsDueTick(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	clock := newFakeClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	scheds := []Schedule{{Name: "s", Spec: "0 * * * * *", Kind: KindResync}}
+	rec := &recorder{}
+	stop := startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
+	waitWaiters(t, clock, 1)
+	clock.Advance(30 * time.Second)
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if rec.count(all) != 1 {
+			return errors.New("no fire")
+		}
+		return nil
+	})
+	waitWaiters(t, clock, 1)
+	stop()
+	// Down across the 12:02:00 tick, back 10s later: still on time.
+	clock.Set(time.Date(2026, 3, 1, 12, 2, 10, 0, time.UTC))
+	rec2 := &recorder{}
+	startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if rec2.count(all) != 1 {
+			return errors.New("due tick not fired on restart")
+		}
+		return nil
+	})
+	msgs := streamMsgs(t, srv.JS, subjects.StreamResync, subjects.CatalogResyncAll)
+	if len(msgs) != 2 || msgs[1].Header.Get(HeaderScheduledAt) != "2026-03-01T12:02:00Z" {
+		t.Fatalf("%d resyncs", len(msgs))
+	}
+}
+
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	clock := newFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	for i := range 20 {
+		stop := startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{{Name: "x", Spec: "@hourly", Kind: KindResync, Server: "github"}}))
+		if i%2 == 0 {
+			waitWaiters(t, clock, 1)
+		}
+		stop()
+		stop()
+	}
+	waitWaiters(t, clock, 0)
+}
+
+func TestValidate(t *testing.T) {
+	ok := Schedule{Name: "n", Spec: "@every 10s", Kind: KindResync}
+	cases := []struct {
+		field string
+		mut   func(*Schedule)
+	}{
+		{"name", func(s *Schedule) { s.Name = "" }},
+		{"spec", func(s *Schedule) { s.Spec = "" }},
+		{"spec", func(s *Schedule) { s.Spec = "61 * * * *" }},
+		{"spec", func(s *Schedule) { s.Spec = "CRON_TZ=UTC * * * * *" }},
+		{"tz", func(s *Schedule) { s.TZ = "Mars/Olympus" }},
+		{"kind", func(s *Schedule) { s.Kind = "" }},
+		{"kind", func(s *Schedule) { s.Kind = "email" }},
+		{"agent", func(s *Schedule) { s.Kind = KindWake }},
+		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.>" }},
+		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.only" }},
+		{"payload", func(s *Schedule) { s.Payload = json.RawMessage(`{`) }},
+		{"payload", func(s *Schedule) { s.Kind, s.Subject, s.Payload = KindPublish, "tool.call.a.b", json.RawMessage(`[1]`) }},
+		{"missed", func(s *Schedule) { s.Missed = "twice" }},
+		{"headers", func(s *Schedule) { s.Headers = map[string]string{"Nats-Msg-Id": "x"} }},
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		s := ok
+		c.mut(&s)
+		err := s.Validate()
+		if !errors.Is(err, ErrInvalidSchedule) || !strings.Contains(err.Error(), ": "+c.field+": ") {
+			t.Errorf("%s: err = %v", c.field, err)
+		}
+	}
+	for _, spec := range []string{"0 9 * * *", "*/5 * * * * *", "@hourly", "@daily", "@every 90s", "0 0 9 * * mon-fri"} {
+		s := ok
+		s.Spec = spec
+		if err := s.Validate(); err != nil {
+			t.Errorf("%q: %v", spec, err)
+		}
+	}
+}
+
+func TestNextAlignsIntervals(t *testing.T) {
+	s := Schedule{Name: "n", Spec: "@every 15m", Kind: KindResync}
+	for _, from := range []time.Time{
+		time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		time.Date(2026, 3, 1, 12, 7, 13, 5, time.UTC),
+		time.Date(2026, 3, 1, 12, 14, 59, 999, time.UTC),
+	} {
+		got, err := s.Next(from)
+		if err != nil || !got.Equal(time.Date(2026, 3, 1, 12, 15, 0, 0, time.UTC)) {
+			t.Errorf("Next(%v) = %v, %v", from, got, err)
+		}
+	}
+	c, _ := s.compile()
+	if got := c.latest(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 12, 20, 0, 0, time.UTC)); !got.Equal(time.Date(2026, 3, 1, 12, 15, 0, 0, time.UTC)) {
+		t.Errorf("latest = %v", got)
+	}
+	d := Schedule{Name: "d", Spec: "30 9 * * mon", TZ: "Europe/Paris", Kind: KindResync}
+	dc, err := d.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := dc.latest(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC))
+	if want := time.Date(2026, 3, 2, 8, 30, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("latest weekly = %v, want %v", got, want)
+	}
+}
+
+func TestScheduleFromYAML(t *testing.T) {
+	var ss []Schedule
+	err := yaml.Unmarshal([]byte(`
+- name: morning
+  spec: "0 9 * * mon-fri"
+  tz: America/New_York
+  kind: wake
+  agent: planner
+  payload: {task: plan the day, priority: 2}
+  missed: once
+- name: echo
+  spec: "@every 1h"
+  kind: publish
+  subject: tool.call.demo.echo
+  timeout: 30s
+  headers: {Toolbus-Reply: inbox.me}
+`), &ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 2 || string(ss[0].Payload) != `{"priority":2,"task":"plan the day"}` || ss[0].Missed != MissedOnce ||
+		ss[1].Timeout.D() != 30*time.Second || ss[1].Headers[subjects.HeaderReply] != "inbox.me" || ss[1].Payload != nil {
+		t.Fatalf("%+v", ss)
+	}
+	for _, s := range ss {
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"toolbus/subjects"
+)
+
+// deadLetters consumes the advisories JetStream publishes when a call hit
+// MaxDeliver or was terminated, and for each: copies the call to
+// tool.dead.<server>.<tool> with the reason, answers the caller with a
+// dead_letter error result, and removes the call from the work queue. The
+// advisories are kept in a stream, so one sent while no worker listened is
+// handled later; workers share one durable consumer on it.
+func (w *Worker) deadLetters(ctx context.Context) {
+	var cons jetstream.Consumer
+	var err error
+	for {
+		if cons, err = w.js.CreateOrUpdateConsumer(ctx, subjects.StreamAdvisories, subjects.DeadLetterConsumer()); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn().Err(err).Msg("dead letters: cannot get the advisories consumer yet; retrying")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if err := w.deadLetter(ctx, m.Data()); err != nil {
+			w.log.Error().Err(err).Msg("dead letter not moved; will retry")
+			_ = m.NakWithDelay(2 * time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, jetstream.PullMaxMessages(16))
+	if err != nil {
+		w.log.Error().Err(err).Msg("dead letters: consume")
+		return
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+}
+
+func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
+	var adv subjects.Advisory
+	if err := json.Unmarshal(data, &adv); err != nil {
+		return nil // not ours to fix; drop it
+	}
+	raw, err := w.calls.GetMsg(ctx, adv.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // acked or removed meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("read call %d: %w", adv.StreamSeq, err)
+	}
+	reason := fmt.Sprintf("delivered %d times without an answer (the worker running it died or hung each time)", adv.Deliveries)
+	if adv.Reason != "" || adv.Type == "io.nats.jetstream.advisory.v1.terminated" {
+		reason = "terminated: " + adv.Reason
+	}
+
+	c, _ := decodeCall(raw.Subject, raw.Header, raw.Data)
+	server, tool := c.server, c.tool
+	if server == "" || tool == "" {
+		server, tool = "_invalid", "_invalid"
+	}
+	deadSubj, _ := subjects.ToolDead(server, tool)
+	dead := nats.NewMsg(deadSubj)
+	for k, v := range raw.Header {
+		dead.Header[k] = v
+	}
+	dead.Header.Set(subjects.HeaderDeadReason, reason)
+	dead.Header.Set(subjects.HeaderOrigSubject, raw.Subject)
+	dead.Header.Set("Toolbus-Deliveries", strconv.FormatUint(adv.Deliveries, 10))
+	dead.Header.Set(subjects.HeaderCallID, "dead-"+strconv.FormatUint(adv.StreamSeq, 10))
+	dead.Data = raw.Data
+	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+
+	if c.id != "" {
+		res := &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: int(adv.Deliveries),
+			Status: subjects.StatusError, Error: &subjects.Error{Code: subjects.CodeDeadLetter, Message: reason + "; the call is in " + subjects.StreamDead + " (`toolbus dlq list`)"}}
+		w.answer(res, c.reply, time.Now())
+	}
+	if err := w.calls.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("remove call %d from %s: %w", adv.StreamSeq, subjects.StreamCalls, err)
+	}
+	w.log.Warn().Str("call_id", c.id).Str("server", c.server).Str("tool", c.tool).Str("reason", reason).Msg("call moved to dead letters")
+	return nil
+}

@@ -1,0 +1,152 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"toolbus/client"
+	"toolbus/demo"
+	"toolbus/internal/natstest"
+	"toolbus/mcppool"
+	"toolbus/subjects"
+	"toolbus/worker"
+)
+
+// A call id re-sent after JetStream's duplicate window is a new message, but
+// the result is write-once: the caller gets the first result again and the
+// tool does not run twice.
+func TestResultIsWriteOncePerCallID(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	cfg := subjects.Streams(subjects.StreamOptions{})[0]
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	execLog := t.TempDir() + "/exec.log"
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	pool := mcppool.New(testLog(t))
+	defer pool.Close()
+	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
+	cl, _ := client.New(ns.NC)
+	defer cl.Close()
+
+	id := client.NewCallID()
+	first := call(t, cl, "demo", "count", map[string]string{"key": id}, client.WithCallID(id))
+	time.Sleep(300 * time.Millisecond) // outlive the 100ms duplicate window
+	second := call(t, cl, "demo", "count", map[string]string{"key": id}, client.WithCallID(id))
+	if first.Status != subjects.StatusOK || text(t, first) != "1" || text(t, second) != "1" {
+		t.Fatalf("first %s, second %s: want both to say 1 execution", first.Result, second.Result)
+	}
+	log, _ := os.ReadFile(execLog)
+	if n := strings.Count(string(log), "count "+id); n != 1 {
+		t.Fatalf("tool ran %d times", n)
+	}
+}
+
+// A call delivered MaxDeliver times without an ack ends in TOOL_DEAD with
+// its reason, out of the work queue, and its caller hears dead_letter —
+// even though no worker was running when JetStream gave up on it.
+func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	cc := subjects.WorkerConsumer(0, time.Second, 2)
+	cons, err := ns.JS.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := nats.NewInbox()
+	replies, _ := ns.NC.SubscribeSync(inbox)
+	id := client.NewCallID()
+	m := nats.NewMsg("tool.call.demo.add")
+	m.Header.Set(subjects.HeaderCallID, id)
+	m.Header.Set(subjects.HeaderReply, inbox)
+	m.Data = []byte(`{"a":1,"b":2}`)
+	if _, err := ns.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// A "worker" that takes the call and dies without answering, twice.
+	for i := 0; i < 2; i++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range batch.Messages() {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: got %d messages", i+1, n)
+		}
+	}
+	// JetStream gives up after the next AckWait; now a real worker starts.
+	pool := mcppool.New(testLog(t))
+	defer pool.Close()
+	startWorker(t, ns.Conn(t), pool, worker.Config{AckWait: time.Second, MaxDeliver: 2}, testLog(t))
+
+	r, err := replies.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("caller heard nothing: %v", err)
+	}
+	var res subjects.Result
+	_ = json.Unmarshal(r.Data, &res)
+	if res.CallID != id || res.Error == nil || res.Error.Code != subjects.CodeDeadLetter {
+		t.Fatalf("result %+v, want dead_letter", res)
+	}
+	dead, err := ns.JS.Stream(ctx, subjects.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := dead.GetLastMsgForSubject(ctx, "tool.dead.demo.add")
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	if dm.Header.Get(subjects.HeaderDeadReason) == "" || string(dm.Data) != `{"a":1,"b":2}` || dm.Header.Get(subjects.HeaderOrigSubject) != "tool.call.demo.add" {
+		t.Fatalf("dead letter %v %s", dm.Header, dm.Data)
+	}
+	natstest.CheckFor(t, 5*time.Second, func() error {
+		s, err := ns.JS.Stream(ctx, subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d calls still queued", n)
+		}
+		return nil
+	})
+}
+
+// A call cancelled while it waits in the queue is answered "cancelled"
+// without running.
+func TestCancelQueuedCall(t *testing.T) {
+	r := newRig(t, worker.Config{Concurrency: 1}, 1)
+	// Occupy the only slot.
+	blocker := make(chan *subjects.Result, 1)
+	go func() { blocker <- call(t, r.client, "demo-http", "sleep", `{"ms":1500}`) }()
+	time.Sleep(200 * time.Millisecond)
+	id := client.NewCallID()
+	done := make(chan *subjects.Result, 1)
+	go func() { done <- call(t, r.client, "demo-http", "echo", `{"message":"x"}`, client.WithCallID(id)) }()
+	time.Sleep(200 * time.Millisecond)
+	if err := r.client.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("got %+v, want cancelled", res)
+	}
+	<-blocker
+}
