@@ -28,25 +28,26 @@ func init() {
 		timeout := fs.Duration("timeout", 60*time.Second, "deadline for the call (the worker cancels the tool after it)")
 		agent := fs.String("agent", os.Getenv("TOOLBUS_AGENT"), "agent id sent with the call (env TOOLBUS_AGENT)")
 		asJSON := fs.Bool("json", false, "print the whole result as JSON (for scripts)")
-		id := fs.String("id", "", "call id (default: random); re-sending an id inside 2 minutes runs it once")
+		id := fs.String("id", "", "call id (default: random); re-sending an id gets its stored result, it does not run twice")
 		progress := fs.Bool("progress", false, "print the tool's progress notifications to stderr")
-		if err := fs.Parse(args); err != nil {
+		pos, err := parseArgs(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() < 2 || fs.NArg() > 3 {
-			return usagef("want <server> <tool> [json-arguments | -], got %d arguments", fs.NArg())
+		if len(pos) < 2 || len(pos) > 3 {
+			return usagef("want <server> <tool> [json-arguments | -], got %d arguments", len(pos))
 		}
-		server, tool := fs.Arg(0), fs.Arg(1)
+		server, tool := pos[0], pos[1]
 		body := []byte("{}")
-		if fs.NArg() == 3 {
-			if fs.Arg(2) == "-" {
+		if len(pos) == 3 {
+			if pos[2] == "-" {
 				b, err := io.ReadAll(os.Stdin)
 				if err != nil {
 					return fmt.Errorf("read arguments from stdin: %w", err)
 				}
 				body = b
 			} else {
-				body = []byte(fs.Arg(2))
+				body = []byte(pos[2])
 			}
 		}
 		if t := bytes.TrimSpace(body); len(t) > 0 && !json.Valid(t) {

@@ -12,9 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"toolbus/bridge"
 	"toolbus/broker"
 	"toolbus/config"
 	"toolbus/mcppool"
+	"toolbus/scheduler"
 	"toolbus/subjects"
 	"toolbus/worker"
 )
@@ -162,6 +164,14 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 
 	svc := &services{}
 	svc.run(ctx, "worker", w.Run)
+	if all {
+		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
+			return err
+		}
+		if err := startBridge(ctx, svc, js, cfg, log); err != nil {
+			return err
+		}
+	}
 	err = svc.wait()
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		log.Debug().Err(derr).Msg("drain")
@@ -203,4 +213,48 @@ func (s *services) run(ctx context.Context, name string, f func(context.Context)
 func (s *services) wait() error {
 	s.wg.Wait()
 	return s.err
+}
+
+// startScheduler runs the cron scheduler with the config's schedules plus
+// the default catalog resync (sync.interval, 15m unless set; 0 disables).
+func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+	var scheds []scheduler.Schedule
+	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	every := 15 * time.Minute
+	if cfg.Sync.Interval != nil {
+		every = cfg.Sync.Interval.D()
+	}
+	if every > 0 {
+		scheds = append(scheds, scheduler.Schedule{Name: "catalog-resync", Spec: "@every " + every.String(), Kind: scheduler.KindResync})
+	}
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	if err != nil {
+		return err
+	}
+	svc.run(ctx, "scheduler", s.Run)
+	return nil
+}
+
+// startBridge serves the webhook bridge on bridge.addr (default
+// 127.0.0.1:8088; "off" disables it).
+func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+	addr := cfg.Bridge.Addr
+	if addr == "off" {
+		return nil
+	}
+	if addr == "" {
+		addr = defaultBridgeAddr
+	}
+	hooks, src, err := loadHooks(cfg, "")
+	if err != nil {
+		return err
+	}
+	b, err := bridge.New(js, hooks, log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	svc.run(ctx, "bridge", func(ctx context.Context) error { return b.Run(ctx, addr) })
+	return nil
 }

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"toolbus/subjects"
+	toolsync "toolbus/sync"
+)
+
+// Which wins, the config file or `servers add`: `toolbus serve` upserts the
+// servers of its config file into the registry at start, so the file wins
+// at every start; `servers add` / `servers rm` change the registry at once
+// and last until the next start that lists the same name. A server added
+// only with `servers add` stays until `servers rm`.
+
+// pairFlags collects repeated Name=value flags (--env, --header).
+type pairFlags map[string]string
+
+func (p pairFlags) String() string { return "" }
+
+func (p pairFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want NAME=value, got %q", v)
+	}
+	p[k] = val
+	return nil
+}
+
+// listFlags collects a repeated flag (--arg).
+type listFlags []string
+
+func (l *listFlags) String() string { return strings.Join(*l, " ") }
+
+func (l *listFlags) Set(v string) error { *l = append(*l, v); return nil }
+
+func init() {
+	c := &command{
+		name:    "servers",
+		summary: "register, list, show or remove MCP servers",
+		usage: `toolbus servers add [flags] <name> ['{"transport":"http","url":...}']
+       toolbus servers list [--json]
+       toolbus servers show <name>
+       toolbus servers rm <name>
+
+Secrets (--auth-token, headers and env under names like Authorization,
+X-Api-Key, *TOKEN*, *SECRET*) are stored encrypted under $TOOLBUS_SECRET_KEY
+(32 bytes, base64: openssl rand -base64 32), or give references such as
+env:GITHUB_TOKEN, read where the server is dialed. They are never printed.
+toolbus serve upserts its config file's servers at every start, so for a name
+in both, the file wins at the next start.`,
+	}
+	c.run = func(ctx context.Context, args []string) error {
+		if len(args) == 0 {
+			newFlags(c).Usage()
+			return usagef("want a subcommand: add, list, show or rm")
+		}
+		switch args[0] {
+		case "add", "put":
+			return serversAdd(ctx, c, args[1:])
+		case "list", "ls":
+			return serversList(ctx, c, args[1:])
+		case "show", "get":
+			return serversShow(ctx, c, args[1:])
+		case "rm", "remove", "delete":
+			return serversRm(ctx, c, args[1:])
+		case "-h", "--help", "help":
+			newFlags(c).Usage()
+			return flag.ErrHelp
+		}
+		return usagef("unknown subcommand %q: want add, list, show or rm", args[0])
+	}
+	register(c)
+}
+
+// registryConn is an open registry and the connection under it.
+type registryConn struct {
+	*toolsync.Registry
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func (r *registryConn) Close() { r.nc.Close() }
+
+// openRegistry connects and opens the registry.
+func openRegistry(ctx context.Context, conn *connFlags, name string, opts ...toolsync.RegistryOption) (*registryConn, error) {
+	log := newLogger("warn")
+	nc, js, err := conn.connect(name, log)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := toolsync.NewRegistry(ctx, js, append([]toolsync.RegistryOption{toolsync.WithRegistryLogger(log)}, opts...)...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &registryConn{Registry: reg, nc: nc, js: js}, nil
+}
+
+func serversAdd(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	var srv subjects.Server
+	transport := fs.String("transport", "", "stdio, sse or http (streamable HTTP); default: stdio with --command, else http")
+	fs.StringVar(&srv.Command, "command", "", "stdio: the command to run")
+	var argv listFlags
+	fs.Var(&argv, "arg", "stdio: an argument (repeat for more)")
+	envs := pairFlags{}
+	fs.Var(envs, "env", "stdio: NAME=value for the process (repeat; secret names are encrypted; value env:NAME refers to this host's env)")
+	fs.StringVar(&srv.Dir, "dir", "", "stdio: working directory")
+	fs.StringVar(&srv.URL, "url", "", "sse/http: the server's URL")
+	hdrs := pairFlags{}
+	fs.Var(hdrs, "header", "sse/http: Name=value sent on every request (repeat)")
+	fs.StringVar(&srv.AuthHeader, "auth-header", "", `header carrying --auth-token (default "Authorization: Bearer <token>")`)
+	fs.StringVar(&srv.AuthToken, "auth-token", "", "sse/http: token (stored encrypted), or env:NAME")
+	fs.StringVar(&srv.ProtocolVersion, "protocol-version", "", "pin the MCP protocol version (default: negotiate)")
+	connectTimeout := fs.Duration("connect-timeout", 0, "connect plus handshake bound (default 15s)")
+	callTimeout := fs.Duration("call-timeout", 0, "bound of a call without a deadline (default 60s)")
+	fs.IntVar(&srv.MaxConcurrency, "max-concurrency", 0, "in-flight calls per worker (default 64)")
+	fs.BoolVar(&srv.RetryUnsafe, "retry-unsafe", false, "re-run destructive, non-idempotent tools after a worker crash")
+	local := fs.Bool("local", false, "sync in this process instead of asking the running sync replicas")
+	wait := fs.Duration("wait", 20*time.Second, "how long to wait for the first sync's outcome (0: don't wait)")
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 || len(rest) > 2 {
+		return usagef("want <name> and optionally a JSON object")
+	}
+	if len(rest) == 2 {
+		var js subjects.Server
+		dec := json.NewDecoder(strings.NewReader(rest[1]))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&js); err != nil {
+			return usagef("the server JSON: %v", err)
+		}
+		// Flags given explicitly win over the JSON.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		merge(&js, srv, set)
+		srv = js
+		if set["transport"] {
+			srv.Transport = subjects.Transport(*transport)
+		}
+	} else if *transport != "" {
+		srv.Transport = subjects.Transport(*transport)
+	}
+	srv.Name = rest[0]
+	if len(argv) > 0 {
+		srv.Args = argv
+	}
+	if len(envs) > 0 {
+		srv.Env = envs
+	}
+	if len(hdrs) > 0 {
+		srv.Headers = hdrs
+	}
+	if *connectTimeout > 0 {
+		srv.ConnectTimeout = subjects.Duration(*connectTimeout)
+	}
+	if *callTimeout > 0 {
+		srv.CallTimeout = subjects.Duration(*callTimeout)
+	}
+	if srv.Transport == "" {
+		switch {
+		case srv.Command != "":
+			srv.Transport = subjects.TransportStdio
+		case strings.HasSuffix(strings.TrimRight(srv.URL, "/"), "/sse"):
+			srv.Transport = subjects.TransportSSE
+		case srv.URL != "":
+			srv.Transport = subjects.TransportHTTP
+		}
+	}
+	var opts []toolsync.RegistryOption
+	if *local {
+		opts = append(opts, toolsync.WithoutResyncOnPut())
+	}
+	reg, err := openRegistry(ctx, conn, "toolbus servers add", opts...)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	before, _ := reg.Status(ctx, srv.Name)
+	if err := reg.Put(ctx, srv); err != nil {
+		return err
+	}
+	fmt.Printf("registered %s (%s)\n", srv.Name, srv.Transport)
+	if *local {
+		s := toolsync.NewSyncer(reg.js, reg.Registry, toolsync.Config{}, toolsync.WithSyncLogger(newLogger("error")))
+		d, err := s.SyncServer(ctx, srv.Name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warning: first sync failed (the server stays registered): %v\n", err)
+			return nil
+		}
+		printDiff(os.Stdout, d)
+		return nil
+	}
+	if *wait <= 0 {
+		fmt.Println("sync queued")
+		return nil
+	}
+	deadline := time.Now().Add(*wait)
+	for time.Now().Before(deadline) {
+		st, err := reg.Status(ctx, srv.Name)
+		if err == nil && st.At.After(before.At) {
+			printStatus(os.Stdout, st)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(os.Stderr, "no sync replica answered within %s: is toolbus serve running? The sync stays queued; or run: toolbus sync %s\n", *wait, srv.Name)
+	return nil
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}
+
+// merge copies the explicitly set flag values of f over j.
+func merge(j *subjects.Server, f subjects.Server, set map[string]bool) {
+	if set["command"] {
+		j.Command = f.Command
+	}
+	if set["dir"] {
+		j.Dir = f.Dir
+	}
+	if set["url"] {
+		j.URL = f.URL
+	}
+	if set["auth-header"] {
+		j.AuthHeader = f.AuthHeader
+	}
+	if set["auth-token"] {
+		j.AuthToken = f.AuthToken
+	}
+	if set["protocol-version"] {
+		j.ProtocolVersion = f.ProtocolVersion
+	}
+	if set["max-concurrency"] {
+		j.MaxConcurrency = f.MaxConcurrency
+	}
+	if set["retry-unsafe"] {
+		j.RetryUnsafe = f.RetryUnsafe
+	}
+}
+
+func serversList(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON (secrets redacted)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	reg, err := openRegistry(ctx, conn, "toolbus servers list")
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	srvs, err := reg.List(ctx)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Server subjects.Server     `json:"server"`
+		Status subjects.SyncStatus `json:"status"`
+	}
+	rows := make([]row, 0, len(srvs))
+	for _, s := range srvs {
+		st, _ := reg.Status(ctx, s.Name)
+		rows = append(rows, row{Server: reg.Redact(s), Status: st})
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	if len(rows) == 0 {
+		fmt.Println("no servers registered (toolbus servers add, or list them in toolbus.yaml)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER\tTRANSPORT\tTARGET\tTOOLS\tSYNC\tLAST SYNC")
+	for _, r := range rows {
+		target := r.Server.URL
+		if r.Server.Transport == subjects.TransportStdio {
+			target = strings.TrimSpace(r.Server.Command + " " + strings.Join(r.Server.Args, " "))
+		}
+		if len(target) > 50 {
+			target = target[:49] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Server.Name, r.Server.Transport, target, r.Status.Tools, syncState(r.Status), ago(r.Status.At))
+	}
+	return tw.Flush()
+}
+
+func syncState(st subjects.SyncStatus) string {
+	switch {
+	case st.OK:
+		return "ok"
+	case st.ErrorClass != "":
+		return string(st.ErrorClass)
+	}
+	return "pending"
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func serversShow(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one server name")
+	}
+	reg, err := openRegistry(ctx, conn, "toolbus servers show")
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	srv, err := reg.Get(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st, _ := reg.Status(ctx, srv.Name)
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Server subjects.Server     `json:"server"`
+		Status subjects.SyncStatus `json:"status"`
+	}{reg.Redact(srv), st})
+}
+
+func serversRm(ctx context.Context, c *command, args []string) error {
+	fs := newFlags(c)
+	conn := addConnFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one server name")
+	}
+	reg, err := openRegistry(ctx, conn, "toolbus servers rm")
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	name := fs.Arg(0)
+	if err := reg.Delete(ctx, name); err != nil {
+		if errors.Is(err, toolsync.ErrNotFound) {
+			return fmt.Errorf("no server %q is registered (toolbus servers list)", name)
+		}
+		return err
+	}
+	fmt.Printf("removed %s and its tools\n", name)
+	return nil
+}
+
+func printStatus(w *os.File, st subjects.SyncStatus) {
+	if st.OK {
+		fmt.Fprintf(w, "synced %s: %d tools (%.0f ms)\n", st.Server, st.Tools, st.DurationMS)
+		if st.Message != "" {
+			fmt.Fprintln(w, "  "+st.Message)
+		}
+		return
+	}
+	fmt.Fprintf(w, "sync of %s failed (%s): %s\nThe server stays registered; fix it and run: toolbus sync %s\n", st.Server, st.ErrorClass, st.Message, st.Server)
+}
+
+func printDiff(w *os.File, d toolsync.Diff) {
+	if d.Empty() {
+		fmt.Fprintf(w, "%s: no changes (%d tools)\n", d.Server, d.Unchanged)
+	} else {
+		fmt.Fprintf(w, "%s: %d added, %d updated, %d removed, %d unchanged\n", d.Server, len(d.Added), len(d.Updated), len(d.Removed), d.Unchanged)
+	}
+	line := func(sign string, names []string) {
+		sorted := append([]string(nil), names...)
+		sort.Strings(sorted)
+		for _, n := range sorted {
+			fmt.Fprintf(w, "  %s %s\n", sign, n)
+		}
+	}
+	line("+", d.Added)
+	line("~", d.Updated)
+	line("-", d.Removed)
+	for _, n := range d.Held {
+		fmt.Fprintf(w, "  held until approved: %s (toolbus tools approve %s %s)\n", n, d.Server, n)
+	}
+	for _, n := range d.Skipped {
+		fmt.Fprintf(w, "  skipped: %s\n", n)
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	toolsync "toolbus/sync"
+)
+
+func init() {
+	c := &command{
+		name:    "sync",
+		summary: "list a server's tools (or every server's) into the catalog and print the diff",
+		usage: `toolbus sync [flags] [server]
+
+Runs the sync in this process: stdio servers start here, and env: secrets are
+read from this environment. --queue instead asks the running sync replicas.`,
+	}
+	c.run = func(ctx context.Context, args []string) error {
+		fs := newFlags(c)
+		conn := addConnFlags(fs)
+		hold := fs.Bool("hold-changed", false, "hold tools whose definition changed until `toolbus tools approve` (as sync.hold_changed in toolbus.yaml)")
+		queue := fs.Bool("queue", false, "queue the sync for the running replicas instead of running it here")
+		level := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() > 1 {
+			return usagef("want at most one server name")
+		}
+		server := fs.Arg(0)
+		reg, err := openRegistry(ctx, conn, "toolbus sync", toolsync.WithoutResyncOnPut())
+		if err != nil {
+			return err
+		}
+		defer reg.Close()
+		if *queue {
+			if err := toolsync.RequestResync(ctx, reg.js, server); err != nil {
+				return err
+			}
+			fmt.Println("sync queued")
+			return nil
+		}
+		s := toolsync.NewSyncer(reg.js, reg.Registry, toolsync.Config{HoldChanged: *hold}, toolsync.WithSyncLogger(newLogger(*level)))
+		if server != "" {
+			d, err := s.SyncServer(ctx, server)
+			if err != nil {
+				if errors.Is(err, toolsync.ErrNotFound) {
+					return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
+				}
+				return err
+			}
+			printDiff(os.Stdout, d)
+			return nil
+		}
+		diffs, err := s.SyncAll(ctx)
+		names := make([]string, 0, len(diffs))
+		for n := range diffs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			printDiff(os.Stdout, diffs[n])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return exitError{code: 1}
+		}
+		return nil
+	}
+	register(c)
+}
