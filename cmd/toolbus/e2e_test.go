@@ -1,0 +1,217 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"toolbus/client"
+	"toolbus/internal/natstest"
+	"toolbus/internal/testbin"
+	"toolbus/subjects"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serve starts `toolbus serve` as a user would, in dir, and returns the NATS
+// URL; it is stopped with SIGTERM at the end and must exit 0.
+func serve(t *testing.T, bin, dir string, args ...string) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(bin, append([]string{"serve", "--port", fmt.Sprint(port)}, args...)...)
+	cmd.Dir = dir
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("serve exited with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("serve did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Logf("serve.log:\n%s", b)
+		}
+	})
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+		if !bytes.Contains(b, []byte("worker consuming tool calls")) {
+			return fmt.Errorf("worker not up yet")
+		}
+		return nil
+	})
+	return url
+}
+
+func run(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// The README's walk-through: `toolbus serve` on a fresh directory (no
+// config: the built-in demo server), then `toolbus call demo add` prints 5.
+func TestReadmeWalkthrough(t *testing.T) {
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	dir := t.TempDir()
+	url := serve(t, bin, dir)
+	env := []string{"NATS_URL=" + url}
+
+	out, errOut, code := run(t, env, bin, "call", "demo", "add", `{"a":2,"b":3}`)
+	if code != 0 || out != "5\n" {
+		t.Fatalf("call demo add: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, _, code = run(t, env, bin, "call", "demo", "echo", `{"message":"hi"}`, "--json")
+	var res subjects.Result
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Status != subjects.StatusOK {
+		t.Fatalf("--json: exit %d, %q", code, out)
+	}
+	_, errOut, code = run(t, env, bin, "call", "demo", "fail", `{"message":"no"}`)
+	if code != 1 || !strings.Contains(errOut, "tool error: no") {
+		t.Fatalf("fail: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = run(t, env, bin, "call", "nope", "add", `{}`)
+	if code != 1 || !strings.Contains(errOut, "unknown_server") {
+		t.Fatalf("unknown server: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = run(t, env, bin, "call", "demo", "add", `{"a":`)
+	if code != 2 || !strings.Contains(errOut, "not valid JSON") {
+		t.Fatalf("bad JSON: exit %d, stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
+		t.Fatalf("data dir not under ./data: %v", err)
+	}
+}
+
+// The README's JavaScript example, run with the nats client from npm.
+func TestJavaScriptExample(t *testing.T) {
+	node, err := exec.LookPath("node")
+	mods, _ := filepath.Abs("../../testdata/node/node_modules")
+	if err != nil {
+		t.Skip("node not installed: skipping the nats.js example (install Node.js and run make test-deps)")
+	}
+	if _, err := os.Stat(filepath.Join(mods, "nats")); err != nil {
+		t.Skip("testdata/node/node_modules/nats missing: run `make test-deps`")
+	}
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	url := serve(t, bin, t.TempDir())
+	example, _ := filepath.Abs("../../examples/call.js")
+	env := []string{"NATS_URL=" + url, "NODE_PATH=" + mods}
+	out, errOut, code := run(t, env, node, example, "demo", "add", `{"a":2,"b":3}`)
+	if code != 0 || out != "5\n" {
+		t.Fatalf("node example: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	_, errOut, code = run(t, env, node, example, "demo", "add", `[1]`)
+	if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
+		t.Fatalf("node example with bad args: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// A webhook routed to a tool call produces a result from the demo MCP
+// server, end to end through `toolbus serve`.
+func TestWebhookToToolCall(t *testing.T) {
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	dir := t.TempDir()
+	bridgePort := freePort(t)
+	cfg := fmt.Sprintf(`
+bridge:
+  addr: 127.0.0.1:%d
+servers:
+  demo:
+    command: %s
+    args: [demo]
+    protocol_version: "2025-11-25"
+hooks:
+  - name: adder
+    auth: bearer
+    token: s3cret
+    route: tool
+    server: demo
+    tool: add
+    args: {a: x, b: y}
+`, bridgePort, bin)
+	if err := os.WriteFile(filepath.Join(dir, "toolbus.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, bin, dir)
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/hooks/adder", bridgePort), strings.NewReader(`{"x":40,"y":2}`))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc struct {
+		EventID string `json:"event_id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&acc)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || acc.EventID == "" {
+		t.Fatalf("bridge answered %d %+v", resp.StatusCode, acc)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cl, _ := client.New(nc)
+	defer cl.Close()
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		res, err := cl.Result(context.Background(), acc.EventID)
+		if err != nil {
+			return err
+		}
+		if res.Status != subjects.StatusOK || !strings.Contains(string(res.Result), `"42"`) {
+			return fmt.Errorf("result %+v %s", res, res.Result)
+		}
+		return nil
+	})
+}
