@@ -85,6 +85,7 @@ func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
 	dead.Header.Set(subjects.HeaderOrigSubject, raw.Subject)
 	dead.Header.Set("Toolbus-Deliveries", strconv.FormatUint(adv.Deliveries, 10))
 	dead.Header.Set(subjects.HeaderCallID, "dead-"+strconv.FormatUint(adv.StreamSeq, 10))
+	dead.Header.Set(headerOrigCallID, c.id)
 	dead.Data = raw.Data
 	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)

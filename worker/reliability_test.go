@@ -95,6 +95,12 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	// JetStream gives up after the next AckWait; now a real worker starts.
 	pool := mcppool.New(testLog(t))
 	defer pool.Close()
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, worker.Config{AckWait: time.Second, MaxDeliver: 2}, testLog(t))
 
 	r, err := replies.NextMsg(20 * time.Second)
@@ -127,6 +133,31 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 		}
 		return nil
 	})
+
+	// `toolbus dlq list` / `replay`: the dead call runs again under a new id.
+	dls, err := worker.ListDeadLetters(ctx, ns.JS, 0)
+	if err != nil || len(dls) != 1 || dls[0].CallID != id || dls[0].Server != "demo" || dls[0].Tool != "add" {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	newID, err := worker.ReplayDeadLetter(ctx, ns.JS, dls[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := client.New(ns.NC)
+	defer cl.Close()
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		res, err := cl.Result(ctx, newID)
+		if err != nil {
+			return err
+		}
+		if res.Status != subjects.StatusOK || !strings.Contains(string(res.Result), `"3"`) {
+			return fmt.Errorf("replayed result %+v", res)
+		}
+		return nil
+	})
+	if dls, _ := worker.ListDeadLetters(ctx, ns.JS, 0); len(dls) != 0 {
+		t.Fatalf("replayed dead letter still listed: %+v", dls)
+	}
 }
 
 // A call cancelled while it waits in the queue is answered "cancelled"
