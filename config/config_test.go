@@ -68,12 +68,12 @@ func TestParseClaudeDesktopJSON(t *testing.T) {
 
 func TestParseErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
-		"servers:\n  x:\n    transport: stdio\n":                         "servers.x: command: required for transport stdio",
-		"servers:\n  x:\n    transport: smtp\n    command: a\n":          `servers.x: transport: "smtp" is not one of stdio, sse, http`,
-		"servers:\n  x:\n    url: ftp://h/\n":                            `servers.x: url: "ftp://h/" is not an http(s) URL`,
-		"mcpServers:\n  y:\n    type: pigeon\n    command: a\n":          `mcpServers.y: type: "pigeon"`,
-		"worker:\n  concurrenc: 3\n":                                     "line 2: field concurrenc not found",
-		"worker:\n  ack_wait: soon\n":                                    `"soon" is not a duration`,
+		"servers:\n  x:\n    transport: stdio\n":                              "servers.x: command: required for transport stdio",
+		"servers:\n  x:\n    transport: smtp\n    command: a\n":               `servers.x: transport: "smtp" is not one of stdio, sse, http`,
+		"servers:\n  x:\n    url: ftp://h/\n":                                 `servers.x: url: "ftp://h/" is not an http(s) URL`,
+		"mcpServers:\n  y:\n    type: pigeon\n    command: a\n":               `mcpServers.y: type: "pigeon"`,
+		"worker:\n  concurrenc: 3\n":                                          "line 2: field concurrenc not found",
+		"worker:\n  ack_wait: soon\n":                                         `"soon" is not a duration`,
 		"servers:\n  a:\n    command: x\nmcpServers:\n  a:\n    command: y\n": "mcpServers.a: also defined under servers",
 	}
 	for in, want := range cases {
@@ -92,5 +92,16 @@ func TestDefaultHasDemo(t *testing.T) {
 	}
 	if err := demo.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The documented example must stay loadable.
+func TestExampleFileLoads(t *testing.T) {
+	c, err := Load("../toolbus.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Servers["demo"].Args[0] != "demo" || len(c.Hooks) == 0 || len(c.Schedules) == 0 {
+		t.Fatalf("example config: %+v", c)
 	}
 }
