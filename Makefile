@@ -20,10 +20,17 @@ run: build
 # Test tools: a standalone nats-server (for tests that kill and restart it)
 # and the npm packages the cross-language tests use. Tests that need npm
 # skip with a message when node is absent.
-test-deps: $(BIN)/nats-server testdata/node/node_modules/.installed
+test-deps: $(BIN)/nats-server $(BIN)/nats testdata/node/node_modules/.installed
 
 $(BIN)/nats-server:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_VER)
+
+# The nats CLI, for the README's natscli example (v0.4.0 builds here; @latest is refused).
+$(BIN)/nats:
+	rm -rf $(BIN)/.natscli && mkdir -p $(BIN)/.natscli
+	cd $(BIN)/.natscli && $(GO) mod init scratch >/dev/null 2>&1 && \
+		$(GO) get github.com/nats-io/natscli/nats@v0.4.0 && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
+	rm -rf $(BIN)/.natscli
 
 testdata/node/node_modules/.installed: testdata/node/package.json
 	@if command -v npm >/dev/null 2>&1; then \
@@ -32,7 +39,7 @@ testdata/node/node_modules/.installed: testdata/node/package.json
 
 test: build test-deps
 	$(GO) vet ./...
-	TOOLBUS_NATS_SERVER=$(BIN)/nats-server $(GO) test -race -count=1 -timeout 20m ./...
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server TOOLBUS_NATS_CLI=$(BIN)/nats $(GO) test -race -count=1 -timeout 20m ./...
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -count=1 -timeout 20m -run 'TestFault' ./faulttest/ -v 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\|)' || true
 
 bench: build

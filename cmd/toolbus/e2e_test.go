@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -214,4 +215,76 @@ hooks:
 		}
 		return nil
 	})
+}
+
+// The README's natscli example, run with the nats CLI that `make test-deps`
+// builds (TOOLBUS_NATS_CLI).
+func TestNatsCLIExample(t *testing.T) {
+	cli := os.Getenv("TOOLBUS_NATS_CLI")
+	if cli == "" {
+		t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
+	}
+	if _, err := os.Stat(cli); err != nil {
+		t.Skipf("nats CLI %s missing: run `make test-deps`", cli)
+	}
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	url := serve(t, bin, t.TempDir())
+	env := append(os.Environ(), "NATS_URL="+url)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// --count 2: a probe that tells the subscription is live, then the result.
+	sub := exec.CommandContext(ctx, cli, "sub", "_INBOX.me.>", "--count", "2")
+	sub.Env = env
+	var subOut syncBuffer
+	sub.Stdout, sub.Stderr = &subOut, &subOut
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Process.Kill()
+	probe, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if strings.Contains(subOut.String(), "_INBOX.me.probe") {
+			return nil
+		}
+		_ = probe.Publish("_INBOX.me.probe", []byte("ping"))
+		_ = probe.Flush()
+		return fmt.Errorf("nats sub not live yet")
+	})
+	out, errOut, code := run(t, []string{"NATS_URL=" + url}, cli, "pub", "tool.call.demo.add", `{"a":2,"b":3}`, "-H", "Nats-Msg-Id:call-0001", "-H", "Toolbus-Reply:_INBOX.me.call-0001")
+	if code != 0 {
+		t.Fatalf("nats pub: %d %s %s", code, out, errOut)
+	}
+	if err := sub.Wait(); err != nil {
+		t.Fatalf("nats sub: %v\n%s", err, subOut.String())
+	}
+	if !strings.Contains(subOut.String(), `"text":"5"`) {
+		t.Fatalf("nats sub got:\n%s", subOut.String())
+	}
+	out, errOut, code = run(t, []string{"NATS_URL=" + url}, cli, "stream", "get", "TOOL_RESULTS", "--last-for", "tool.result.call-0001")
+	if code != 0 || !strings.Contains(out, `"call_id":"call-0001"`) || !strings.Contains(out, `"text":"5"`) {
+		t.Fatalf("nats stream get: %d\n%s%s", code, out, errOut)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.
+type syncBuffer struct {
+	mu  gosync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
