@@ -3,6 +3,7 @@ package mcppool
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +99,7 @@ func Dial(ctx context.Context, srv subjects.Server, o DialOptions) (*client.Clie
 // conn is a dialled session with what the pool needs beyond the client.
 type conn struct {
 	client *client.Client
+	tr     transport.Interface // the wrapped transport, for the raw call path
 	server string
 	target string // URL or command, for messages
 	hooks  *hooks
@@ -180,6 +183,7 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 	if o.DiscoverTimeout != 0 {
 		copts = append(copts, client.WithDiscoverTimeout(o.DiscoverTimeout))
 	}
+	c.tr = tr
 	c.client = client.NewClient(tr, copts...)
 	c.client.OnConnectionLost(func(err error) {
 		if err == nil {
@@ -381,6 +385,7 @@ func (c *conn) newStdio(srv subjects.Server, o DialOptions) (transport.Interface
 		return cmd, nil
 	}
 	st := transport.NewStdioWithOptions(srv.Command, env, srv.Args, transport.WithCommandFunc(cmdFunc))
+	c.hooks.notify = st.SendNotification
 	return &stdioTransport{Stdio: st, h: c.hooks}, nil
 }
 
@@ -559,3 +564,58 @@ func (t *sseTransport) Close() error {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// callRaw runs tools/call straight on the transport, for sessions on a
+// protocol before 2026-07-28 (which need no per-request _meta). The
+// CallToolResult comes back as the server sent it: no decode into mcp-go's
+// types and no re-encode, which is most of a call's CPU on our side. Only
+// isError is read from it.
+func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string) (json.RawMessage, bool, error) {
+	name, _ := json.Marshal(tool)
+	p := make([]byte, 0, len(args)+len(name)+64)
+	p = append(p, `{"name":`...)
+	p = append(p, name...)
+	if len(args) > 0 {
+		p = append(p, `,"arguments":`...)
+		p = append(p, args...)
+	}
+	if progressToken != "" {
+		tok, _ := json.Marshal(progressToken)
+		p = append(p, `,"_meta":{"progressToken":`...)
+		p = append(p, tok...)
+		p = append(p, '}')
+	}
+	p = append(p, '}')
+	req := transport.JSONRPCRequest{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		// A string id never collides with mcp-go's own numeric ids.
+		ID:     mcp.NewRequestId("tb-" + strconv.FormatUint(id, 36)),
+		Method: string(mcp.MethodToolsCall),
+		Params: json.RawMessage(p),
+		Header: header,
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	resp, err := c.tr.SendRequest(ctx, req)
+	if err != nil {
+		var re *rpcError
+		if errors.As(err, &re) {
+			return nil, false, err
+		}
+		if ctx.Err() != nil && c.child != nil && c.hooks.notify != nil {
+			c.hooks.sendCancelled(ctx, req.ID) // over HTTP, hooks.after already did
+		}
+		return nil, false, transport.NewError(err)
+	}
+	if resp.Error != nil {
+		return nil, false, &rpcError{Code: resp.Error.Code, Message: resp.Error.Message}
+	}
+	var flag struct {
+		IsError bool `json:"isError"`
+	}
+	if err := json.Unmarshal(resp.Result, &flag); err != nil {
+		return nil, false, fmt.Errorf("tools/call answer is not a CallToolResult: %w", err)
+	}
+	return resp.Result, flag.IsError, nil
+}

@@ -220,6 +220,18 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 		defer sess.progress.Delete(token)
 		req.Params.Meta = &mcp.Meta{ProgressToken: token}
 	}
+	if !sess.conn.hooks.modern() {
+		var token string
+		if req.Params.Meta != nil {
+			token, _ = req.Params.Meta.ProgressToken.(string)
+		}
+		raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, req.Header, token)
+		if err != nil {
+			return nil, false, s.failed(ctx, sess, err)
+		}
+		s.succeeded()
+		return raw, isErr, nil
+	}
 	res, err := sess.conn.client.CallTool(ctx, req)
 	if err != nil {
 		return nil, false, s.failed(ctx, sess, err)

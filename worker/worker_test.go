@@ -54,7 +54,7 @@ func servers(t testing.TB) []subjects.Server {
 	return []subjects.Server{
 		{Name: "demo", Transport: subjects.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
 		{Name: "demo-http", Transport: subjects.TransportHTTP, URL: httpURL},
-		{Name: "demo-sse", Transport: subjects.TransportSSE, URL: sseURL},
+		{Name: "demo-sse", Transport: subjects.TransportSSE, URL: sseURL, ProtocolVersion: "2025-11-25"},
 		{Name: "broken", Transport: subjects.TransportStdio, Command: "/nonexistent/mcp-server"},
 	}
 }
