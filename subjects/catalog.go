@@ -117,6 +117,7 @@ const (
 	SyncTimeout           SyncErrorClass = "timeout"            // no answer in time
 	SyncAuthFailed        SyncErrorClass = "auth_failed"        // 401/403 or an empty list behind auth
 	SyncProcessExited     SyncErrorClass = "process_exited"     // a stdio server's process ended
+	SyncConfig            SyncErrorClass = "config"             // a secret does not resolve (env var unset, wrong key)
 	SyncOther             SyncErrorClass = "error"              // anything else; the message says more
 )
 
