@@ -39,8 +39,11 @@ testdata/node/node_modules/.installed: testdata/node/package.json
 
 test: build test-deps
 	$(GO) vet ./...
-	TOOLBUS_NATS_SERVER=$(BIN)/nats-server TOOLBUS_NATS_CLI=$(BIN)/nats $(GO) test -race -count=1 -timeout 20m ./...
-	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -count=1 -timeout 20m -run 'TestFault' ./faulttest/ -v 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\|)' || true
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server TOOLBUS_NATS_CLI=$(BIN)/nats $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /faulttest)
+	@echo "fault-injection runs (SOAK_CALLS=$(SOAK_CALLS)):"
+	@TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFault' ./faulttest/ > $(BIN)/faulttest.log 2>&1; \
+		status=$$?; grep -E '^(--- |ok|FAIL|\|)' $(BIN)/faulttest.log; \
+		if [ $$status -ne 0 ]; then tail -100 $(BIN)/faulttest.log; fi; exit $$status
 
 bench: build
 	$(BIN)/toolbus bench

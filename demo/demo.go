@@ -1,8 +1,8 @@
 // Package demo owns toolbus's demo MCP server: a small mcp-go server with
-// deterministic tools (echo, add, sleep with progress, fail, crash, and
-// execution counters) served over stdio, SSE or streamable HTTP. Tests and
-// benchmarks use it as a real MCP peer; `toolbus demo` and cmd/mcp-demo run
-// it for people trying toolbus out.
+// deterministic tools (echo, add, sleep with progress, fail, crash,
+// kill_parent, and execution counters) served over stdio, SSE or streamable
+// HTTP. Tests and benchmarks use it as a real MCP peer; `toolbus demo` and
+// cmd/mcp-demo run it for people trying toolbus out.
 //
 // The count and destroy tools record every execution, in memory and, when
 // Options.ExecLog is set, as one line in a file, so a test can tell how many
@@ -30,6 +30,10 @@ const Version = "0.1.0"
 
 // CrashExitCode is the exit status of the process after the crash tool.
 const CrashExitCode = 3
+
+// KillParentExitCode is the exit status of the process after the
+// kill_parent tool has killed its parent.
+const KillParentExitCode = 4
 
 // defaultSleepSteps is the number of progress steps the sleep tool reports
 // when the call does not say.
@@ -135,6 +139,15 @@ func (t *tools) register() {
 			Handler: t.crash,
 		},
 		server.ServerTool{
+			// A poison pill for tests: run as a stdio child of a toolbus
+			// worker, it kills that worker. Marked retry-safe so a bus
+			// redelivers it until it gives up and dead-letters it.
+			Tool: tool("kill_parent", retrySafe(), []mcp.ToolOption{
+				mcp.WithDescription("Poison pill for tests: sends SIGKILL to this server's parent process, then exits with status 4, without replying. As a stdio child of a toolbus worker it kills that worker. Never register it in production."),
+			}),
+			Handler: t.killParent,
+		},
+		server.ServerTool{
 			Tool: tool("count", []mcp.ToolOption{
 				mcp.WithDescription("Records one execution of key (after sleeping ms, if given) and returns how many times key has run on this server."),
 				mcp.WithString("key", mcp.Required(), mcp.Description("counter name")),
@@ -237,6 +250,18 @@ func (t *tools) fail(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolR
 
 func (t *tools) crash(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	os.Exit(CrashExitCode)
+	return nil, nil
+}
+
+func (t *tools) killParent(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	// os.Process.Kill is SIGKILL on Unix. Parent 1 (or 0) means the parent
+	// is already gone and we were re-parented: kill nothing.
+	if ppid := os.Getppid(); ppid > 1 {
+		if p, err := os.FindProcess(ppid); err == nil {
+			_ = p.Kill()
+		}
+	}
+	os.Exit(KillParentExitCode)
 	return nil, nil
 }
 

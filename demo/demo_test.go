@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -194,13 +196,16 @@ func testTools(t *testing.T, c *client.Client, execLog string) {
 	for _, tool := range list.Tools {
 		annotations[tool.Name] = tool.Annotations
 	}
-	for _, name := range []string{"echo", "add", "sleep", "fail", "crash", "count", "destroy", "executions"} {
+	for _, name := range []string{"echo", "add", "sleep", "fail", "crash", "kill_parent", "count", "destroy", "executions"} {
 		if _, ok := annotations[name]; !ok {
 			t.Errorf("tool %s not listed", name)
 		}
 	}
 	if a := annotations["count"]; !isTrue(a.IdempotentHint) || isTrue(a.DestructiveHint) {
 		t.Errorf("count annotations: idempotent %v destructive %v", a.IdempotentHint, a.DestructiveHint)
+	}
+	if a := annotations["kill_parent"]; !isTrue(a.IdempotentHint) || isTrue(a.DestructiveHint) {
+		t.Errorf("kill_parent annotations: idempotent %v destructive %v", a.IdempotentHint, a.DestructiveHint)
 	}
 	if a := annotations["destroy"]; isTrue(a.IdempotentHint) || !isTrue(a.DestructiveHint) {
 		t.Errorf("destroy annotations: idempotent %v destructive %v", a.IdempotentHint, a.DestructiveHint)
@@ -308,6 +313,56 @@ func TestCrash(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != demo.CrashExitCode {
 		t.Fatalf("wait = %v, want exit status %d", err, demo.CrashExitCode)
+	}
+}
+
+// TestKillParent checks that kill_parent SIGKILLs the stdio server's parent
+// (here a sacrificial shell standing in for a worker) without replying.
+func TestKillParent(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("needs /bin/sh and SIGKILL")
+	}
+	bin := testbin.Build(t, demoPkg)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// The shell waits for the server (a command follows it), so it is the
+	// server's parent; "survived" is printed only if the shell lives on.
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0"; echo survived`, bin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	send := func(msg string) {
+		t.Helper()
+		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"kill-test","version":"0"}}}`)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
+		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
+	}
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"kill_parent","arguments":{}}}`)
+	for lines.Scan() {
+		t.Errorf("unexpected output after kill_parent: %s", lines.Text())
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("wait = %v, want the shell killed", err)
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("shell ended with %v, want SIGKILL", err)
 	}
 }
 

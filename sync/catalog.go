@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	gosync "sync"
 
@@ -276,4 +277,29 @@ func (c *Catalog) Err() error {
 	default:
 		return nil
 	}
+}
+
+// CheckCall is Check in the worker's terms: nil when the call may go to the
+// server — including when the server has not synced yet, so a registry
+// without a catalog still works — or the error result to answer with.
+func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) *subjects.Error {
+	_, err := c.Check(server, tool, args)
+	switch {
+	case err == nil, errors.Is(err, ErrUnknownServer):
+		return nil
+	case errors.Is(err, ErrUnknownTool), errors.Is(err, ErrToolHeld):
+		return &subjects.Error{Code: subjects.CodeUnknownTool, Message: err.Error()}
+	case errors.Is(err, ErrInvalidArguments):
+		return &subjects.Error{Code: subjects.CodeInvalidArguments, Message: err.Error()}
+	}
+	return &subjects.Error{Code: subjects.CodeInternal, Message: err.Error()}
+}
+
+// Unsafe reports whether a tool must not be re-run blindly after a worker
+// died mid-call: by its annotations (MCP's defaults when absent) it is
+// destructive and not idempotent. A tool not in the catalog counts as safe:
+// nothing is known of it.
+func (c *Catalog) Unsafe(server, tool string) bool {
+	e, ok := c.Entry(server, tool)
+	return ok && !e.SafeToRetry()
 }

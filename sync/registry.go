@@ -553,3 +553,9 @@ func publishChange(ctx context.Context, js jetstream.JetStream, ev subjects.Cata
 	}
 	return nil
 }
+
+// WatchReady is Watch that also calls ready once the initial values are
+// delivered, so a worker can load its servers before it takes calls.
+func (r *Registry) WatchReady(ctx context.Context, f func(name string, srv *subjects.Server), ready func()) error {
+	return r.watch(ctx, f, ready)
+}

@@ -91,13 +91,24 @@ func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
 
+	// Store the answer, remove the call, then reply: a crash before the
+	// removal redoes it all (the stored answer is reused), a crash after it
+	// leaves the caller to read tool.result.<call_id>; never two replies.
+	var res *subjects.Result
+	var answer []byte
+	var raced bool
 	if c.id != "" {
-		res := &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: int(adv.Deliveries),
+		res = &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: int(adv.Deliveries),
 			Status: subjects.StatusError, Error: &subjects.Error{Code: subjects.CodeDeadLetter, Message: reason + "; the call is in " + subjects.StreamDead + " (`toolbus dlq list`)"}}
-		w.answer(res, c.reply, time.Now())
+		if answer, raced, err = w.record(res, time.Now()); err != nil {
+			return fmt.Errorf("store the dead_letter result: %w", err)
+		}
 	}
 	if err := w.calls.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove call %d from %s: %w", adv.StreamSeq, subjects.StreamCalls, err)
+	}
+	if res != nil && !raced {
+		w.reply(c.reply, res, answer)
 	}
 	w.log.Warn().Str("call_id", c.id).Str("server", c.server).Str("tool", c.tool).Str("reason", reason).Msg("call moved to dead letters")
 	return nil

@@ -21,8 +21,9 @@ import (
 type action int
 
 const (
-	ack      action = iota // done: the result (if any) is stored and sent
-	handBack               // Nak now: another worker (or this one) takes it again
+	ack        action = iota // done: the result (if any) is stored and sent
+	handBack                 // Nak now: another worker (or this one) takes it again
+	retryLater               // Nak with a delay: NATS is not ready for us yet
 )
 
 // outcome is what handling a call produced. Handlers return one; settle
@@ -30,6 +31,7 @@ const (
 type outcome struct {
 	res    *subjects.Result
 	stored []byte // the result as already stored in TOOL_RESULTS (redelivery)
+	silent bool   // do not reply (a redelivery of an answered call)
 	reply  string
 	action action
 }
@@ -71,7 +73,7 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 		return fail(res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server)
 	}
 	if w.catalog != nil {
-		if e := w.catalog.Check(c.server, c.tool, c.args); e != nil {
+		if e := w.catalog.CheckCall(c.server, c.tool, c.args); e != nil {
 			res.Status, res.Error = subjects.StatusError, e
 			return outcome{res: res}
 		}
@@ -79,9 +81,18 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	unsafe := w.catalog != nil && w.catalog.Unsafe(c.server, c.tool) && !srv.RetryUnsafe
 	// A duplicate (re-sent after the duplicate window) or a redelivery: an
 	// earlier attempt may have finished — answer with its result and do not
-	// run the tool again — or died mid-call.
-	if m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id)); err == nil {
-		return outcome{stored: m.Data, res: res}
+	// run the tool again — or died mid-call. A re-sent call is answered
+	// again (its caller asked); a redelivered one is not, since the first
+	// attempt may have replied already (an ack a restarted NATS server
+	// forgot): its caller reads tool.result.<call_id> if it missed it.
+	m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id))
+	switch {
+	case err == nil:
+		return outcome{stored: m.Data, res: res, silent: res.Attempt > 1}
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		// Not knowing is not "no result": running again could run twice.
+		w.log.Warn().Err(err).Str("call_id", c.id).Msg("cannot look up the call's result yet; retrying later")
+		return outcome{res: res, action: retryLater}
 	}
 	if res.Attempt > 1 {
 		if unsafe && w.ledger.started(ctx, c.id) {

@@ -16,28 +16,45 @@ import (
 )
 
 // settle is the one place that acknowledges a call. Order matters: store
-// the result (wait for the PubAck), then reply, then ack. A crash between
-// any two steps leaves the call to be redelivered, and the redelivery
-// answers from the stored result without running the tool.
+// the result (await the PubAck), ack (await the server's confirmation), and
+// only then reply. A crash or a lost ack before the confirmation leaves a
+// redelivery, which answers from the stored result — the first and only
+// reply. A crash after it leaves no reply at all, and the caller reads
+// tool.result.<call_id> (the Go client does so by itself). No call id is
+// answered twice.
 func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
-	if out.action == handBack {
+	switch out.action {
+	case handBack:
 		_ = msg.Nak()
 		return
-	}
-	res := out.res
-	if out.stored != nil {
-		if err := json.Unmarshal(out.stored, res); err != nil {
-			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("stored result unreadable")
-		}
-		w.reply(out.reply, res, out.stored)
-	} else if err := w.answer(res, out.reply, start); err != nil {
-		// Not stored: do not ack. The next attempt tries again.
-		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
+	case retryLater:
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack failed; a redelivery will answer from the stored result")
+	res := out.res
+	data := out.stored
+	if data != nil {
+		if err := json.Unmarshal(data, res); err != nil {
+			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("stored result unreadable")
+		}
+	} else {
+		var err error
+		var raced bool
+		if data, raced, err = w.record(res, start); err != nil {
+			// Not stored: do not ack. The next attempt tries again.
+			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		// Another attempt stored first: it answers, this one stays silent.
+		out.silent = out.silent || raced
+	}
+	if err := w.ackConfirmed(msg); err != nil {
+		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not confirmed; the redelivery will reply from the stored result")
+		return
+	}
+	if !out.silent {
+		w.reply(out.reply, res, data)
 	}
 	ev := w.log.Debug()
 	if res.Status == subjects.StatusError && res.Error != nil {
@@ -47,25 +64,33 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
 }
 
-// answer stores res on tool.result.<id> and sends it to reply. Results
-// are write-once: if another attempt already stored one for this call id,
-// that one is sent instead, so a caller never hears two different answers.
-// A result without a call id (the call had none) is only sent.
-func (w *Worker) answer(res *subjects.Result, reply string, start time.Time) error {
+// ackConfirmed acks msg and waits for the server to confirm it.
+func (w *Worker) ackConfirmed(msg jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return msg.DoubleAck(ctx)
+}
+
+// record encodes res and stores it on tool.result.<id>. Results are
+// write-once: if another attempt already stored one for this call id, that
+// one is returned (and res updated to it) with raced set, so a caller never
+// hears two different answers. A result without a call id (the call had
+// none) is only encoded.
+func (w *Worker) record(res *subjects.Result, start time.Time) (data []byte, raced bool, err error) {
 	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	data := w.encode(res)
-	if res.CallID != "" {
-		stored, err := w.store(res.CallID, resultHeader(res), data)
-		if err != nil {
-			return err
-		}
-		if stored != nil {
-			data = stored
-			_ = json.Unmarshal(stored, res)
-		}
+	data = w.encode(res)
+	if res.CallID == "" {
+		return data, false, nil
 	}
-	w.reply(reply, res, data)
-	return nil
+	stored, err := w.store(res.CallID, resultHeader(res), data)
+	if err != nil {
+		return nil, false, err
+	}
+	if stored != nil {
+		_ = json.Unmarshal(stored, res)
+		return stored, true, nil
+	}
+	return data, false, nil
 }
 
 func (w *Worker) reply(subject string, res *subjects.Result, data []byte) {

@@ -33,7 +33,7 @@ type Catalog interface {
 	// Check returns nil when server has no catalog yet (never synced) or the
 	// tool exists and args fit its schema; otherwise an error result reason
 	// (unknown_tool, invalid_arguments).
-	Check(server, tool string, args json.RawMessage) *subjects.Error
+	CheckCall(server, tool string, args json.RawMessage) *subjects.Error
 	// Unsafe reports whether the tool is destructive and not idempotent, so
 	// it must not be re-run blindly after a worker died mid-call.
 	Unsafe(server, tool string) bool

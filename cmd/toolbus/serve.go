@@ -18,6 +18,7 @@ import (
 	"toolbus/mcppool"
 	"toolbus/scheduler"
 	"toolbus/subjects"
+	toolsync "toolbus/sync"
 	"toolbus/worker"
 )
 
@@ -155,15 +156,40 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		return fmt.Errorf("provision JetStream: %w", err)
 	}
 
+	reg, err := toolsync.NewRegistry(ctx, js, toolsync.WithRegistryLogger(log))
+	if err != nil {
+		return err
+	}
+	// The config file's servers are upserted at every start (serve always;
+	// a worker only when given a file), so the file wins over `servers add`
+	// at the next start. A server that cannot be stored is reported and
+	// skipped; the others still run.
+	if all || cfg.Path != "" {
+		for _, s := range cfg.ServerList() {
+			if err := reg.Put(ctx, s); err != nil {
+				log.Error().Err(err).Str("server", s.Name).Msg("server from the config not registered")
+			}
+		}
+	}
 	pool := mcppool.New(log)
 	defer pool.Close()
-	for _, s := range cfg.ServerList() {
-		pool.Upsert(s)
+	if err := followRegistry(ctx, reg, pool, log); err != nil {
+		return err
 	}
-	w := worker.New(nc, js, pool, wcfg, log)
+	catalog, err := toolsync.NewCatalog(ctx, js, toolsync.WithCatalogLogger(log))
+	if err != nil {
+		return err
+	}
+	defer catalog.Stop()
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
 
 	svc := &services{}
 	svc.run(ctx, "worker", w.Run)
+	// Every process is a sync replica (they share the resync queue), so a
+	// fleet of plain workers keeps its catalog too; only serve holds
+	// sessions open to hear notifications/tools/list_changed.
+	syncer := toolsync.NewSyncer(js, reg, toolsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all}, toolsync.WithSyncLogger(log))
+	svc.run(ctx, "sync", syncer.Run)
 	if all {
 		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
 			return err
@@ -257,4 +283,39 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	}
 	svc.run(ctx, "bridge", func(ctx context.Context) error { return b.Run(ctx, addr) })
 	return nil
+}
+
+// followRegistry keeps pool in step with the server registry: every
+// registered server (secrets resolved), live, and a removed server's
+// sessions closed. It returns once the current servers are loaded.
+func followRegistry(ctx context.Context, reg *toolsync.Registry, pool *mcppool.Pool, log zerolog.Logger) error {
+	ready := make(chan struct{})
+	failed := make(chan error, 1)
+	apply := func(name string, srv *subjects.Server) {
+		if srv == nil {
+			pool.Remove(name)
+			log.Info().Str("server", name).Msg("server removed; sessions closed")
+			return
+		}
+		resolved, err := reg.Resolve(*srv)
+		if err != nil {
+			pool.Remove(name)
+			log.Error().Err(err).Str("server", name).Msg("server secrets do not resolve; calls to it answer unknown_server")
+			return
+		}
+		pool.Upsert(resolved)
+	}
+	go func() {
+		if err := reg.WatchReady(ctx, apply, func() { close(ready) }); err != nil {
+			failed <- err
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case err := <-failed:
+		return fmt.Errorf("watch the server registry: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
