@@ -41,6 +41,8 @@ type Options struct {
 	Workers int
 	// Only measures one path: "direct" or "bus" (default both).
 	Only string
+	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).
+	SyncAlways bool
 }
 
 // Row is one measurement.
@@ -74,7 +76,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	emb, err := broker.StartEmbedded(broker.EmbeddedConfig{Port: -1, DataDir: filepath.Join(dir, "data")}, log)
+	emb, err := broker.StartEmbedded(broker.EmbeddedConfig{Port: -1, DataDir: filepath.Join(dir, "data"), SyncAlways: o.SyncAlways}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,10 @@ type EmbeddedConfig struct {
 	MaxPayload int32
 	// NoListen keeps the server off the network: only in-process clients.
 	NoListen bool
+	// SyncAlways fsyncs every JetStream write before acknowledging it, so a
+	// killed process or a lost machine forgets nothing it confirmed. Off,
+	// writes reach the disk within the sync interval (2 minutes).
+	SyncAlways bool
 }
 
 // Embedded is a running in-process nats-server.
@@ -81,6 +85,7 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 		NoSigs:             true,
 		NoLog:              true,
 		JetStreamMaxMemory: 256 << 20,
+		SyncAlways:         cfg.SyncAlways,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

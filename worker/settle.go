@@ -16,10 +16,10 @@ import (
 )
 
 // settle is the one place that acknowledges a call. Order matters: store
-// the result (await the PubAck), ack (await the server's confirmation), and
-// only then reply. A crash or a lost ack before the confirmation leaves a
-// redelivery, which answers from the stored result — the first and only
-// reply. A crash after it leaves no reply at all, and the caller reads
+// the result (await the PubAck), reply, ack. A crash (or an ack a restarted
+// NATS server forgot) before the ack leaves a redelivery; it finds the
+// stored result and acks without replying, because the first attempt may
+// have replied already. A caller that missed its reply reads
 // tool.result.<call_id> (the Go client does so by itself). No call id is
 // answered twice.
 func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
@@ -49,12 +49,11 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 		// Another attempt stored first: it answers, this one stays silent.
 		out.silent = out.silent || raced
 	}
-	if err := w.ackConfirmed(msg); err != nil {
-		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not confirmed; the redelivery will reply from the stored result")
-		return
-	}
 	if !out.silent {
 		w.reply(out.reply, res, data)
+	}
+	if err := msg.Ack(); err != nil {
+		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not sent; the redelivery will find the stored result")
 	}
 	ev := w.log.Debug()
 	if res.Status == subjects.StatusError && res.Error != nil {
@@ -62,13 +61,6 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	}
 	ev.Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
-}
-
-// ackConfirmed acks msg and waits for the server to confirm it.
-func (w *Worker) ackConfirmed(msg jetstream.Msg) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return msg.DoubleAck(ctx)
 }
 
 // record encodes res and stores it on tool.result.<id>. Results are

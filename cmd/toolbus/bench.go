@@ -23,12 +23,13 @@ func init() {
 		levels := fs.String("concurrency", "1,64", "comma-separated concurrency levels")
 		dur := fs.Duration("duration", 3*time.Second, "measuring time per row")
 		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
+		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write (as serve's nats.sync_always)")
 		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
 		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only}
+		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only, SyncAlways: *syncAlways}
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n <= 0 {
