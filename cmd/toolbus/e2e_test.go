@@ -103,7 +103,7 @@ func run(t *testing.T, env []string, name string, args ...string) (stdout, stder
 func TestReadmeWalkthrough(t *testing.T) {
 	bin := testbin.Build(t, "toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	url := serve(t, bin, dir)
+	url := serve(t, bin, dir, "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
 
 	out, errOut, code := run(t, env, bin, "call", "demo", "add", `{"a":2,"b":3}`)
@@ -143,7 +143,7 @@ func TestJavaScriptExample(t *testing.T) {
 		t.Skip("testdata/node/node_modules/nats missing: run `make test-deps`")
 	}
 	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	url := serve(t, bin, t.TempDir())
+	url := serve(t, bin, t.TempDir(), "--bridge", "off")
 	example, _ := filepath.Abs("../../examples/call.js")
 	env := []string{"NATS_URL=" + url, "NODE_PATH=" + mods}
 	out, errOut, code := run(t, env, node, example, "demo", "add", `{"a":2,"b":3}`)
@@ -228,7 +228,7 @@ func TestNatsCLIExample(t *testing.T) {
 		t.Skipf("nats CLI %s missing: run `make test-deps`", cli)
 	}
 	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	url := serve(t, bin, t.TempDir())
+	url := serve(t, bin, t.TempDir(), "--bridge", "off")
 	env := append(os.Environ(), "NATS_URL="+url)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -287,4 +287,76 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The README's catalog, registry, schedules and dead-letter commands,
+// against `toolbus serve`.
+func TestReadmeCatalogCommands(t *testing.T) {
+	t.Setenv("SEARCH_TOKEN", "t0ken") // the env: reference below resolves in serve and in `toolbus sync`
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	url := serve(t, bin, t.TempDir(), "--bridge", "off")
+	env := []string{"NATS_URL=" + url}
+	must := func(want string, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, env, bin, args...)
+		if code != 0 || !strings.Contains(out+errOut, want) {
+			t.Fatalf("toolbus %s: exit %d, want %q in\n%s%s", strings.Join(args, " "), code, want, out, errOut)
+		}
+		return out
+	}
+	// The demo server syncs at start.
+	natstest.CheckFor(t, 30*time.Second, func() error {
+		out, _, _ := run(t, env, bin, "tools")
+		if !strings.Contains(out, "demo") || !strings.Contains(out, "add") || !strings.Contains(out, "strict") {
+			return fmt.Errorf("tools: %s", out)
+		}
+		return nil
+	})
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(must("add", "tools", "demo", "--json")), &entries); err != nil || len(entries) == 0 {
+		t.Fatalf("tools --json: %v", err)
+	}
+
+	// A second server registered at run time, called, then removed.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srvURL, stop, err := demoServe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	must("", "servers", "add", "search", "--transport", "http", "--url", srvURL, "--auth-token", "env:SEARCH_TOKEN")
+	out := must("search", "servers", "list")
+	if strings.Contains(out, "t0ken") {
+		t.Fatalf("servers list leaks: %s", out)
+	}
+	must("9 tools", "sync", "search")
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		out, errOut, code := run(t, env, bin, "call", "search", "echo", `{"message":"found"}`)
+		if code != 0 || out != "found\n" {
+			return fmt.Errorf("call search echo: %d %q %q", code, out, errOut)
+		}
+		return nil
+	})
+	// Arguments that break the schema are refused by the catalog.
+	_, errOut, code := run(t, env, bin, "call", "search", "add", `{"a":"two"}`)
+	if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
+		t.Fatalf("schema check: %d %q", code, errOut)
+	}
+	must("", "servers", "rm", "search")
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		_, errOut, _ := run(t, env, bin, "call", "search", "echo", `{"message":"x"}`)
+		if !strings.Contains(errOut, "unknown_server") {
+			return fmt.Errorf("after rm: %q", errOut)
+		}
+		return nil
+	})
+
+	must("", "schedules", "add", "wake-planner", "--spec", "0 9 * * 1-5", "--tz", "Europe/Paris", "--kind", "wake", "--agent", "planner", "--payload", `{"reason":"daily"}`)
+	must("wake-planner", "schedules", "list")
+	must("no dead letters", "dlq", "list")
+	for _, c := range []string{"serve", "worker", "call", "tools", "servers", "sync", "schedules", "bridge", "dlq", "demo", "bench"} {
+		must("Usage", c, "--help")
+	}
+	must("Commands", "--help")
 }

@@ -208,19 +208,12 @@ func schedulesRun(ctx context.Context, c *command, args []string) error {
 	return s.Run(ctx)
 }
 
-// parseInterspersed parses flags given before or after the positional
-// arguments ("add nightly --spec @daily" as well as "add --spec @daily nightly").
+// parseInterspersed is parseArgs that leaves the positional arguments in
+// fs.Args(), for commands written against the flag package alone.
 func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
 	return fs.Parse(append([]string{"--"}, pos...))
 }

@@ -70,6 +70,7 @@ func init() {
 		dataDir := fs.String("data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
 		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
 		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
+		bridgeAddr := fs.String("bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -82,6 +83,9 @@ func init() {
 			return err
 		}
 		logConfig(log, cfg)
+		if *bridgeAddr != "" {
+			cfg.Bridge.Addr = *bridgeAddr
+		}
 
 		external := flagSet(fs, "nats-url") || cfg.NATS.URL != ""
 		var nc *nats.Conn

@@ -132,7 +132,7 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	fs.BoolVar(&srv.RetryUnsafe, "retry-unsafe", false, "re-run destructive, non-idempotent tools after a worker crash")
 	local := fs.Bool("local", false, "sync in this process instead of asking the running sync replicas")
 	wait := fs.Duration("wait", 20*time.Second, "how long to wait for the first sync's outcome (0: don't wait)")
-	rest, err := parseInterleaved(fs, args)
+	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -226,23 +226,6 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "no sync replica answered within %s: is toolbus serve running? The sync stays queued; or run: toolbus sync %s\n", *wait, srv.Name)
 	return nil
-}
-
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return rest, nil
-		}
-		rest = append(rest, args[0])
-		args = args[1:]
-	}
 }
 
 // merge copies the explicitly set flag values of f over j.
