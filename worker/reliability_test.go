@@ -181,3 +181,29 @@ func TestCancelQueuedCall(t *testing.T) {
 	}
 	<-blocker
 }
+
+// A deleted consumer is recreated and the worker keeps consuming.
+func TestDeletedConsumerIsRecreated(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	if res := call(t, r.client, "demo-http", "add", `{"a":1,"b":1}`); res.Status != subjects.StatusOK {
+		t.Fatalf("before: %+v", res)
+	}
+	if err := r.ns.JS.DeleteConsumer(context.Background(), subjects.StreamCalls, subjects.ConsumerWorkers); err != nil {
+		t.Fatal(err)
+	}
+	res := call(t, r.client, "demo-http", "add", `{"a":2,"b":2}`)
+	if res.Status != subjects.StatusOK || text(t, res) != "4" {
+		t.Fatalf("after the consumer was deleted: %+v", res)
+	}
+}
+
+// Arguments over the NATS max payload are refused by the client with a
+// clear error, before anything is published.
+func TestOversizedArgumentsRefused(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	big := `{"message":"` + strings.Repeat("x", 9<<20) + `"}`
+	_, err := r.client.Call(context.Background(), "demo-http", "echo", big)
+	if err == nil || !strings.Contains(err.Error(), "NATS server accepts messages up to") {
+		t.Fatalf("err = %v", err)
+	}
+}
