@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	gosync "sync"
 	"time"
 
@@ -71,29 +72,17 @@ func init() {
 		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
 		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
 		bridgeAddr := fs.String("bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usagef("unexpected arguments %q", fs.Args())
-		}
-		log := newLogger(rf.logLevel)
-		cfg, err := config.Load(rf.configPath)
+		log, cfg, err := rf.start(fs, conn, args)
 		if err != nil {
 			return err
 		}
-		logConfig(log, cfg)
 		if *bridgeAddr != "" {
 			cfg.Bridge.Addr = *bridgeAddr
 		}
 
-		external := flagSet(fs, "nats-url") || cfg.NATS.URL != ""
 		var nc *nats.Conn
 		var embedded *broker.Embedded
-		if external {
-			if !flagSet(fs, "nats-url") {
-				conn.cfg.URL = cfg.NATS.URL
-			}
+		if flagSet(fs, "nats-url") || cfg.NATS.URL != "" {
 			if nc, _, err = conn.connect("toolbus-serve", log); err != nil {
 				return err
 			}
@@ -120,6 +109,28 @@ func init() {
 		return runStack(ctx, nc, cfg, rf, log, true)
 	}
 	register(c)
+}
+
+// start parses the flags of serve and worker, makes the logger, loads the
+// config (logging what it registers) and takes nats.url from it unless
+// --nats-url / NATS_URL said otherwise.
+func (r *runFlags) start(fs *flag.FlagSet, conn *connFlags, args []string) (zerolog.Logger, *config.Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return zerolog.Nop(), nil, err
+	}
+	if fs.NArg() > 0 {
+		return zerolog.Nop(), nil, usagef("unexpected arguments %q", fs.Args())
+	}
+	log := newLogger(r.logLevel)
+	cfg, err := config.Load(r.configPath)
+	if err != nil {
+		return log, nil, err
+	}
+	logConfig(log, cfg)
+	if !flagSet(fs, "nats-url") && os.Getenv("NATS_URL") == "" && cfg.NATS.URL != "" {
+		conn.cfg.URL = cfg.NATS.URL
+	}
+	return log, cfg, nil
 }
 
 func logConfig(log zerolog.Logger, cfg *config.Config) {

@@ -1,10 +1,6 @@
 package main
 
-import (
-	"context"
-
-	"toolbus/config"
-)
+import "context"
 
 func init() {
 	c := &command{
@@ -16,20 +12,9 @@ func init() {
 		fs := newFlags(c)
 		rf := addRunFlags(fs)
 		conn := addConnFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usagef("unexpected arguments %q", fs.Args())
-		}
-		log := newLogger(rf.logLevel)
-		cfg, err := config.Load(rf.configPath)
+		log, cfg, err := rf.start(fs, conn, args)
 		if err != nil {
 			return err
-		}
-		logConfig(log, cfg)
-		if !flagSet(fs, "nats-url") && cfg.NATS.URL != "" {
-			conn.cfg.URL = cfg.NATS.URL
 		}
 		nc, _, err := conn.connect("toolbus-worker", log)
 		if err != nil {
