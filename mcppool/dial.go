@@ -521,6 +521,14 @@ func (t *stdioTransport) SendRequest(ctx context.Context, req transport.JSONRPCR
 	return t.h.after(ctx, req, resp, err)
 }
 
+// Close closes the child's session, then waits for notifications/cancelled
+// still being sent by callRaw (sendCancelled), so none outlives the pool.
+func (t *stdioTransport) Close() error {
+	err := t.Stdio.Close()
+	t.h.wg.Wait()
+	return err
+}
+
 type httpTransport struct {
 	*transport.StreamableHTTP
 	h *hooks

@@ -77,8 +77,8 @@ type Schedule struct {
 	// Missed is the policy for ticks missed while every replica was down:
 	// "skip" (default) or "once".
 	Missed Missed `json:"missed,omitempty" yaml:"missed,omitempty"`
-	// Timeout is a scheduled tool call's deadline, counted from the
-	// scheduled time (default 5m).
+	// Timeout is a scheduled tool call's deadline, counted from when the
+	// tick is published (default 5m), so a catch-up tick is not born late.
 	Timeout subjects.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 }
 

@@ -51,14 +51,14 @@ type Status struct {
 	Seq     uint64 `json:"seq"`
 }
 
-// Info is one row of List.
+// Info is one row of List (and of `toolbus schedules list --json`).
 type Info struct {
-	Schedule Schedule
-	Source   Source
+	Schedule Schedule `json:"schedule"`
+	Source   Source   `json:"source"`
 	// Next is the next tick after now (zero if the spec has none).
-	Next time.Time
+	Next time.Time `json:"next,omitzero"`
 	// Status is the last recorded fire, nil if it never fired.
-	Status *Status
+	Status *Status `json:"status,omitempty"`
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {

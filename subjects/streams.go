@@ -173,14 +173,4 @@ func Buckets(o StreamOptions) []jetstream.KeyValueConfig {
 }
 
 // CatalogKey is the catalog KV key of a tool: <server>.<tool>, both escaped.
-func CatalogKey(server, tool string) (string, error) {
-	s, err := EscapeToken(server)
-	if err != nil {
-		return "", err
-	}
-	t, err := EscapeToken(tool)
-	if err != nil {
-		return "", err
-	}
-	return s + "." + t, nil
-}
+func CatalogKey(server, tool string) (string, error) { return withTwo("", server, tool) }

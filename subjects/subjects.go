@@ -33,17 +33,7 @@ const (
 )
 
 // ToolCall returns tool.call.<server>.<tool>.
-func ToolCall(server, tool string) (string, error) {
-	s, err := EscapeToken(server)
-	if err != nil {
-		return "", fmt.Errorf("server name: %w", err)
-	}
-	t, err := EscapeToken(tool)
-	if err != nil {
-		return "", fmt.Errorf("tool name: %w", err)
-	}
-	return ToolCallPrefix + s + "." + t, nil
-}
+func ToolCall(server, tool string) (string, error) { return withTwo(ToolCallPrefix, server, tool) }
 
 // ParseToolCall returns the server and tool names of a tool.call subject.
 func ParseToolCall(subject string) (server, tool string, err error) {
@@ -51,17 +41,7 @@ func ParseToolCall(subject string) (server, tool string, err error) {
 }
 
 // ToolDead returns tool.dead.<server>.<tool>.
-func ToolDead(server, tool string) (string, error) {
-	s, err := EscapeToken(server)
-	if err != nil {
-		return "", fmt.Errorf("server name: %w", err)
-	}
-	t, err := EscapeToken(tool)
-	if err != nil {
-		return "", fmt.Errorf("tool name: %w", err)
-	}
-	return ToolDeadPrefix + s + "." + t, nil
-}
+func ToolDead(server, tool string) (string, error) { return withTwo(ToolDeadPrefix, server, tool) }
 
 // ToolCallServerAll returns tool.call.<server>.> — every call to one server.
 func ToolCallServerAll(server string) (string, error) {
@@ -70,6 +50,20 @@ func ToolCallServerAll(server string) (string, error) {
 		return "", fmt.Errorf("server name: %w", err)
 	}
 	return ToolCallPrefix + s + ".>", nil
+}
+
+// withTwo returns prefix + <server>.<tool>, both names escaped; parseTwo
+// reverses it.
+func withTwo(prefix, server, tool string) (string, error) {
+	s, err := EscapeToken(server)
+	if err != nil {
+		return "", fmt.Errorf("server name: %w", err)
+	}
+	t, err := EscapeToken(tool)
+	if err != nil {
+		return "", fmt.Errorf("tool name: %w", err)
+	}
+	return prefix + s + "." + t, nil
 }
 
 func parseTwo(subject, prefix string) (string, string, error) {

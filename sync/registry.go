@@ -240,7 +240,10 @@ func (r *Registry) List(ctx context.Context) ([]subjects.Server, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case e := <-w.Updates():
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("registry watch ended early")
+			}
 			if e == nil {
 				sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 				return out, nil

@@ -125,7 +125,8 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	// Keep the lease while a slow server is listed.
 	done := make(chan struct{})
-	go func() {
+	var lease gosync.WaitGroup
+	lease.Go(func() {
 		t := time.NewTicker(s.cfg.AckWait / 3)
 		defer t.Stop()
 		for {
@@ -136,9 +137,10 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 				_ = msg.InProgress()
 			}
 		}
-	}()
+	})
 	_, err, _ = s.syncCoalesced(ctx, name)
 	close(done)
+	lease.Wait() // no InProgress after the ack below
 	switch {
 	case ctx.Err() != nil:
 		_ = msg.Nak() // shutting down: another replica takes it

@@ -23,7 +23,7 @@ func init() {
 		levels := fs.String("concurrency", "1,64", "comma-separated concurrency levels")
 		dur := fs.Duration("duration", 3*time.Second, "measuring time per row")
 		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
-		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write (as serve's nats.sync_always)")
+		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
 		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
 		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 		if err := fs.Parse(args); err != nil {

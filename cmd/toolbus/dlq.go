@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -56,7 +55,7 @@ func init() {
 				return err
 			}
 			if *asJSON {
-				return json.NewEncoder(os.Stdout).Encode(dls)
+				return printJSON(dls)
 			}
 			if len(dls) == 0 {
 				fmt.Println("no dead letters")
@@ -78,8 +77,9 @@ func init() {
 				if err != nil {
 					return err
 				}
-				out, _ := json.MarshalIndent(d, "", "  ")
-				fmt.Println(string(out))
+				if err := printJSON(d); err != nil {
+					return err
+				}
 			}
 			return nil
 		case "replay":

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,20 +16,6 @@ import (
 	"toolbus/scheduler"
 	"toolbus/subjects"
 )
-
-// headerFlags collects repeated --header Name=value flags.
-type headerFlags map[string]string
-
-func (h headerFlags) String() string { return "" }
-
-func (h headerFlags) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want Name=value, got %q", v)
-	}
-	h[k] = val
-	return nil
-}
 
 func init() {
 	c := &command{
@@ -77,7 +62,7 @@ func schedulesAdd(ctx context.Context, c *command, args []string) error {
 	payload := fs.String("payload", "", "message body, JSON (for a tool call: its arguments)")
 	missed := fs.String("missed", "skip", "ticks missed while every scheduler was down: skip, or once (fire once on return)")
 	timeout := fs.Duration("timeout", 0, "publish to tool.call: the call's deadline (default 5m)")
-	hdrs := headerFlags{}
+	hdrs := pairFlags{}
 	fs.Var(hdrs, "header", "extra header Name=value (repeatable)")
 	if err := parseInterspersed(fs, args); err != nil {
 		return err
@@ -115,7 +100,7 @@ func schedulesList(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	nc, js, err := conn.connect("toolbus-schedules", zerolog.Nop())
@@ -128,9 +113,7 @@ func schedulesList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(infos)
+		return printJSON(infos)
 	}
 	if len(infos) == 0 {
 		fmt.Println("no schedules (config schedules appear here once they have fired)")

@@ -230,29 +230,19 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 
 // merge copies the explicitly set flag values of f over j.
 func merge(j *subjects.Server, f subjects.Server, set map[string]bool) {
-	if set["command"] {
-		j.Command = f.Command
-	}
-	if set["dir"] {
-		j.Dir = f.Dir
-	}
-	if set["url"] {
-		j.URL = f.URL
-	}
-	if set["auth-header"] {
-		j.AuthHeader = f.AuthHeader
-	}
-	if set["auth-token"] {
-		j.AuthToken = f.AuthToken
-	}
-	if set["protocol-version"] {
-		j.ProtocolVersion = f.ProtocolVersion
-	}
-	if set["max-concurrency"] {
-		j.MaxConcurrency = f.MaxConcurrency
-	}
-	if set["retry-unsafe"] {
-		j.RetryUnsafe = f.RetryUnsafe
+	setIf(set["command"], &j.Command, f.Command)
+	setIf(set["dir"], &j.Dir, f.Dir)
+	setIf(set["url"], &j.URL, f.URL)
+	setIf(set["auth-header"], &j.AuthHeader, f.AuthHeader)
+	setIf(set["auth-token"], &j.AuthToken, f.AuthToken)
+	setIf(set["protocol-version"], &j.ProtocolVersion, f.ProtocolVersion)
+	setIf(set["max-concurrency"], &j.MaxConcurrency, f.MaxConcurrency)
+	setIf(set["retry-unsafe"], &j.RetryUnsafe, f.RetryUnsafe)
+}
+
+func setIf[T any](ok bool, dst *T, v T) {
+	if ok {
+		*dst = v
 	}
 }
 
@@ -260,7 +250,7 @@ func serversList(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON (secrets redacted)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	reg, err := openRegistry(ctx, conn, "toolbus servers list")
@@ -282,9 +272,7 @@ func serversList(ctx context.Context, c *command, args []string) error {
 		rows = append(rows, row{Server: reg.Redact(s), Status: st})
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return printJSON(rows)
 	}
 	if len(rows) == 0 {
 		fmt.Println("no servers registered (toolbus servers add, or list them in toolbus.yaml)")
@@ -325,7 +313,7 @@ func ago(t time.Time) string {
 func serversShow(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -341,9 +329,7 @@ func serversShow(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	st, _ := reg.Status(ctx, srv.Name)
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return printJSON(struct {
 		Server subjects.Server     `json:"server"`
 		Status subjects.SyncStatus `json:"status"`
 	}{reg.Redact(srv), st})
@@ -352,7 +338,7 @@ func serversShow(ctx context.Context, c *command, args []string) error {
 func serversRm(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -372,6 +358,13 @@ func serversRm(ctx context.Context, c *command, args []string) error {
 	}
 	fmt.Printf("removed %s and its tools\n", name)
 	return nil
+}
+
+// printJSON writes v to stdout as indented JSON.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func printStatus(w *os.File, st subjects.SyncStatus) {

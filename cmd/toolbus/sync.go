@@ -22,10 +22,10 @@ read from this environment. --queue instead asks the running sync replicas.`,
 	c.run = func(ctx context.Context, args []string) error {
 		fs := newFlags(c)
 		conn := addConnFlags(fs)
-		hold := fs.Bool("hold-changed", false, "hold tools whose definition changed until `toolbus tools approve` (as sync.hold_changed in toolbus.yaml)")
+		hold := fs.Bool("hold-changed", false, "hold tools whose definition changed until 'toolbus tools approve' (as sync.hold_changed in toolbus.yaml)")
 		queue := fs.Bool("queue", false, "queue the sync for the running replicas instead of running it here")
 		level := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-		if err := fs.Parse(args); err != nil {
+		if err := parseInterspersed(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() > 1 {

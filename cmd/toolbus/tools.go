@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -32,20 +31,13 @@ func toolsList(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
 	asJSON := fs.Bool("json", false, "print the catalog entries as JSON")
-	// Accept the server before or after the flags.
-	var server string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		server, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 1 || (fs.NArg() == 1 && server != "") {
+	if fs.NArg() > 1 {
 		return usagef("want at most one server name")
 	}
-	if fs.NArg() == 1 {
-		server = fs.Arg(0)
-	}
+	server := fs.Arg(0)
 	reg, err := openRegistry(ctx, conn, "toolbus tools")
 	if err != nil {
 		return err
@@ -56,9 +48,7 @@ func toolsList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(es)
+		return printJSON(es)
 	}
 	if len(es) == 0 {
 		if server != "" {
@@ -98,7 +88,7 @@ func oneLine(s string, n int) string {
 func toolsApprove(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
