@@ -246,7 +246,9 @@ func (c *Catalog) Check(server, tool string, args json.RawMessage) (*Entry, erro
 	synced := c.synced[server]
 	c.mu.RUnlock()
 	switch {
-	case !ok && len(m) == 0 && !synced:
+	case !ok && !synced:
+		// Not synced to the end yet (entries of a first sync may be
+		// arriving): the catalog cannot say the tool does not exist.
 		return nil, fmt.Errorf("%w: %q is not registered or has not synced yet (toolbus servers list; toolbus sync %s)", ErrUnknownServer, server, server)
 	case !ok:
 		return nil, fmt.Errorf("%w: server %q has no tool %q (toolbus tools %s)", ErrUnknownTool, server, tool, server)

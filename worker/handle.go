@@ -79,16 +79,18 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 		}
 	}
 	unsafe := w.catalog != nil && w.catalog.Unsafe(c.server, c.tool) && !srv.RetryUnsafe
-	// A duplicate (re-sent after the duplicate window) or a redelivery: an
-	// earlier attempt may have finished — answer with its result and do not
-	// run the tool again — or died mid-call. A re-sent call is answered
-	// again (its caller asked); a redelivered one is not, since the first
-	// attempt may have replied already (an ack a restarted NATS server
-	// forgot): its caller reads tool.result.<call_id> if it missed it.
+	// A duplicate or a redelivery: an earlier attempt may have finished —
+	// answer with its result and do not run the tool again — or died
+	// mid-call. Inside the duplicate window a call id is answered once: a
+	// redelivery (an ack a restarted NATS server forgot) or a re-send that
+	// got past de-duplication (a restart forgets the ids of removed calls)
+	// stays silent, and a caller that missed the reply reads
+	// tool.result.<call_id>. A call id re-sent after the window is a new
+	// question about an old call and gets its stored answer again.
 	m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id))
 	switch {
 	case err == nil:
-		return outcome{stored: m.Data, res: res, silent: res.Attempt > 1}
+		return outcome{stored: m.Data, res: res, silent: res.Attempt > 1 || time.Since(m.Time) < w.dupWindow}
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		// Not knowing is not "no result": running again could run twice.
 		w.log.Warn().Err(err).Str("call_id", c.id).Msg("cannot look up the call's result yet; retrying later")

@@ -13,6 +13,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -126,6 +127,9 @@ type Worker struct {
 
 	mu      gosync.Mutex
 	running map[string]running // call id -> the call being run
+
+	pullWait  time.Duration // how long one pull request waits for calls
+	dupWindow time.Duration // TOOL_CALLS' duplicate window
 }
 
 // running is a call on its way through the MCP server.
@@ -143,7 +147,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 // New returns a worker. It does no I/O until Run.
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
-	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]running{}}
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]running{}, pullWait: 5 * time.Second}
 	w.cancelled.ttl = 10 * time.Minute
 	for _, o := range opts {
 		o(w)
@@ -165,6 +169,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.calls, err = w.js.Stream(ctx, subjects.StreamCalls); err != nil {
 		return fmt.Errorf("stream %s: %w", subjects.StreamCalls, err)
 	}
+	w.dupWindow = w.calls.CachedInfo().Config.Duplicates
 	if w.ledger, err = openLedger(ctx, w.js); err != nil {
 		return fmt.Errorf("KV bucket %s: %w", subjects.BucketLedger, err)
 	}
@@ -184,60 +189,90 @@ func (w *Worker) Run(ctx context.Context) error {
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopCalls(errShutdown)
 
-	var (
-		inflight gosync.WaitGroup
-		sem      = make(chan struct{}, w.cfg.Concurrency)
-		draining = make(chan struct{})
-	)
-	handle := func(msg jetstream.Msg) {
-		select {
-		case <-draining:
-			_ = msg.Nak()
-			return
-		default:
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-draining:
-			_ = msg.Nak()
-			return
-		}
+	var inflight gosync.WaitGroup
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	run := func(msg jetstream.Msg) {
 		inflight.Add(1)
 		go func() {
-			defer func() { <-sem; inflight.Done() }()
+			defer func() { <-slots; inflight.Done() }()
 			w.process(callCtx, msg)
 		}()
 	}
-	for {
-		cc, err := cons.Consume(handle,
-			jetstream.PullMaxMessages(w.cfg.Concurrency),
-			jetstream.PullHeartbeat(5*time.Second),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrConnectionClosed) {
-					w.log.Warn().Err(err).Msg("consume")
-				}
-			}))
-		if err != nil {
-			return fmt.Errorf("consume %s/%s: %w", subjects.StreamCalls, subjects.ConsumerWorkers, err)
+	// Two pullers share the slots, so one has a pull request out while the
+	// other's batch ends: no gap in deliveries under load.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- w.pull(ctx, cons, slots, run) }()
+	}
+	err = errors.Join(<-errs, <-errs)
+	w.drain(&inflight, stopCalls)
+	return err
+}
+
+// pull fetches only as many calls as there are free slots, and hands each
+// to run with its slot taken. No call waits in this process without a
+// lease being renewed, and no worker hoards calls another could run. It
+// returns when ctx ends; a call that arrives after that is handed back.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, run func(jetstream.Msg)) error {
+	release := func(n int) {
+		for range n {
+			<-slots
 		}
-		w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	}
+	var bo backoff.BackOff = backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(3*time.Second), backoff.WithMaxElapsedTime(0))
+	for {
+		// Wait for one free slot, then take every other free one.
 		select {
+		case slots <- struct{}{}:
 		case <-ctx.Done():
-			close(draining)
-			cc.Drain()
-			<-cc.Closed()
-			w.drain(&inflight, stopCalls)
 			return nil
-		case <-cc.Closed():
-			// The consumer went away (deleted) or the pull died: recreate it.
-			w.log.Warn().Msg("consumer closed; recreating")
-			if cons, err = w.consumer(ctx); err != nil {
+		}
+		n := 1
+	take:
+		for n < cap(slots) {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break take
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, w.pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(w.pullWait/4))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
 				if ctx.Err() != nil {
-					close(draining)
-					w.drain(&inflight, stopCalls)
-					return nil
+					_ = msg.Nak() // shutting down: another worker takes it now
+					<-slots
+					continue
 				}
-				return err
+				run(msg)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		release(n - got)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			bo.Reset()
+		default:
+			// The consumer was deleted, NATS is away (reconnecting), or the
+			// pull stalled (missed heartbeats): wait, make sure the consumer
+			// exists (creating it is idempotent), pull again.
+			wait := bo.NextBackOff()
+			w.log.Warn().Err(err).Dur("retry_in", wait).Msg("pulling calls failed")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			if c, err := w.js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, w.cfg.ConsumerConfig()); err == nil {
+				cons = c
 			}
 		}
 	}
