@@ -56,6 +56,10 @@ type NATS struct {
 	Replicas int `yaml:"replicas"`
 	// ResultMaxAge is how long results are kept (default 24h).
 	ResultMaxAge subjects.Duration `yaml:"result_max_age"`
+	// SyncAlways makes the embedded server fsync every JetStream write before
+	// confirming it: nothing confirmed is lost to a crash of the machine or
+	// a kill -9, at a large cost in throughput (see `toolbus bench --sync-always`).
+	SyncAlways bool `yaml:"sync_always"`
 }
 
 // Worker tunes workers; see worker.Config for the defaults.

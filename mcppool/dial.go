@@ -167,7 +167,7 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 		c.target = srv.Command
 		tr, err = c.newStdio(srv, o)
 	case subjects.TransportHTTP, subjects.TransportSSE:
-		c.target = srv.URL
+		c.target = subjects.RedactURL(srv.URL) // it goes into error messages
 		tr, err = c.newHTTP(srv, o, timeout)
 	default:
 		err = fmt.Errorf("transport %q is not one of stdio, sse, http", srv.Transport)

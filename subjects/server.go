@@ -79,3 +79,21 @@ func (s *Server) Validate() error {
 	}
 	return nil
 }
+
+// RedactURL returns u fit for logs and printing: a password in it becomes
+// "xxxxx" and every query value "REDACTED" (API keys often travel there).
+// Text that is not a URL is returned as it is.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return u
+	}
+	if p.RawQuery != "" {
+		q := p.Query()
+		for k := range q {
+			q[k] = []string{"REDACTED"}
+		}
+		p.RawQuery = q.Encode()
+	}
+	return p.Redacted()
+}

@@ -343,6 +343,7 @@ func Redact(srv subjects.Server) subjects.Server {
 		}
 		return "<redacted>", nil
 	})
+	srv.URL = subjects.RedactURL(srv.URL)
 	return srv
 }
 

@@ -158,7 +158,12 @@ func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log z
 // Run consumes calls until ctx ends, then drains: it stops fetching, lets
 // in-flight calls finish within Config.Grace, hands the rest back to
 // JetStream (Nak) for other workers, and returns nil.
-func (w *Worker) Run(ctx context.Context) error {
+func (w *Worker) Run(ctx context.Context) (err error) {
+	defer func() {
+		if ctx.Err() != nil {
+			err = nil // stopped while starting: not a failure
+		}
+	}()
 	cons, err := w.consumer(ctx)
 	if err != nil {
 		return err
@@ -245,7 +250,8 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			for msg := range batch.Messages() {
 				got++
 				if ctx.Err() != nil {
-					_ = msg.Nak() // shutting down: another worker takes it now
+					// Shutting down: another worker takes it now.
+					w.settle(msg, outcome{action: handBack}, time.Now())
 					<-slots
 					continue
 				}

@@ -29,6 +29,9 @@ func init() {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
+		if fs.NArg() > 0 {
+			return usagef("unexpected arguments %q", fs.Args())
+		}
 		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only, SyncAlways: *syncAlways}
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))

@@ -21,6 +21,9 @@ func init() {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
+		if fs.NArg() > 0 {
+			return usagef("unexpected arguments %q", fs.Args())
+		}
 		return demo.Run(ctx, o)
 	}
 	register(c)

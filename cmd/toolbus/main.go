@@ -45,7 +45,7 @@ func newFlags(c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.usage, c.summary)
+		fmt.Fprintf(w, "%s\n\nUsage: %s\n", c.summary, c.usage)
 		var has bool
 		fs.VisitAll(func(*flag.Flag) { has = true })
 		if has {

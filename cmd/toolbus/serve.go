@@ -87,7 +87,7 @@ func init() {
 				return err
 			}
 		} else {
-			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir}
+			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways}
 			if *dataDir != "" {
 				ec.DataDir = *dataDir
 			}
