@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,14 +133,19 @@ func (w *Worker) store(id string, hdr nats.Header, data []byte) (existing []byte
 	defer cancel()
 	msg := &nats.Msg{Subject: subjects.ToolResult(id), Header: hdr, Data: data}
 	for attempt := 0; ; attempt++ {
-		ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
+		// Write-once by the expected last sequence, not by a message id:
+		// the subject is the call id, and the server keeps no id map.
+		_, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0))
 		var apiErr *jetstream.APIError
 		switch {
-		case err == nil && !ack.Duplicate:
+		case err == nil:
 			return nil, nil
-		case err == nil || errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			m, gerr := w.results.GetLastMsgForSubject(ctx, msg.Subject)
 			if gerr == nil {
+				if bytes.Equal(m.Data, data) {
+					return nil, nil // ours: an earlier try stored it, its PubAck was lost
+				}
 				return m.Data, nil
 			}
 			err = gerr
@@ -154,9 +160,6 @@ func (w *Worker) store(id string, hdr nats.Header, data []byte) (existing []byte
 
 func resultHeader(res *subjects.Result) nats.Header {
 	hdr := nats.Header{subjects.HeaderStatus: []string{string(res.Status)}}
-	if res.CallID != "" {
-		hdr[subjects.HeaderCallID] = []string{res.CallID}
-	}
 	if res.Status == subjects.StatusError && res.Error != nil {
 		hdr[subjects.HeaderServiceError] = []string{oneLine(res.Error.Message)}
 		hdr[subjects.HeaderServiceErrorCode] = []string{strconv.Itoa(res.Error.Code.HTTPish())}
