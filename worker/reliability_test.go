@@ -207,3 +207,20 @@ func TestOversizedArgumentsRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A call that runs longer than AckWait keeps its lease (InProgress) and is
+// not redelivered to a second worker while the first is still on it.
+func TestLongCallKeepsItsLease(t *testing.T) {
+	r := newRig(t, worker.Config{AckWait: time.Second}, 2)
+	id := client.NewCallID()
+	res := call(t, r.client, "demo-http", "count", map[string]any{"key": id, "ms": 3500}, client.WithCallID(id))
+	if res.Status != subjects.StatusOK || res.Attempt != 1 || text(t, res) != "1" {
+		t.Fatalf("got %+v %s: want one execution on the first delivery", res, res.Result)
+	}
+	// Nothing was redelivered behind its back: a second run would count 2.
+	time.Sleep(1500 * time.Millisecond)
+	again := call(t, r.client, "demo-http", "executions", map[string]string{"key": id})
+	if !strings.Contains(text(t, again), `"`+id+`":1`) {
+		t.Fatalf("executions: %s", again.Result)
+	}
+}
