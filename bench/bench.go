@@ -26,6 +26,7 @@ import (
 	"toolbus/demo"
 	"toolbus/mcppool"
 	"toolbus/subjects"
+	toolsync "toolbus/sync"
 	"toolbus/worker"
 )
 
@@ -103,7 +104,23 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	pool := mcppool.New(log)
 	defer pool.Close()
 	pool.Upsert(srv)
-	w := worker.New(wnc, wjs, pool, wcfg, log)
+	// The worker checks calls against the catalog, as under toolbus serve.
+	reg, err := toolsync.NewRegistry(ctx, wjs, toolsync.WithoutResyncOnPut())
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.Put(ctx, srv); err != nil {
+		return nil, err
+	}
+	if _, err := toolsync.NewSyncer(wjs, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
+		return nil, fmt.Errorf("sync the demo server: %w", err)
+	}
+	catalog, err := toolsync.NewCatalog(ctx, wjs)
+	if err != nil {
+		return nil, err
+	}
+	defer catalog.Stop()
+	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(catalog))
 	wctx, stopWorker := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()

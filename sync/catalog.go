@@ -297,11 +297,13 @@ func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) *subjects
 	return &subjects.Error{Code: subjects.CodeInternal, Message: err.Error()}
 }
 
-// Unsafe reports whether a tool must not be re-run blindly after a worker
-// died mid-call: by its annotations (MCP's defaults when absent) it is
-// destructive and not idempotent. A tool not in the catalog counts as safe:
-// nothing is known of it.
-func (c *Catalog) Unsafe(server, tool string) bool {
+// SafeToRetry reports what the catalog knows of re-running a tool: known
+// is false for a tool not in the catalog; safe is true when its annotations
+// (MCP's defaults when absent) say read-only, idempotent or not destructive.
+func (c *Catalog) SafeToRetry(server, tool string) (safe, known bool) {
 	e, ok := c.Entry(server, tool)
-	return ok && !e.SafeToRetry()
+	if !ok {
+		return false, false
+	}
+	return e.SafeToRetry(), true
 }

@@ -78,7 +78,11 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 			return outcome{res: res}
 		}
 	}
-	unsafe := w.catalog != nil && w.catalog.Unsafe(c.server, c.tool) && !srv.RetryUnsafe
+	var safe, known bool
+	if w.catalog != nil {
+		safe, known = w.catalog.SafeToRetry(c.server, c.tool)
+	}
+	unsafe := known && !safe && !srv.RetryUnsafe
 	// A duplicate or a redelivery: an earlier attempt may have finished —
 	// answer with its result and do not run the tool again — or died
 	// mid-call. Inside the duplicate window a call id is answered once: a
@@ -87,7 +91,17 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	// stays silent, and a caller that missed the reply reads
 	// tool.result.<call_id>. A call id re-sent after the window is a new
 	// question about an old call and gets its stored answer again.
-	m, err := w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id))
+	//
+	// The lookup is skipped for the first delivery of a tool whose
+	// annotations make re-running harmless: only a re-send after the window
+	// could find a result, the tool may then run again, and the write-once
+	// store still answers with the first result. That keeps a round trip
+	// off the common call.
+	var m *jetstream.RawStreamMsg
+	var err error = jetstream.ErrMsgNotFound
+	if res.Attempt > 1 || !(known && safe) {
+		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id))
+	}
 	switch {
 	case err == nil:
 		return outcome{stored: m.Data, res: res, silent: res.Attempt > 1 || time.Since(m.Time) < w.dupWindow}

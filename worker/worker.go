@@ -35,9 +35,11 @@ type Catalog interface {
 	// tool exists and args fit its schema; otherwise an error result reason
 	// (unknown_tool, invalid_arguments).
 	CheckCall(server, tool string, args json.RawMessage) *subjects.Error
-	// Unsafe reports whether the tool is destructive and not idempotent, so
-	// it must not be re-run blindly after a worker died mid-call.
-	Unsafe(server, tool string) bool
+	// SafeToRetry says whether the catalog knows the tool and whether its
+	// annotations make running it twice harmless (read-only, idempotent or
+	// not destructive). A known, unsafe tool is never re-run blindly after
+	// a worker died mid-call.
+	SafeToRetry(server, tool string) (safe, known bool)
 }
 
 // Config tunes a worker. Zero values take the documented defaults.
