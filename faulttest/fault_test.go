@@ -83,7 +83,7 @@ func TestFaultKillWorker(t *testing.T) {
 	waitDone(t, ctx, done)
 
 	r := lg.report(c, "kill -9 worker", calls, time.Since(start))
-	lg.recovery(r, fault, fault, func(a arrival) bool { return redelivered(a) && okResult(a) })
+	lg.recovery(r, fault, fault, okResult)
 	r.record(t)
 	r.check(t)
 	requireAll(t, r, string(subjects.StatusOK))

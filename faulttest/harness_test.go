@@ -1117,9 +1117,10 @@ func formatTable(rows []*row) string {
 }
 
 const legend = `no_reply: no result delivered on the inbox; missing: no reply and nothing in TOOL_RESULTS either.
-recovery: from the fault to the first result showing recovery. kill worker: a redelivered call's ok;
-NATS and MCP: the next ok after the restart; poison: the next redelivered result after the
-first worker death; destructive: the interrupted call's result.
+recovery: from the fault to the first result showing recovery. kill worker: the next ok (the
+killed worker's calls come back after ack_wait, 2s here; those it had stored are answered
+through TOOL_RESULTS); NATS and MCP: the next ok after the restart; poison: the next
+redelivered result after the first worker death; destructive: the interrupted call's result.
 `
 
 func TestMain(m *testing.M) {
