@@ -42,6 +42,8 @@ type Options struct {
 	Workers int
 	// Only measures one path: "direct" or "bus" (default both).
 	Only string
+	// Rounds the two paths take turns (default 3); rows are the median round.
+	Rounds int
 	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).
 	SyncAlways bool
 }
@@ -54,6 +56,7 @@ type Row struct {
 	PerSec      float64
 	P50, P99    time.Duration
 	Errors      int64
+	Rounds      int // measurements this row is the median of
 }
 
 // Run starts an embedded NATS on a temp dir, the demo MCP server over
@@ -70,6 +73,9 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 128
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
 	}
 	log := zerolog.Nop()
 	dir, err := os.MkdirTemp("", "toolbus-bench-")
@@ -160,22 +166,47 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return err
 	}
 
+	// The two paths take turns, Rounds times, and each row is the median
+	// round: this machine's noise moves both alike instead of one.
+	paths := []struct {
+		name string
+		f    func(context.Context) error
+	}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}}
 	var rows []Row
 	for _, c := range o.Concurrency {
-		for _, p := range []struct {
-			name string
-			f    func(context.Context) error
-		}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}} {
-			if o.Only != "" && o.Only != strings.Fields(p.name)[0] && !(o.Only == "bus" && p.name[:7] == "toolbus") {
-				continue
+		rounds := make([][]Row, len(paths))
+		for range o.Rounds {
+			for i, p := range paths {
+				if o.Only != "" && !strings.HasPrefix(p.name, o.Only) && !(o.Only == "bus" && strings.HasPrefix(p.name, "toolbus")) {
+					continue
+				}
+				measure(ctx, p.f, c, o.Duration/5) // warm-up
+				row := measure(ctx, p.f, c, o.Duration)
+				row.Path = p.name
+				rounds[i] = append(rounds[i], row)
 			}
-			measure(ctx, p.f, c, o.Duration/5) // warm-up
-			row := measure(ctx, p.f, c, o.Duration)
-			row.Path = p.name
-			rows = append(rows, row)
+		}
+		for _, rs := range rounds {
+			if len(rs) > 0 {
+				rows = append(rows, median(rs))
+			}
 		}
 	}
 	return rows, nil
+}
+
+// median returns the round with the median throughput, its calls and
+// errors summed over all rounds.
+func median(rs []Row) Row {
+	sorted := append([]Row(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].PerSec < sorted[j].PerSec })
+	m := sorted[len(sorted)/2]
+	m.Calls, m.Errors, m.Rounds = 0, 0, len(rs)
+	for _, r := range rs {
+		m.Calls += r.Calls
+		m.Errors += r.Errors
+	}
+	return m
 }
 
 func measure(ctx context.Context, f func(context.Context) error, conc int, d time.Duration) Row {

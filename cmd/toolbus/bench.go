@@ -16,12 +16,13 @@ func init() {
 	c := &command{
 		name:    "bench",
 		summary: "measure calls/s and p50/p99 through the bus against direct mcp-go calls to the same demo server",
-		usage:   "toolbus bench [--concurrency 1,64] [--duration 3s]",
+		usage:   "toolbus bench [--concurrency 1,64] [--duration 2s] [--rounds 3]",
 	}
 	c.run = func(ctx context.Context, args []string) error {
 		fs := newFlags(c)
 		levels := fs.String("concurrency", "1,64", "comma-separated concurrency levels")
-		dur := fs.Duration("duration", 3*time.Second, "measuring time per row")
+		dur := fs.Duration("duration", 2*time.Second, "measuring time per round")
+		rounds := fs.Int("rounds", 3, "rounds the two paths take turns; each row is the median round")
 		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
 		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
 		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
@@ -32,7 +33,7 @@ func init() {
 		if fs.NArg() > 0 {
 			return usagef("unexpected arguments %q", fs.Args())
 		}
-		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only, SyncAlways: *syncAlways}
+		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only, SyncAlways: *syncAlways, Rounds: *rounds}
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n <= 0 {
@@ -40,7 +41,7 @@ func init() {
 			}
 			o.Concurrency = append(o.Concurrency, n)
 		}
-		fmt.Fprintf(os.Stderr, "toolbus bench: embedded NATS, demo MCP server over streamable HTTP (MCP %s), %v per row\n", *proto, *dur)
+		fmt.Fprintf(os.Stderr, "toolbus bench: embedded NATS, demo MCP server over streamable HTTP (MCP %s), median of %d rounds of %v, paths taking turns\n", *proto, *rounds, *dur)
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {
