@@ -74,6 +74,16 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if !cfg.NoListen && cfg.Port > 0 {
+		// Say at once that the port is taken, rather than after the
+		// server's start-up timeout.
+		addr := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: cannot listen on %s (another toolbus serve or nats-server?): %v; pick --port, or point --nats-url at the running server", addr, err)
+		}
+		l.Close()
+	}
 	opts := &server.Options{
 		ServerName:         "toolbus",
 		Host:               cfg.Host,
