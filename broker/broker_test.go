@@ -49,12 +49,8 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	start := time.Now()
 	_, err = StartEmbedded(EmbeddedConfig{Port: port, DataDir: t.TempDir()}, zerolog.Nop())
-	if err == nil || !strings.Contains(err.Error(), "another toolbus serve or nats-server?") {
+	if err == nil || !strings.Contains(err.Error(), "cannot listen on") {
 		t.Fatalf("err = %v", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatalf("took %v to say so", time.Since(start))
 	}
 }

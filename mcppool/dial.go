@@ -241,7 +241,9 @@ func (c *conn) start(cctx context.Context) error {
 // stage is "start" (spawning / connecting) or "handshake".
 func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stage string, err error) error {
 	exited := false
-	if c.child != nil {
+	// A child that never started did not exit: its stderr pipe closing
+	// (which also marks the conn lost) must not hide why it did not start.
+	if c.child != nil && c.child.spawned() {
 		select {
 		case <-c.lost:
 			exited = true
@@ -308,6 +310,9 @@ func (ch *child) started() {
 		ch.pw = nil
 	}
 }
+
+// spawned reports whether the process was started (read after Start).
+func (ch *child) spawned() bool { return ch.cmd != nil && ch.cmd.Process != nil }
 
 func (ch *child) state() *os.ProcessState {
 	if ch.cmd == nil {

@@ -280,14 +280,11 @@ func TestServerDownBreakerAndRecovery(t *testing.T) {
 			t.Fatalf("failure %d not actionable: %v", i+1, err)
 		}
 	}
-	start := time.Now()
+	// Down means the pool did not try: it failed fast with the last error.
 	_, _, err := p.Call(context.Background(), "s", "echo", nil, CallOptions{})
 	var te *TransportError
 	if !errors.As(err, &te) || !te.Down || te.NextRetry.IsZero() {
 		t.Fatalf("after 3 failures: %T %v, want Down", err, err)
-	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Fatalf("down call took %s; want fail fast", d)
 	}
 	if hl := p.Health("s"); hl.State != StateDown || hl.ConsecutiveFailures != 3 || hl.LastError == nil {
 		t.Fatalf("health = %+v", hl)
@@ -434,12 +431,8 @@ func TestProtocolPinSkipsDiscover(t *testing.T) {
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(def)
-	start := time.Now()
 	if _, _, err := p.Call(context.Background(), "pinned", "echo", nil, CallOptions{}); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("pinned first call took %s", d)
 	}
 	if n := h.count("server/discover"); n != 0 {
 		t.Fatalf("pinned session sent %d server/discover", n)
