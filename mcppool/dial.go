@@ -54,6 +54,10 @@ type DialOptions struct {
 	// DiscoverTimeout bounds the server/discover probe when the protocol is
 	// negotiated. 0: mcp-go's default (5s).
 	DiscoverTimeout time.Duration
+	// Listen opens streamable HTTP's standing GET stream, on which servers
+	// before 2026-07-28 send notifications outside a request (e.g.
+	// tools/list_changed). It keeps the session on the initialize handshake.
+	Listen bool
 }
 
 // NewHTTPClient returns an http.Client for MCP servers that keeps up to
@@ -433,6 +437,9 @@ func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.D
 	}
 	if o.HeaderFunc != nil {
 		opts = append(opts, transport.WithHTTPHeaderFunc(transport.HTTPHeaderFunc(o.HeaderFunc)))
+	}
+	if o.Listen {
+		opts = append(opts, transport.WithContinuousListening())
 	}
 	t, err := transport.NewStreamableHTTP(srv.URL, opts...)
 	if err != nil {

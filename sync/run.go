@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -284,6 +285,7 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 		}
 	}
 	connected := false
+	standing := false // a legacy streamable HTTP server: open the GET stream
 	for ctx.Err() == nil {
 		res, err := s.reg.Resolve(srv)
 		if err != nil {
@@ -297,7 +299,7 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 				s.notifyChanged(srv.Name)
 			}
 		}
-		c, err := s.dl(ctx, res, onNotify)
+		c, err := s.dl(ctx, res, onNotify, standing)
 		if err != nil {
 			if !wait() {
 				return
@@ -310,18 +312,25 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 			s.log.Debug().Str("server", srv.Name).Msg("server does not send tools/list_changed; not listening")
 			return
 		}
-		if srv.Transport == subjects.TransportHTTP && !mcp.IsModernProtocol(c.ProtocolVersion()) {
-			// Before 2026-07-28, streamable HTTP delivers notifications on
-			// a standalone GET stream the dialer does not open; the
-			// periodic resync covers such servers.
+		if srv.Transport == subjects.TransportHTTP && !mcp.IsModernProtocol(c.ProtocolVersion()) && !standing {
+			// Before 2026-07-28, streamable HTTP sends notifications on a
+			// standing GET stream: dial again with it open.
 			_ = c.Close()
-			s.log.Debug().Str("server", srv.Name).Str("protocol", c.ProtocolVersion()).Msg("legacy streamable HTTP: no tools/list_changed stream; relying on periodic resync")
-			return
+			standing = true
+			continue
 		}
 		lost := make(chan struct{})
 		var once gosync.Once
 		markLost := func(error) { once.Do(func() { close(lost) }) }
 		c.OnConnectionLost(markLost)
+		pingDone := make(chan struct{})
+		if standing {
+			// mcp-go re-opens the GET stream by itself but does not say
+			// when the session is gone (a restarted server): ping for it.
+			go func() { defer close(pingDone); s.pingUntilLost(ctx, c, lost, markLost) }()
+		} else {
+			close(pingDone)
+		}
 		stopListen := func() {}
 		if mcp.IsModernProtocol(c.ProtocolVersion()) {
 			st, err := c.ListenAsync(ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, markLost)
@@ -347,10 +356,39 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 		case <-ctx.Done():
 		case <-lost:
 		}
+		markLost(nil) // stops the pinger
+		<-pingDone
 		stopListen()
 		_ = c.Close()
 		if ctx.Err() == nil && !wait() {
 			return
+		}
+	}
+}
+
+// pingInterval is how often a listener on a standing GET stream checks that
+// its session still exists.
+const pingInterval = 30 * time.Second
+
+// pingUntilLost pings c until a ping fails (then markLost) or lost or ctx
+// ends.
+func (s *Syncer) pingUntilLost(ctx context.Context, c *client.Client, lost <-chan struct{}, markLost func(error)) {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				markLost(err)
+				return
+			}
 		}
 	}
 }

@@ -662,3 +662,39 @@ func TestSSEServer(t *testing.T) {
 		t.Fatalf("%+v %v", d, err)
 	}
 }
+
+// A server on the 2025-11-25 protocol over streamable HTTP sends
+// tools/list_changed on the standing GET stream; the listener opens it and
+// the change is synced without waiting for the periodic resync.
+func TestListChangedOverLegacyStreamableHTTP(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ms := newMCPServer(t, nil, tool("first", "s"))
+	listening := make(chan struct{}, 4)
+	s := h.syncer(Config{Debounce: 100 * time.Millisecond})
+	s.onListening = func(string) { listening <- struct{}{} }
+	runSyncer(t, s)
+	srv := httpServer("legacy", ms.URL)
+	srv.ProtocolVersion = "2025-11-25"
+	h.put(srv)
+	select {
+	case <-listening:
+	case <-time.After(15 * time.Second):
+		t.Fatal("listener did not connect")
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		es, err := h.reg.Tools(ctx(t), "legacy")
+		if err != nil || len(es) != 1 {
+			return fmt.Errorf("%d tools (%v)", len(es), err)
+		}
+		return nil
+	})
+	ms.AddTool(tool("second", "x"), echo)
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		es, err := h.reg.Tools(ctx(t), "legacy")
+		if err != nil || len(es) != 2 {
+			return fmt.Errorf("%d tools after list_changed (%v)", len(es), err)
+		}
+		return nil
+	})
+}

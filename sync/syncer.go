@@ -23,14 +23,15 @@ import (
 
 // Dialer connects to an MCP server (secrets already resolved) and completes
 // the handshake; onNotify, when not nil, receives the server's
-// notifications. The caller closes the client.
-type Dialer func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification)) (*client.Client, error)
+// notifications, and listen opens streamable HTTP's standing notification
+// stream (servers before 2026-07-28 need it). The caller closes the client.
+type Dialer func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
 
 // MCPPoolDialer dials with mcppool.Dial, sharing one HTTP client.
 func MCPPoolDialer(log zerolog.Logger) Dialer {
 	hc := mcppool.NewHTTPClient(0)
-	return func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification)) (*client.Client, error) {
-		return mcppool.Dial(ctx, srv, mcppool.DialOptions{Log: log, HTTPClient: hc, OnNotification: onNotify})
+	return func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
+		return mcppool.Dial(ctx, srv, mcppool.DialOptions{Log: log, HTTPClient: hc, OnNotification: onNotify, Listen: listen})
 	}
 }
 
@@ -270,7 +271,7 @@ func (s *Syncer) list(ctx context.Context, srv subjects.Server) ([]mcp.Tool, err
 	if err != nil {
 		return nil, &SyncError{Server: srv.Name, Class: subjects.SyncConfig, Message: err.Error(), Err: err}
 	}
-	c, err := s.dl(ctx, res, nil)
+	c, err := s.dl(ctx, res, nil, false)
 	if err != nil {
 		return nil, err
 	}
