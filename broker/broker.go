@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -194,7 +195,7 @@ func Connect(cfg ConnConfig, log zerolog.Logger, extra ...nats.Option) (*nats.Co
 	}
 	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w (is `toolbus serve` running, or NATS_URL / --nats-url set?)", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w (is `toolbus serve` running, or NATS_URL / --nats-url set?)", redactURLs(url), err)
 	}
 	return nc, nil
 }
@@ -216,4 +217,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOpt
 		}
 	}
 	return nil
+}
+
+// redactURLs hides passwords in a comma-separated list of NATS URLs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		parts[i] = subjects.RedactURL(strings.TrimSpace(u))
+	}
+	return strings.Join(parts, ",")
 }
