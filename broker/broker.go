@@ -147,6 +147,9 @@ type ConnConfig struct {
 	TLSCert  string
 	TLSKey   string
 	Name     string // connection name shown by the server
+	// InboxPrefix replaces "_INBOX" for this connection's replies, so NATS
+	// permissions can give each agent an inbox of its own ("_INBOX.agent1").
+	InboxPrefix string
 }
 
 // Connect dials NATS with reconnects forever (with jitter), logging each
@@ -187,6 +190,9 @@ func Connect(cfg ConnConfig, log zerolog.Logger, extra ...nats.Option) (*nats.Co
 		}
 		opts = append(opts, o)
 	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
 	if cfg.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.TLSCA))
 	}
@@ -200,23 +206,67 @@ func Connect(cfg ConnConfig, log zerolog.Logger, extra ...nats.Option) (*nats.Co
 	return nc, nil
 }
 
-// Provision creates or updates every stream, the workers' consumer and the KV
-// buckets. It is idempotent: run it at every start.
+// Provision creates or updates every stream, the workers' consumer and the
+// KV buckets to match o and consumer. It is idempotent; `toolbus serve`
+// runs it at every start.
 func Provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig) error {
+	return provision(ctx, js, o, consumer, true)
+}
+
+// Ensure creates what is missing and leaves what exists as it is: a worker
+// started with other settings does not rewrite the streams or the shared
+// consumer the rest of the fleet runs on.
+func Ensure(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig) error {
+	return provision(ctx, js, o, consumer, false)
+}
+
+func provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig, update bool) error {
 	for _, cfg := range subjects.Streams(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		var err error
+		if update {
+			_, err = js.CreateOrUpdateStream(ctx, cfg)
+		} else if _, err = js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, cfg)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, consumer); err != nil {
+	var err error
+	if update {
+		_, err = js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, consumer)
+	} else {
+		_, err = GetOrCreateConsumer(ctx, js, subjects.StreamCalls, consumer)
+	}
+	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", consumer.Durable, subjects.StreamCalls, err)
 	}
 	for _, cfg := range subjects.Buckets(o) {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+		var err error
+		if update {
+			_, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		} else if _, err = js.KeyValue(ctx, cfg.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			_, err = js.CreateKeyValue(ctx, cfg)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 			return fmt.Errorf("KV bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// GetOrCreateConsumer returns the durable consumer as it is, creating it
+// from cfg only when it does not exist.
+func GetOrCreateConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.Consumer(ctx, stream, cfg.Durable)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return c, err
+	}
+	c, err = js.CreateConsumer(ctx, stream, cfg)
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		return js.Consumer(ctx, stream, cfg.Durable)
+	}
+	return c, err
 }
 
 // redactURLs hides passwords in a comma-separated list of NATS URLs.

@@ -40,16 +40,17 @@ type Client struct {
 	mu      gosync.Mutex
 	waiters map[string]chan *nats.Msg
 
-	resultsOnce gosync.Once
-	results     jetstream.Stream
-	resultsErr  error
+	resultsMu gosync.Mutex
+	results   jetstream.Stream // TOOL_RESULTS, looked up on first use
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithInboxPrefix sets the inbox prefix replies arrive under (default
-// "_INBOX"), so NATS permissions can give each agent its own.
+// WithInboxPrefix sets the inbox prefix replies arrive under (default: the
+// connection's nats.CustomInboxPrefix, else "_INBOX"). For per-agent NATS
+// permissions set nats.CustomInboxPrefix on the connection instead: it
+// covers the PubAcks and stream lookups too.
 func WithInboxPrefix(p string) Option { return func(c *Client) { c.inbox = p } }
 
 // WithAgent sets the default agent id sent with every call.
@@ -65,7 +66,11 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, js: js, inbox: "_INBOX", poll: 2 * time.Second, waiters: map[string]chan *nats.Msg{}}
+	prefix := "_INBOX"
+	if p := nc.Opts.InboxPrefix; p != "" {
+		prefix = p // nats.CustomInboxPrefix: replies share it with PubAcks
+	}
+	c := &Client{nc: nc, js: js, inbox: prefix, poll: 2 * time.Second, waiters: map[string]chan *nats.Msg{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -238,13 +243,20 @@ func (c *Client) Result(ctx context.Context, callID string) (*subjects.Result, e
 	if err := subjects.ValidateCallID(callID); err != nil {
 		return nil, err
 	}
-	c.resultsOnce.Do(func() {
-		c.results, c.resultsErr = c.js.Stream(ctx, subjects.StreamResults)
-	})
-	if c.resultsErr != nil {
-		return nil, c.resultsErr
+	// A failed lookup (a reconnect, an expired ctx) is not remembered: the
+	// next fallback poll tries again.
+	c.resultsMu.Lock()
+	results := c.results
+	if results == nil {
+		s, err := c.js.Stream(ctx, subjects.StreamResults)
+		if err != nil {
+			c.resultsMu.Unlock()
+			return nil, err
+		}
+		c.results, results = s, s
 	}
-	m, err := c.results.GetLastMsgForSubject(ctx, subjects.ToolResult(callID))
+	c.resultsMu.Unlock()
+	m, err := results.GetLastMsgForSubject(ctx, subjects.ToolResult(callID))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,8 +79,12 @@ func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
 	}
 	deadSubj, _ := subjects.ToolDead(server, tool)
 	dead := nats.NewMsg(deadSubj)
+	// Keep the call's own headers, not JetStream's publish expectations
+	// (Nats-Expected-*, Nats-Msg-Id), which would refuse this publish.
 	for k, v := range raw.Header {
-		dead.Header[k] = v
+		if !strings.HasPrefix(k, "Nats-") {
+			dead.Header[k] = v
+		}
 	}
 	dead.Header.Set(subjects.HeaderDeadReason, reason)
 	dead.Header.Set(subjects.HeaderOrigSubject, raw.Subject)

@@ -38,6 +38,9 @@ type outcome struct {
 
 func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 	start := time.Now()
+	// The lease is renewed from the moment the call is taken until it is
+	// settled: storing the result may retry through a NATS reconnect.
+	defer w.lease(msg)()
 	out := w.handle(ctx, msg, start)
 	w.settle(msg, out, start)
 }
@@ -130,8 +133,11 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	untrack := w.track(c.id, msg, cancel)
+	untrack := w.track(c.id, cancel)
 	defer untrack()
+	if w.cancelled.has(c.id) {
+		cancel(errCancelled) // the cancel arrived while we looked the call up
+	}
 	callCtx, cancelDeadline := context.WithDeadline(callCtx, deadline)
 	defer cancelDeadline()
 

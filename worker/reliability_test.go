@@ -26,11 +26,6 @@ import (
 func TestResultIsWriteOncePerCallID(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
-	cfg := subjects.Streams(subjects.StreamOptions{})[0]
-	cfg.Duplicates = 100 * time.Millisecond
-	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	execLog := t.TempDir() + "/exec.log"
 	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
 	if err != nil {
@@ -43,6 +38,12 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()
+	// A short duplicate window, so the re-send below is a new message.
+	cfg := subjects.Streams(subjects.StreamOptions{})[0]
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
 
 	id := client.NewCallID()
 	first := call(t, cl, "demo", "count", map[string]string{"key": id}, client.WithCallID(id))

@@ -60,7 +60,7 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	if res.Status == subjects.StatusError && res.Error != nil {
 		ev = w.log.Info().Str("code", string(res.Error.Code)).Str("error", res.Error.Message)
 	}
-	ev.Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).
+	ev.Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"toolbus/broker"
 	"toolbus/mcppool"
 	"toolbus/subjects"
 )
@@ -128,16 +129,11 @@ type Worker struct {
 	cancelled cancelSet
 
 	mu      gosync.Mutex
-	running map[string]running // call id -> the call being run
+	running map[string]context.CancelCauseFunc // call id -> cancel of the call being run
+	leases  map[jetstream.Msg]struct{}         // calls taken and not yet settled
 
 	pullWait  time.Duration // how long one pull request waits for calls
 	dupWindow time.Duration // TOOL_CALLS' duplicate window
-}
-
-// running is a call on its way through the MCP server.
-type running struct {
-	msg    jetstream.Msg
-	cancel context.CancelCauseFunc
 }
 
 // Option configures optional collaborators.
@@ -149,7 +145,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 // New returns a worker. It does no I/O until Run.
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
-	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]running{}, pullWait: 5 * time.Second}
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, pullWait: 5 * time.Second}
 	w.cancelled.ttl = 10 * time.Minute
 	for _, o := range opts {
 		o(w)
@@ -170,6 +166,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Leases are renewed at a third of the consumer's own AckWait, whatever
+	// this worker's config says.
+	if aw := cons.CachedInfo().Config.AckWait; aw > 0 && aw != w.cfg.AckWait {
+		w.log.Info().Dur("ack_wait", aw).Msg("using the consumer's ack_wait")
+		w.cfg.AckWait = aw
+	}
 	if w.results, err = w.js.Stream(ctx, subjects.StreamResults); err != nil {
 		return fmt.Errorf("stream %s: %w", subjects.StreamResults, err)
 	}
@@ -185,12 +187,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
 	}
 	defer cancelSub.Unsubscribe()
-	bgCtx, stopBg := context.WithCancel(ctx)
 	var bg gosync.WaitGroup
-	defer func() { stopBg(); bg.Wait() }()
+	defer bg.Wait()
+	// Leases are renewed until the last call is settled, through the
+	// shutdown grace period; dead letters stop with ctx.
+	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBeat()
 	bg.Add(2)
-	go func() { defer bg.Done(); w.heartbeat(bgCtx) }()
-	go func() { defer bg.Done(); w.deadLetters(bgCtx) }()
+	go func() { defer bg.Done(); w.heartbeat(beatCtx) }()
+	go func() { defer bg.Done(); w.deadLetters(ctx) }()
 
 	// calls run under callCtx, not ctx: shutdown gives them Grace first.
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -279,7 +284,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 				return nil
 			case <-time.After(wait):
 			}
-			if c, err := w.js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, w.cfg.ConsumerConfig()); err == nil {
+			if c, err := broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig()); err == nil {
 				cons = c
 			}
 		}
@@ -299,11 +304,13 @@ func (w *Worker) drain(inflight *gosync.WaitGroup, stopCalls context.CancelCause
 	}
 }
 
-// consumer returns the shared durable consumer, creating it if missing.
+// consumer returns the shared durable consumer as it is (settings are the
+// provisioner's: `toolbus serve` or an admin), creating it from this
+// worker's config only if it is missing.
 func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		cons, err := w.js.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, w.cfg.ConsumerConfig())
+		cons, err := broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig())
 		if err == nil {
 			return cons, nil
 		}
@@ -326,19 +333,19 @@ func (w *Worker) onCancel(m *nats.Msg) {
 		return
 	}
 	w.mu.Lock()
-	r, ok := w.running[id]
+	cancel, ok := w.running[id]
 	w.mu.Unlock()
 	if ok {
-		r.cancel(errCancelled)
+		cancel(errCancelled)
 		return
 	}
 	w.cancelled.add(id)
 }
 
-// track registers a call as running until the returned func is called.
-func (w *Worker) track(id string, msg jetstream.Msg, cancel context.CancelCauseFunc) (untrack func()) {
+// track registers a running call's cancel until the returned func is called.
+func (w *Worker) track(id string, cancel context.CancelCauseFunc) (untrack func()) {
 	w.mu.Lock()
-	w.running[id] = running{msg: msg, cancel: cancel}
+	w.running[id] = cancel
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
@@ -347,9 +354,23 @@ func (w *Worker) track(id string, msg jetstream.Msg, cancel context.CancelCauseF
 	}
 }
 
-// heartbeat renews the lease of every running call at AckWait/3, so a slow
-// tool is never redelivered to a second worker while this one is on it.
-// One loop for all calls keeps the hot path free of per-call timers.
+// lease puts msg in the set whose leases heartbeat renews, until the
+// returned func is called.
+func (w *Worker) lease(msg jetstream.Msg) (release func()) {
+	w.mu.Lock()
+	w.leases[msg] = struct{}{}
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.leases, msg)
+		w.mu.Unlock()
+	}
+}
+
+// heartbeat renews the lease of every call taken and not yet settled at
+// AckWait/3, so a slow tool is never redelivered to a second worker while
+// this one is on it. One loop for all calls keeps the hot path free of
+// per-call timers.
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.cfg.AckWait / 3)
 	defer t.Stop()
@@ -362,8 +383,8 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		msgs = msgs[:0]
 		w.mu.Lock()
-		for _, r := range w.running {
-			msgs = append(msgs, r.msg)
+		for m := range w.leases {
+			msgs = append(msgs, m)
 		}
 		w.mu.Unlock()
 		for _, m := range msgs {

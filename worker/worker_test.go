@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"toolbus/broker"
 	"toolbus/client"
 	"toolbus/demo"
 	"toolbus/internal/natstest"
@@ -87,6 +88,12 @@ func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.C
 	t.Helper()
 	js, err := jetstreamNew(nc)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// As toolbus serve does: the consumer gets this configuration.
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	if err := broker.Provision(pctx, js, subjects.StreamOptions{}, cfg.ConsumerConfig()); err != nil {
 		t.Fatal(err)
 	}
 	w := worker.New(nc, js, caller, cfg, log, opts...)
@@ -276,7 +283,8 @@ func TestThreeWorkersShareOneConsumer(t *testing.T) {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			res, err := r.client.Call(ctx, "demo-http", "add", map[string]int{"a": i, "b": 1})
+			// count with a key of its own: a call run twice would say 2.
+			res, err := r.client.Call(ctx, "demo-http", "count", map[string]string{"key": fmt.Sprintf("three-%d", i)})
 			if err != nil {
 				errs <- err
 				return
@@ -291,8 +299,8 @@ func TestThreeWorkersShareOneConsumer(t *testing.T) {
 		case err := <-errs:
 			t.Fatalf("call failed: %v", err)
 		case res := <-results:
-			if res.Status != subjects.StatusOK {
-				t.Fatalf("result: %+v", res)
+			if res.Status != subjects.StatusOK || text(t, res) != "1" {
+				t.Fatalf("result: %+v %s", res, res.Result)
 			}
 			seen[res.CallID]++
 			byWorker[res.Worker]++

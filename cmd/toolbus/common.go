@@ -32,6 +32,7 @@ func addConnFlags(fs *flag.FlagSet) *connFlags {
 	fs.StringVar(&c.cfg.TLSCA, "nats-ca", os.Getenv("NATS_CA"), "CA certificate for NATS TLS (env NATS_CA)")
 	fs.StringVar(&c.cfg.TLSCert, "nats-cert", os.Getenv("NATS_CERT"), "client certificate for NATS TLS (env NATS_CERT)")
 	fs.StringVar(&c.cfg.TLSKey, "nats-key", os.Getenv("NATS_KEY"), "client key for NATS TLS (env NATS_KEY)")
+	fs.StringVar(&c.cfg.InboxPrefix, "nats-inbox-prefix", os.Getenv("NATS_INBOX_PREFIX"), "inbox prefix for replies, e.g. _INBOX.agent1, to match per-agent permissions (env NATS_INBOX_PREFIX)")
 	return c
 }
 

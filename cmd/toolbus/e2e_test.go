@@ -340,7 +340,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	})
 	// Arguments that break the schema are refused by the catalog.
 	_, errOut, code := run(t, env, bin, "call", "search", "add", `{"a":"two"}`)
-	if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
+	if code != 1 || !strings.Contains(errOut, "invalid_arguments") || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("schema check: %d %q", code, errOut)
 	}
 	must("", "servers", "rm", "search")

@@ -123,7 +123,7 @@ func TestNatsConfPermissions(t *testing.T) {
 	})
 
 	// An agent with the AGENT role calls tools.
-	asAgent := []string{"NATS_URL=" + url("agent1", "change-me-agent1")}
+	asAgent := []string{"NATS_URL=" + url("agent1", "change-me-agent1"), "NATS_INBOX_PREFIX=_INBOX.agent1"}
 	out, errOut, code := run(t, asAgent, bin, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
 	if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"worker": "w-role"`) {
 		t.Fatalf("agent call: exit %d\n%s%s", code, out, errOut)
@@ -134,7 +134,7 @@ func TestNatsConfPermissions(t *testing.T) {
 		t.Fatalf("destroy: exit %d\n%s%s", code, out, errOut)
 	}
 	_, errOut, code = run(t, asAgent, bin, "call", "demo", "add", `{"a":"two"}`)
-	if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
+	if code != 1 || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("bad arguments: exit %d %s", code, errOut)
 	}
 	for _, p := range []string{serverLog, wlog} {

@@ -165,7 +165,13 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	}
 	wcfg := rf.workerConfig(cfg)
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = broker.Provision(pctx, js, subjects.StreamOptions{Replicas: cfg.NATS.Replicas, ResultMaxAge: cfg.NATS.ResultMaxAge.D()}, wcfg.ConsumerConfig())
+	// serve owns the settings of streams and the shared consumer; a worker
+	// only creates what is missing, so it never rewrites the fleet's.
+	provision := broker.Ensure
+	if all {
+		provision = broker.Provision
+	}
+	err = provision(pctx, js, subjects.StreamOptions{Replicas: cfg.NATS.Replicas, ResultMaxAge: cfg.NATS.ResultMaxAge.D()}, wcfg.ConsumerConfig())
 	cancel()
 	if err != nil {
 		return fmt.Errorf("provision JetStream: %w", err)
