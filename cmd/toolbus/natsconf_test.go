@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,5 +143,59 @@ func TestNatsConfPermissions(t *testing.T) {
 		if bytes.Contains(b, []byte("Violation")) || bytes.Contains(b, []byte("permissions violation")) {
 			t.Fatalf("%s reports a permissions violation:\n%s", filepath.Base(p), b)
 		}
+	}
+}
+
+// SIGTERM drains (in-flight calls may finish); a second SIGTERM exits at
+// once, with status 130.
+func TestSecondSigtermExitsNow(t *testing.T) {
+	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	dir := t.TempDir()
+	port := freePort(t)
+	logPath := filepath.Join(dir, "serve.log")
+	logf, _ := os.Create(logPath)
+	serveCmd := exec.Command(bin, "serve", "--port", fmt.Sprint(port), "--bridge", "off")
+	serveCmd.Dir = dir
+	serveCmd.Stdout, serveCmd.Stderr = logf, logf
+	if err := serveCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- serveCmd.Wait() }()
+	defer func() { _ = serveCmd.Process.Kill() }()
+	waitLog(t, logPath, "worker consuming tool calls")
+
+	// A long call in flight, so the first SIGTERM has something to wait for.
+	var callErr syncBuffer
+	call := exec.Command(bin, "call", "demo", "sleep", `{"ms":60000,"steps":60}`, "--progress", "--timeout", "90s")
+	call.Env = append(os.Environ(), fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port))
+	call.Stderr = &callErr
+	if err := call.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = call.Process.Kill(); _ = call.Wait() }()
+	natstest.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(callErr.String(), "progress") {
+			return fmt.Errorf("call not running yet")
+		}
+		return nil
+	})
+
+	_ = serveCmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, logPath, "draining")
+	select {
+	case err := <-exited:
+		t.Fatalf("serve exited on the first SIGTERM with a call in flight: %v", err)
+	default:
+	}
+	_ = serveCmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Fatalf("second SIGTERM: %v, want exit status 130", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not exit on the second SIGTERM")
 	}
 }
