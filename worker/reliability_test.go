@@ -17,6 +17,7 @@ import (
 	"toolbus/internal/natstest"
 	"toolbus/mcppool"
 	"toolbus/subjects"
+	toolsync "toolbus/sync"
 	"toolbus/worker"
 )
 
@@ -223,5 +224,57 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 	again := call(t, r.client, "demo-http", "executions", map[string]string{"key": id})
 	if !strings.Contains(text(t, again), `"`+id+`":1`) {
 		t.Fatalf("executions: %s", again.Result)
+	}
+}
+
+// With the catalog, an unknown tool and arguments that break the tool's
+// schema are refused by the worker without reaching the MCP server.
+func TestCatalogRefusesBeforeTheServer(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	execLog := t.TempDir() + "/exec.log"
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
+	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Put(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer catalog.Stop()
+	pool := mcppool.New(testLog(t))
+	defer pool.Close()
+	pool.Upsert(srv)
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	cl, _ := client.New(ns.NC)
+	defer cl.Close()
+
+	res := call(t, cl, "demo", "count", `{"key":7}`)
+	if res.Error == nil || res.Error.Code != subjects.CodeInvalidArguments || !strings.Contains(res.Error.Message, `argument "key"`) {
+		t.Fatalf("schema violation: %+v", res)
+	}
+	res = call(t, cl, "demo", "no_such_tool", `{}`)
+	if res.Error == nil || res.Error.Code != subjects.CodeUnknownTool || !strings.Contains(res.Error.Message, "toolbus tools demo") {
+		t.Fatalf("unknown tool: %+v", res)
+	}
+	res = call(t, cl, "demo", "count", `{"key":"ok"}`)
+	if res.Status != subjects.StatusOK {
+		t.Fatalf("valid call: %+v", res)
+	}
+	log, _ := os.ReadFile(execLog)
+	if string(log) != "count ok\n" {
+		t.Fatalf("the MCP server ran %q; want only the valid call", log)
 	}
 }
