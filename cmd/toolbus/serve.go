@@ -51,6 +51,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 		DefaultTimeout: w.DefaultTimeout.D(),
 		Grace:          w.Grace.D(),
 		MaxResultBytes: w.MaxResultBytes,
+		RetryFor:       w.RetryFor.D(),
 	}
 	if r.concurrency > 0 {
 		cfg.Concurrency = r.concurrency
