@@ -5,8 +5,6 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,11 +125,7 @@ func WithTraceparent(tp string) CallOption { return func(o *callOpts) { o.tracep
 func WithProgress(f func(subjects.Progress)) CallOption { return func(o *callOpts) { o.progress = f } }
 
 // NewCallID returns a fresh, unguessable call id.
-func NewCallID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func NewCallID() string { return subjects.NewCallID() }
 
 // Call runs tool on server with args (any JSON-encodable value, or
 // json.RawMessage / []byte as they are) and returns its result. An error

@@ -1,6 +1,8 @@
 package subjects
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -107,6 +109,14 @@ func ValidateCallID(id string) error {
 		}
 	}
 	return nil
+}
+
+// NewCallID returns a fresh, unguessable call id: 128 random bits,
+// URL-safe base64 (22 characters).
+func NewCallID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // ToolResult returns tool.result.<call_id>. The id must have passed

@@ -281,29 +281,24 @@ func (c *Catalog) Err() error {
 	}
 }
 
-// CheckCall is Check in the worker's terms: nil when the call may go to the
-// server — including when the server has not synced yet, so a registry
-// without a catalog still works — or the error result to answer with.
-func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) *subjects.Error {
-	_, err := c.Check(server, tool, args)
+// CheckCall is Check in the worker's terms, in one lookup: refusal is nil
+// when the call may go to the server — including when the server has not
+// synced yet, so a registry without a catalog still works — or the error
+// result to answer with. known says whether the catalog has the tool, and
+// safe whether its annotations (MCP's defaults when absent) make running it
+// twice harmless (read-only, idempotent or not destructive).
+func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool) {
+	e, err := c.Check(server, tool, args)
+	if e != nil {
+		safe, known = e.SafeToRetry(), true
+	}
 	switch {
 	case err == nil, errors.Is(err, ErrUnknownServer):
-		return nil
+		return nil, safe, known
 	case errors.Is(err, ErrUnknownTool), errors.Is(err, ErrToolHeld):
-		return &subjects.Error{Code: subjects.CodeUnknownTool, Message: err.Error()}
+		return &subjects.Error{Code: subjects.CodeUnknownTool, Message: err.Error()}, safe, known
 	case errors.Is(err, ErrInvalidArguments):
-		return &subjects.Error{Code: subjects.CodeInvalidArguments, Message: err.Error()}
+		return &subjects.Error{Code: subjects.CodeInvalidArguments, Message: err.Error()}, safe, known
 	}
-	return &subjects.Error{Code: subjects.CodeInternal, Message: err.Error()}
-}
-
-// SafeToRetry reports what the catalog knows of re-running a tool: known
-// is false for a tool not in the catalog; safe is true when its annotations
-// (MCP's defaults when absent) say read-only, idempotent or not destructive.
-func (c *Catalog) SafeToRetry(server, tool string) (safe, known bool) {
-	e, ok := c.Entry(server, tool)
-	if !ok {
-		return false, false
-	}
-	return e.SafeToRetry(), true
+	return &subjects.Error{Code: subjects.CodeInternal, Message: err.Error()}, safe, known
 }

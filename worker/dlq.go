@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -96,9 +94,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	if _, _, err := subjects.ParseToolCall(orig); err != nil {
 		return "", fmt.Errorf("dead letter %d cannot be replayed: %w", seq, err)
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	newID = base64.RawURLEncoding.EncodeToString(b[:])
+	newID = subjects.NewCallID()
 	msg := nats.NewMsg(orig)
 	msg.Data = m.Data
 	for _, h := range []string{subjects.HeaderAgent, subjects.HeaderTraceparent} {

@@ -75,15 +75,13 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	if !ok {
 		return fail(res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server)
 	}
-	if w.catalog != nil {
-		if e := w.catalog.CheckCall(c.server, c.tool, c.args); e != nil {
-			res.Status, res.Error = subjects.StatusError, e
-			return outcome{res: res}
-		}
-	}
 	var safe, known bool
 	if w.catalog != nil {
-		safe, known = w.catalog.SafeToRetry(c.server, c.tool)
+		var refusal *subjects.Error
+		if refusal, safe, known = w.catalog.CheckCall(c.server, c.tool, c.args); refusal != nil {
+			res.Status, res.Error = subjects.StatusError, refusal
+			return outcome{res: res}
+		}
 	}
 	unsafe := known && !safe && !srv.RetryUnsafe
 	// A duplicate or a redelivery: an earlier attempt may have finished —

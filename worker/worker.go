@@ -32,15 +32,13 @@ type Caller interface {
 // Catalog refuses calls that cannot succeed before they reach a server.
 // Optional: without one, every call to a registered server is attempted.
 type Catalog interface {
-	// Check returns nil when server has no catalog yet (never synced) or the
-	// tool exists and args fit its schema; otherwise an error result reason
-	// (unknown_tool, invalid_arguments).
-	CheckCall(server, tool string, args json.RawMessage) *subjects.Error
-	// SafeToRetry says whether the catalog knows the tool and whether its
-	// annotations make running it twice harmless (read-only, idempotent or
-	// not destructive). A known, unsafe tool is never re-run blindly after
-	// a worker died mid-call.
-	SafeToRetry(server, tool string) (safe, known bool)
+	// CheckCall returns nil when the server has no catalog yet (never
+	// synced) or the tool exists and args fit its schema; otherwise the
+	// error result to answer with (unknown_tool, invalid_arguments). known
+	// says whether the catalog has the tool, safe whether its annotations
+	// make running it twice harmless; a known, unsafe tool is never re-run
+	// blindly after a worker died mid-call.
+	CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool)
 }
 
 // Config tunes a worker. Zero values take the documented defaults.

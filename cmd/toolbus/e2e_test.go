@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,45 +38,14 @@ func freePort(t *testing.T) int {
 func serve(t *testing.T, bin, dir string, args ...string) string {
 	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(bin, append([]string{"serve", "--port", fmt.Sprint(port)}, args...)...)
-	cmd.Dir = dir
-	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	logPath, stop := background(t, dir, "serve", append([]string{bin, "serve", "--port", fmt.Sprint(port)}, args...)...)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("serve exited with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("serve did not stop on SIGTERM")
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-			t.Logf("serve.log:\n%s", b)
+		if err := stop(); err != nil {
+			t.Errorf("serve on SIGTERM: %v", err)
 		}
 	})
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	natstest.CheckFor(t, 20*time.Second, func() error {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-		if !bytes.Contains(b, []byte("worker consuming tool calls")) {
-			return fmt.Errorf("worker not up yet")
-		}
-		return nil
-	})
-	return url
+	waitLog(t, logPath, "worker consuming tool calls")
+	return fmt.Sprintf("nats://127.0.0.1:%d", port)
 }
 
 func run(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, code int) {

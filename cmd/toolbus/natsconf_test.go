@@ -21,8 +21,9 @@ import (
 )
 
 // background runs a process until stop or the end of the test (SIGTERM,
-// then kill), logging to dir/<name>.log, whose path it returns.
-func background(t *testing.T, dir, name string, cmdline ...string) (logPath string, stop func()) {
+// then kill), logging to dir/<name>.log, whose path it returns. stop
+// returns how the process ended.
+func background(t *testing.T, dir, name string, cmdline ...string) (logPath string, stop func() error) {
 	t.Helper()
 	logPath = filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
@@ -36,21 +37,26 @@ func background(t *testing.T, dir, name string, cmdline ...string) (logPath stri
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	var once gosync.Once
-	stop = func() {
+	var stopErr error
+	stop = func() error {
 		once.Do(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-done:
-			case <-time.After(20 * time.Second):
+				stopErr = waitErr
+			case <-time.After(30 * time.Second):
 				_ = cmd.Process.Kill()
 				<-done
+				stopErr = fmt.Errorf("%s did not stop on SIGTERM", name)
 			}
 		})
+		return stopErr
 	}
 	t.Cleanup(func() {
-		stop()
+		_ = stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s.log:\n%s", name, b)
@@ -109,7 +115,9 @@ func TestNatsConfPermissions(t *testing.T) {
 	// The admin provisions streams and buckets once, then steps aside.
 	admin, stopAdmin := background(t, dir, "admin-worker", bin, "worker", "--config", "toolbus.yaml", "--name", "admin", "--nats-url", url("admin", "change-me-admin"))
 	waitLog(t, admin, "worker consuming tool calls")
-	stopAdmin()
+	if err := stopAdmin(); err != nil {
+		t.Fatalf("admin worker: %v", err)
+	}
 
 	// A worker with the WORKER role only runs every call from here on.
 	wlog, _ := background(t, dir, "worker", bin, "worker", "--config", "toolbus.yaml", "--name", "w-role", "--nats-url", url("worker", "change-me-worker"))
