@@ -1,6 +1,7 @@
 // Package client is the Go client for agents: Call publishes a tool call on
-// JetStream and waits for its result on one long-lived inbox, falling back
-// to the stored result in TOOL_RESULTS when the reply was missed.
+// JetStream as the client's agent and receives its result on the one
+// subscription the client holds, tool.result.<agent>.*, falling back to a
+// direct get of the stored result when the delivery was missed.
 package client
 
 import (
@@ -8,12 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	gosync "sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
 
 	"toolbus/subjects"
 )
@@ -26,78 +28,138 @@ const DefaultTimeout = 60 * time.Second
 // (plus a short grace for the worker's own timeout result).
 var ErrNoResult = errors.New("no result")
 
-// Client calls tools. It is safe for concurrent use; make one per process.
+// Client calls tools as one agent. It is safe for concurrent use; make one
+// per process.
 type Client struct {
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	agent string
-	inbox string // "<prefix>.<nuid>"; replies arrive on inbox.<call_id>
-	sub   *nats.Subscription
-	poll  time.Duration
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	agent   string
+	sub     *nats.Subscription // tool.result.<agent>.*: every result of this agent
+	poll    time.Duration
+	log     zerolog.Logger
+	prefix  string // "tool.result.<agent>."
+	dgetPfx string // the direct get subject prefix for this agent's results
 
 	mu      gosync.Mutex
-	waiters map[string]chan *nats.Msg
+	waiters map[string]waiter
+}
 
-	resultsMu gosync.Mutex
-	results   jetstream.Stream // TOOL_RESULTS, looked up on first use
+// waiter is a call waiting for its result, with what the result must say.
+type waiter struct {
+	server, tool string
+	ch           chan *subjects.Result
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithInboxPrefix sets the inbox prefix replies arrive under (default: the
-// connection's nats.CustomInboxPrefix, else "_INBOX"). For per-agent NATS
-// permissions set nats.CustomInboxPrefix on the connection instead: it
-// covers the PubAcks and stream lookups too.
-func WithInboxPrefix(p string) Option { return func(c *Client) { c.inbox = p } }
-
-// WithAgent sets the default agent id sent with every call.
+// WithAgent sets the agent this client calls as (default: the connection's
+// user name when it is a valid agent id, else subjects.DefaultAgent). With
+// NATS authentication on, it must be the agent the connection's
+// permissions grant (tool.call.<agent>.>).
 func WithAgent(id string) Option { return func(c *Client) { c.agent = id } }
 
 // WithResultPoll sets how often a waiting call also looks for its stored
-// result in TOOL_RESULTS, in case the reply was missed (default 2s).
+// result in TOOL_RESULTS, in case the delivery was missed (default 2s).
 func WithResultPoll(d time.Duration) Option { return func(c *Client) { c.poll = d } }
 
-// New returns a client on nc with one inbox subscription for all calls.
+// WithLogger receives the client's warnings, such as a result dropped
+// because it does not match its call (default: none).
+func WithLogger(l zerolog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// New returns a client on nc with one subscription, to
+// tool.result.<agent>.*, for all its calls. It fails when NATS refuses that
+// subscription: the connection is not allowed to act as the agent.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	prefix := "_INBOX"
-	if p := nc.Opts.InboxPrefix; p != "" {
-		prefix = p // nats.CustomInboxPrefix: replies share it with PubAcks
+	c := &Client{nc: nc, js: js, poll: 2 * time.Second, log: zerolog.Nop(), waiters: map[string]waiter{}}
+	if u := nc.Opts.User; subjects.ValidateAgent(u) == nil {
+		c.agent = u
+	} else {
+		c.agent = subjects.DefaultAgent
 	}
-	c := &Client{nc: nc, js: js, inbox: prefix, poll: 2 * time.Second, waiters: map[string]chan *nats.Msg{}}
 	for _, o := range opts {
 		o(c)
 	}
-	c.inbox = c.inbox + "." + nuid.Next()
-	c.sub, err = nc.Subscribe(c.inbox+".*", c.onReply)
+	if err := subjects.ValidateAgent(c.agent); err != nil {
+		return nil, err
+	}
+	c.prefix = subjects.ToolResult(c.agent, "")
+	c.dgetPfx = subjects.ResultDirectGet(c.agent, "")
+	results := subjects.ToolResults(c.agent)
+	c.sub, err = nc.Subscribe(results, c.onResult)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to inbox: %w", err)
+		return nil, fmt.Errorf("subscribe to %s: %w", results, err)
 	}
 	_ = c.sub.SetPendingLimits(-1, -1)
+	// A refused subscription is reported asynchronously; the flush's
+	// round trip brings the refusal back first.
+	if err := nc.Flush(); err != nil {
+		_ = c.sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe to %s: %w", results, err)
+	}
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), results) {
+		_ = c.sub.Unsubscribe()
+		return nil, fmt.Errorf("NATS refused this connection the results of agent %q (%w): connect as that agent's user, or name the agent the connection is allowed to act as (client.WithAgent, toolbus call --agent)", c.agent, err)
+	}
 	return c, nil
 }
 
-// Close ends the inbox subscription; the connection stays the caller's.
+// Agent returns the agent this client calls as.
+func (c *Client) Agent() string { return c.agent }
+
+// Close ends the results subscription; the connection stays the caller's.
 func (c *Client) Close() error { return c.sub.Unsubscribe() }
 
-func (c *Client) onReply(m *nats.Msg) {
-	id := m.Subject[len(c.inbox)+1:]
-	c.mu.Lock()
-	ch := c.waiters[id]
-	delete(c.waiters, id)
-	c.mu.Unlock()
-	if ch != nil {
-		ch <- m
+// onResult hears every result stored for this agent and hands each to the
+// call waiting for it, if the result is about that call.
+func (c *Client) onResult(m *nats.Msg) {
+	id, ok := strings.CutPrefix(m.Subject, c.prefix)
+	if !ok {
+		return
 	}
+	c.mu.Lock()
+	w, ok := c.waiters[id]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	res, err := c.accept(m.Data, id, w.server, w.tool)
+	if err != nil {
+		c.log.Warn().Err(err).Str("call_id", id).Str("subject", m.Subject).Msg("result dropped")
+		return
+	}
+	c.mu.Lock()
+	if cur, ok := c.waiters[id]; ok && cur.ch == w.ch {
+		delete(c.waiters, id)
+		w.ch <- res // buffered, and only the first valid result is sent
+	}
+	c.mu.Unlock()
 }
+
+// accept decodes a result and checks that it answers the call it is meant
+// for: the same call id, agent, server and tool. Anything else is dropped.
+func (c *Client) accept(data []byte, id, server, tool string) (*subjects.Result, error) {
+	res, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if res.CallID != id || res.Agent != c.agent || (server != "" && (res.Server != server || res.Tool != tool)) {
+		return nil, fmt.Errorf("%w: it answers call %q of agent %q (%s/%s), not call %q of agent %q (%s/%s)",
+			ErrMismatch, res.CallID, res.Agent, res.Server, res.Tool, id, c.agent, server, tool)
+	}
+	return res, nil
+}
+
+// ErrMismatch is the reason a result that does not answer its call is
+// dropped.
+var ErrMismatch = errors.New("result does not match its call")
 
 type callOpts struct {
 	id          string
-	agent       string
 	timeout     time.Duration
 	traceparent string
 	progress    func(subjects.Progress)
@@ -107,12 +169,10 @@ type callOpts struct {
 type CallOption func(*callOpts)
 
 // WithCallID sets the call id (default: 128 random bits, URL-safe base64).
-// Re-sending a call with the same id inside JetStream's duplicate window
-// stores it once.
+// Call ids are scoped to the agent. Re-sending a call with the same id
+// inside JetStream's duplicate window stores it once; after it, the stored
+// result is the answer.
 func WithCallID(id string) CallOption { return func(o *callOpts) { o.id = id } }
-
-// WithCallAgent sets this call's agent id.
-func WithCallAgent(id string) CallOption { return func(o *callOpts) { o.agent = id } }
 
 // WithTimeout sets the call's deadline relative to now (default: the
 // context's deadline, else DefaultTimeout).
@@ -132,7 +192,7 @@ func NewCallID() string { return subjects.NewCallID() }
 // result (Status "error") is a result, not a Go error: check res.Err(). The
 // Go error is for the call not getting through or no result arriving.
 func (c *Client) Call(ctx context.Context, server, tool string, args any, opts ...CallOption) (*subjects.Result, error) {
-	o := callOpts{agent: c.agent}
+	var o callOpts
 	for _, f := range opts {
 		f(&o)
 	}
@@ -141,7 +201,7 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	} else if err := subjects.ValidateCallID(o.id); err != nil {
 		return nil, err
 	}
-	subject, err := subjects.ToolCall(server, tool)
+	subject, err := subjects.ToolCall(c.agent, server, tool)
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +219,7 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	msg := nats.NewMsg(subject)
 	msg.Data = body
 	msg.Header.Set(subjects.HeaderCallID, o.id)
-	msg.Header.Set(subjects.HeaderReply, c.inbox+"."+o.id)
 	msg.Header.Set(subjects.HeaderDeadline, subjects.FormatDeadline(deadline))
-	if o.agent != "" {
-		msg.Header.Set(subjects.HeaderAgent, o.agent)
-	}
 	if o.traceparent != "" {
 		msg.Header.Set(subjects.HeaderTraceparent, o.traceparent)
 	}
@@ -172,9 +228,9 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	}
 
 	if o.progress != nil {
-		sub, err := c.nc.Subscribe(subjects.ToolProgress(o.id), func(m *nats.Msg) {
+		sub, err := c.nc.Subscribe(subjects.ToolProgress(c.agent, o.id), func(m *nats.Msg) {
 			var p subjects.Progress
-			if json.Unmarshal(m.Data, &p) == nil {
+			if json.Unmarshal(m.Data, &p) == nil && p.CallID == o.id {
 				o.progress(p)
 			}
 		})
@@ -184,13 +240,20 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 		defer sub.Unsubscribe()
 	}
 
-	ch := make(chan *nats.Msg, 1)
+	// Listen before publishing: the result is delivered as it is stored.
+	ch := make(chan *subjects.Result, 1)
 	c.mu.Lock()
-	c.waiters[o.id] = ch
+	if _, busy := c.waiters[o.id]; busy {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("call id %s is already waiting for its result in this client", o.id)
+	}
+	c.waiters[o.id] = waiter{server: server, tool: tool, ch: ch}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.waiters, o.id)
+		if cur, ok := c.waiters[o.id]; ok && cur.ch == ch {
+			delete(c.waiters, o.id)
+		}
 		c.mu.Unlock()
 	}()
 
@@ -205,20 +268,32 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	tick := time.NewTicker(c.poll)
 	defer tick.Stop()
 	acked := pub.Ok()
+	lookup := func(ctx context.Context) (*subjects.Result, bool) {
+		data, err := c.stored(ctx, o.id)
+		if err != nil {
+			return nil, false
+		}
+		res, err := c.accept(data, o.id, server, tool)
+		if err != nil {
+			c.log.Warn().Err(err).Str("call_id", o.id).Msg("stored result dropped")
+			return nil, false
+		}
+		return res, true
+	}
 	for {
 		select {
-		case m := <-ch:
-			return decode(m.Data)
+		case res := <-ch:
+			return res, nil
 		case <-acked:
 			acked = nil
 		case err := <-pub.Err():
-			return nil, fmt.Errorf("call not accepted by JetStream (is `toolbus serve` running and the TOOL_CALLS stream there?): %w", err)
+			return nil, fmt.Errorf("call not accepted by JetStream (is `toolbus serve` running, the TOOL_CALLS stream there, and may this connection publish %s?): %w", subject, err)
 		case <-tick.C:
-			if res, err := c.Result(wait, o.id); err == nil {
+			if res, ok := lookup(wait); ok {
 				return res, nil
 			}
 		case <-wait.Done():
-			if res, err := c.Result(context.Background(), o.id); err == nil {
+			if res, ok := lookup(context.Background()); ok {
 				return res, nil
 			}
 			if ctx.Err() != nil {
@@ -231,39 +306,47 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 
 var errTooLarge = errors.New("too large")
 
-// Result fetches a call's stored result from TOOL_RESULTS by exact subject.
-// It returns jetstream.ErrMsgNotFound while there is none.
+// Result fetches a call's stored result from TOOL_RESULTS by a direct get
+// of its exact subject, tool.result.<agent>.<call_id> (the only read of
+// TOOL_RESULTS an agent's permissions allow). It returns
+// jetstream.ErrMsgNotFound while there is none.
 func (c *Client) Result(ctx context.Context, callID string) (*subjects.Result, error) {
 	if err := subjects.ValidateCallID(callID); err != nil {
 		return nil, err
 	}
-	// A failed lookup (a reconnect, an expired ctx) is not remembered: the
-	// next fallback poll tries again.
-	c.resultsMu.Lock()
-	results := c.results
-	if results == nil {
-		s, err := c.js.Stream(ctx, subjects.StreamResults)
-		if err != nil {
-			c.resultsMu.Unlock()
-			return nil, err
-		}
-		c.results, results = s, s
-	}
-	c.resultsMu.Unlock()
-	m, err := results.GetLastMsgForSubject(ctx, subjects.ToolResult(callID))
+	data, err := c.stored(ctx, callID)
 	if err != nil {
 		return nil, err
 	}
-	return decode(m.Data)
+	return c.accept(data, callID, "", "")
+}
+
+// stored reads the stored result of callID, or jetstream.ErrMsgNotFound.
+func (c *Client) stored(ctx context.Context, callID string) ([]byte, error) {
+	m, err := c.nc.RequestWithContext(ctx, c.dgetPfx+callID, nil)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("stream %s not found (is `toolbus serve` running?): %w", subjects.StreamResults, err)
+	case err != nil:
+		return nil, err
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return nil, jetstream.ErrMsgNotFound
+	default:
+		return nil, fmt.Errorf("direct get of %s%s: status %s %s", c.prefix, callID, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	return m.Data, nil
 }
 
 // Cancel asks the worker running callID to stop; its result will be
-// "cancelled".
+// "cancelled". Only this client's agent can cancel its calls.
 func (c *Client) Cancel(callID string) error {
 	if err := subjects.ValidateCallID(callID); err != nil {
 		return err
 	}
-	return c.nc.Publish(subjects.ToolCancel(callID), nil)
+	return c.nc.Publish(subjects.ToolCancel(c.agent, callID), nil)
 }
 
 func decode(data []byte) (*subjects.Result, error) {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"toolbus/subjects"
 )
 
 // Name is the server name the demo server reports to clients.
@@ -178,7 +180,17 @@ func (t *tools) register() {
 			}),
 			Handler: t.executions,
 		},
+		server.ServerTool{
+			Tool: tool("whoami", readOnly(), []mcp.ToolOption{
+				mcp.WithDescription("Returns the agent id the request carried in its x-agent-id HTTP header (empty over stdio)."),
+			}),
+			Handler: t.whoami,
+		},
 	)
+}
+
+func (t *tools) whoami(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	return mcp.NewToolResultText(req.Header.Get(subjects.AgentHTTPHeader)), nil
 }
 
 func (t *tools) echo(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {

@@ -196,7 +196,7 @@ func testTools(t *testing.T, c *client.Client, execLog string) {
 	for _, tool := range list.Tools {
 		annotations[tool.Name] = tool.Annotations
 	}
-	for _, name := range []string{"echo", "add", "sleep", "fail", "crash", "kill_parent", "count", "destroy", "executions"} {
+	for _, name := range []string{"echo", "add", "sleep", "fail", "crash", "kill_parent", "count", "destroy", "executions", "whoami"} {
 		if _, ok := annotations[name]; !ok {
 			t.Errorf("tool %s not listed", name)
 		}

@@ -234,8 +234,8 @@ func TestFaultPoison(t *testing.T) {
 		t.Errorf("%d of %d normal calls succeeded; want all", okNormal, len(normal))
 	}
 
-	// The dead letter: on tool.dead.demo.kill_parent, with its reason.
-	dead, _ := subjects.ToolDead("demo", "kill_parent")
+	// The dead letter: on tool.dead.<agent>.demo.kill_parent, with its reason.
+	dead, _ := subjects.ToolDead(loadAgent, "demo", "kill_parent")
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if s, err := c.js.Stream(dctx, subjects.StreamDead); err != nil {

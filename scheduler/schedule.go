@@ -62,8 +62,9 @@ type Schedule struct {
 	Kind Kind `json:"kind" yaml:"kind"`
 	// Server is the server to resync (kind resync); empty means all.
 	Server string `json:"server,omitempty" yaml:"server,omitempty"`
-	// Agent is the agent to wake (kind wake). For kind publish to a
-	// tool.call subject it is sent as the calling agent.
+	// Agent is the agent to wake (kind wake). A scheduled tool call (kind
+	// publish to tool.call.<agent>.<server>.<tool>) runs as the agent its
+	// subject names; Agent, if set, must be that agent.
 	Agent string `json:"agent,omitempty" yaml:"agent,omitempty"`
 	// Subject is the literal subject to publish on (kind publish). It must
 	// be bound to a stream (EVENTS, CATALOG_RESYNC or TOOL_CALLS) for the
@@ -158,8 +159,12 @@ func (s *Schedule) compile() (*compiled, error) {
 		}
 		c.subject = s.Subject
 		if strings.HasPrefix(s.Subject, subjects.ToolCallPrefix) {
-			if _, _, err := subjects.ParseToolCall(s.Subject); err != nil {
+			agent, _, _, err := subjects.ParseToolCall(s.Subject)
+			if err != nil {
 				return nil, s.errf("subject", "%v", err)
+			}
+			if s.Agent != "" && s.Agent != agent {
+				return nil, s.errf("agent", "%q, but the subject calls as agent %q: a scheduled call runs as the agent its subject names", s.Agent, agent)
 			}
 			c.isCall = true
 		}

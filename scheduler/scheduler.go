@@ -398,9 +398,6 @@ func (s *Scheduler) message(c *compiled, tick, now time.Time) *nats.Msg {
 			timeout = DefaultCallTimeout
 		}
 		msg.Header.Set(subjects.HeaderDeadline, subjects.FormatDeadline(now.Add(timeout)))
-		if c.Agent != "" && msg.Header.Get(subjects.HeaderAgent) == "" {
-			msg.Header.Set(subjects.HeaderAgent, c.Agent)
-		}
 	}
 	switch {
 	case len(c.Payload) > 0:

@@ -216,8 +216,8 @@ func TestBucketScheduleLive(t *testing.T) {
 		return err
 	})
 
-	sched := Schedule{Name: "nightly report", Spec: "@every 10s", Kind: KindPublish, Subject: "tool.call.demo.echo",
-		Payload: json.RawMessage(`{"text":"hi"}`), Agent: "reporter", Headers: map[string]string{subjects.HeaderReply: "inbox.reporter"}}
+	sched := Schedule{Name: "nightly report", Spec: "@every 10s", Kind: KindPublish, Subject: "tool.call.reporter.demo.echo",
+		Payload: json.RawMessage(`{"text":"hi"}`), Agent: "reporter", Headers: map[string]string{"X-Team": "reports"}}
 	if err := Put(ctx, srv.JS, sched); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestBucketScheduleLive(t *testing.T) {
 		}
 		return nil
 	})
-	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.demo.echo")
+	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.reporter.demo.echo")
 	if len(msgs) != 1 {
 		t.Fatalf("%d calls stored", len(msgs))
 	}
@@ -243,7 +243,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	if err != nil || !dl.Equal(tick.Add(DefaultCallTimeout)) {
 		t.Errorf("deadline %v, %v", dl, err)
 	}
-	if m.Header.Get(subjects.HeaderAgent) != "reporter" || m.Header.Get(subjects.HeaderReply) != "inbox.reporter" {
+	if m.Header.Get("X-Team") != "reports" {
 		t.Errorf("headers %v", m.Header)
 	}
 	if string(m.Data) != `{"text":"hi"}` {
@@ -405,8 +405,10 @@ func TestValidate(t *testing.T) {
 		{"agent", func(s *Schedule) { s.Kind = KindWake }},
 		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.>" }},
 		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.only" }},
+		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.a.b" }},
+		{"agent", func(s *Schedule) { s.Kind, s.Subject, s.Agent = KindPublish, "tool.call.a.b.c", "other" }},
 		{"payload", func(s *Schedule) { s.Payload = json.RawMessage(`{`) }},
-		{"payload", func(s *Schedule) { s.Kind, s.Subject, s.Payload = KindPublish, "tool.call.a.b", json.RawMessage(`[1]`) }},
+		{"payload", func(s *Schedule) { s.Kind, s.Subject, s.Payload = KindPublish, "tool.call.a.b.c", json.RawMessage(`[1]`) }},
 		{"missed", func(s *Schedule) { s.Missed = "twice" }},
 		{"headers", func(s *Schedule) { s.Headers = map[string]string{"Nats-Msg-Id": "x"} }},
 	}
@@ -470,15 +472,15 @@ func TestScheduleFromYAML(t *testing.T) {
 - name: echo
   spec: "@every 1h"
   kind: publish
-  subject: tool.call.demo.echo
+  subject: tool.call.scheduler.demo.echo
   timeout: 30s
-  headers: {Toolbus-Reply: inbox.me}
+  headers: {X-Team: reports}
 `), &ss)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ss) != 2 || string(ss[0].Payload) != `{"priority":2,"task":"plan the day"}` || ss[0].Missed != MissedOnce ||
-		ss[1].Timeout.D() != 30*time.Second || ss[1].Headers[subjects.HeaderReply] != "inbox.me" || ss[1].Payload != nil {
+		ss[1].Timeout.D() != 30*time.Second || ss[1].Headers["X-Team"] != "reports" || ss[1].Payload != nil {
 		t.Fatalf("%+v", ss)
 	}
 	for _, s := range ss {

@@ -11,4 +11,7 @@ var (
 	// ErrInvalidCallID is returned for a call id that is not 1–64 characters of
 	// [A-Za-z0-9_-].
 	ErrInvalidCallID = errors.New("invalid call id")
+	// ErrInvalidAgent is returned for an agent id that is not 1–64
+	// characters of [A-Za-z0-9_-].
+	ErrInvalidAgent = errors.New("invalid agent id")
 )

@@ -1,18 +1,14 @@
 package subjects
 
-// Header names on a call message. A JetStream publish's own reply subject is
-// taken by the PubAck, so the caller's reply subject travels in a header.
+// Header names on a call message. There is no reply header and no agent
+// header: the result goes to tool.result.<agent>.<call_id> and the agent is
+// the subject's token, so no caller chooses where a worker publishes or who
+// a call runs as.
 const (
 	// HeaderCallID carries the call id. It is JetStream's de-duplication
 	// header, so a call published twice inside the duplicate window is
 	// stored once.
 	HeaderCallID = "Nats-Msg-Id"
-	// HeaderReply is the subject the result is sent to, besides
-	// tool.result.<call_id>. Optional: without it the result is only stored.
-	HeaderReply = "Toolbus-Reply"
-	// HeaderAgent names the calling agent; HTTP MCP servers receive it as
-	// x-agent-id.
-	HeaderAgent = "Toolbus-Agent"
 	// HeaderDeadline is the call's deadline, RFC 3339 with nanoseconds (UTC).
 	HeaderDeadline = "Toolbus-Deadline"
 	// HeaderTraceparent is the W3C trace context, passed through.
@@ -34,6 +30,6 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 )
 
-// AgentHTTPHeader is the HTTP header that carries the agent id to streamable
-// HTTP and SSE MCP servers.
+// AgentHTTPHeader is the HTTP header that carries the agent id (the call
+// subject's agent token) to streamable HTTP and SSE MCP servers.
 const AgentHTTPHeader = "x-agent-id"

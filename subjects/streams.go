@@ -76,7 +76,7 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 		},
 		{
 			Name:              StreamResults,
-			Description:       "toolbus: the result of each call, by call id",
+			Description:       "toolbus: the result of each call, on tool.result.<agent>.<call_id>",
 			Subjects:          []string{ToolResultAll},
 			Retention:         jetstream.LimitsPolicy,
 			Storage:           jetstream.FileStorage,
@@ -167,10 +167,17 @@ func Buckets(o StreamOptions) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketLedger, Description: "toolbus: call ledger, key <call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
+		{Bucket: BucketLedger, Description: "toolbus: call ledger, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
 		{Bucket: BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }
 
+// LedgerKey is the call ledger's KV key of a call: <agent>.<call_id>, so a
+// call id is scoped to its agent everywhere.
+func LedgerKey(agent, callID string) string { return agent + "." + callID }
+
 // CatalogKey is the catalog KV key of a tool: <server>.<tool>, both escaped.
 func CatalogKey(server, tool string) (string, error) { return withTwo("", server, tool) }
+
+// ParseCatalogKey returns the server and tool of a catalog KV key.
+func ParseCatalogKey(key string) (server, tool string, err error) { return parseTwo(key, "") }

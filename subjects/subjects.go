@@ -8,7 +8,15 @@ import (
 )
 
 // Subject prefixes and wildcards. Subjects are built only by the functions
-// below, which escape every name into a single token.
+// below, which validate the agent and call id and escape every name into a
+// single token.
+//
+// Every subject about a call carries its agent as the token after the
+// prefix: tool.call.<agent>.<server>.<tool>, tool.result.<agent>.<call_id>,
+// tool.progress.<agent>.<call_id>, tool.cancel.<agent>.<call_id>. NATS
+// permissions grant each agent its own token, so the agent a call runs as is
+// fixed by who could publish it, and a worker trusts that token, never a
+// header.
 const (
 	ToolCallPrefix     = "tool.call."
 	ToolResultPrefix   = "tool.result."
@@ -23,7 +31,7 @@ const (
 	// ToolDeadAll matches every dead letter.
 	ToolDeadAll = "tool.dead.>"
 	// ToolCancelAll matches every cancellation request.
-	ToolCancelAll = "tool.cancel.*"
+	ToolCancelAll = "tool.cancel.*.*"
 
 	// CatalogResyncAll asks every sync replica's queue to re-list all servers.
 	CatalogResyncAll = "catalog.resync"
@@ -34,24 +42,51 @@ const (
 	WebhookPrefix        = "events.webhook."
 )
 
-// ToolCall returns tool.call.<server>.<tool>.
-func ToolCall(server, tool string) (string, error) { return withTwo(ToolCallPrefix, server, tool) }
+// DefaultAgent is the agent of a caller that names none. Without NATS
+// authentication every caller may name any agent: that mode is for one
+// trust domain.
+const DefaultAgent = "default"
 
-// ParseToolCall returns the server and tool names of a tool.call subject.
-func ParseToolCall(subject string) (server, tool string, err error) {
-	return parseTwo(subject, ToolCallPrefix)
+// MaxAgentLen is the longest agent id accepted.
+const MaxAgentLen = 64
+
+// ValidateAgent checks that agent is 1–64 characters of [A-Za-z0-9_-], so it
+// is one subject token as it is: a NATS user name, and the token its
+// permissions grant (tool.call.<agent>.>).
+func ValidateAgent(agent string) error {
+	if agent == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidAgent)
+	}
+	if len(agent) > MaxAgentLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidAgent, len(agent), MaxAgentLen)
+	}
+	for i := 0; i < len(agent); i++ {
+		if !plain(agent[i]) {
+			return fmt.Errorf("%w: %q holds %q; use letters, digits, '_' and '-'", ErrInvalidAgent, agent, agent[i])
+		}
+	}
+	return nil
 }
 
-// ToolDead returns tool.dead.<server>.<tool>.
-func ToolDead(server, tool string) (string, error) { return withTwo(ToolDeadPrefix, server, tool) }
-
-// ToolCallServerAll returns tool.call.<server>.> — every call to one server.
-func ToolCallServerAll(server string) (string, error) {
-	s, err := EscapeToken(server)
-	if err != nil {
-		return "", fmt.Errorf("server name: %w", err)
+// ToolCall returns tool.call.<agent>.<server>.<tool>.
+func ToolCall(agent, server, tool string) (string, error) {
+	if err := ValidateAgent(agent); err != nil {
+		return "", err
 	}
-	return ToolCallPrefix + s + ".>", nil
+	return withTwo(ToolCallPrefix+agent+".", server, tool)
+}
+
+// ParseToolCall returns the agent, server and tool of a tool.call subject.
+func ParseToolCall(subject string) (agent, server, tool string, err error) {
+	return parseThree(subject, ToolCallPrefix)
+}
+
+// ToolDead returns tool.dead.<agent>.<server>.<tool>.
+func ToolDead(agent, server, tool string) (string, error) {
+	if err := ValidateAgent(agent); err != nil {
+		return "", err
+	}
+	return withTwo(ToolDeadPrefix+agent+".", server, tool)
 }
 
 // withTwo returns prefix + <server>.<tool>, both names escaped; parseTwo
@@ -68,17 +103,30 @@ func withTwo(prefix, server, tool string) (string, error) {
 	return prefix + s + "." + t, nil
 }
 
-func parseTwo(subject, prefix string) (string, string, error) {
+// parseThree reads prefix + <agent>.<server>.<tool>.
+func parseThree(subject, prefix string) (agent, server, tool string, err error) {
 	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {
-		return "", "", fmt.Errorf("%w: %q does not start with %q", ErrInvalidSubject, subject, prefix)
+		return "", "", "", fmt.Errorf("%w: %q does not start with %q", ErrInvalidSubject, subject, prefix)
 	}
+	agent, rest, ok = strings.Cut(rest, ".")
+	if !ok {
+		return "", "", "", fmt.Errorf("%w: %q has no agent, server and tool (want %s<agent>.<server>.<tool>)", ErrInvalidSubject, subject, prefix)
+	}
+	if err := ValidateAgent(agent); err != nil {
+		return "", "", "", fmt.Errorf("%w: %q: %v", ErrInvalidSubject, subject, err)
+	}
+	server, tool, err = parseTwo(rest, prefix+agent+".")
+	return agent, server, tool, err
+}
+
+func parseTwo(rest, prefix string) (string, string, error) {
 	st, tt, ok := strings.Cut(rest, ".")
 	if !ok || tt == "" {
-		return "", "", fmt.Errorf("%w: %q has no tool name (want %s<server>.<tool>)", ErrInvalidSubject, subject, prefix)
+		return "", "", fmt.Errorf("%w: %q has no tool name (want %s<server>.<tool>)", ErrInvalidSubject, prefix+rest, prefix)
 	}
 	if strings.IndexByte(tt, '.') >= 0 {
-		return "", "", fmt.Errorf("%w: %q has more than two tokens after %q; escape dots in names", ErrInvalidSubject, subject, prefix)
+		return "", "", fmt.Errorf("%w: %q has more than two tokens after %q; escape dots in names", ErrInvalidSubject, prefix+rest, prefix)
 	}
 	server, err := UnescapeToken(st)
 	if err != nil {
@@ -119,25 +167,48 @@ func NewCallID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// ToolResult returns tool.result.<call_id>. The id must have passed
-// ValidateCallID.
-func ToolResult(callID string) string { return ToolResultPrefix + callID }
+// ToolResult returns tool.result.<agent>.<call_id>: the stored result, and
+// the subject its caller subscribes to. Agent and id must have passed
+// ValidateAgent and ValidateCallID.
+func ToolResult(agent, callID string) string { return ToolResultPrefix + agent + "." + callID }
 
-// ToolProgress returns tool.progress.<call_id>.
-func ToolProgress(callID string) string { return ToolProgressPrefix + callID }
+// ToolResults returns tool.result.<agent>.*: every result of one agent, the
+// one subscription a client needs for all its calls.
+func ToolResults(agent string) string { return ToolResultPrefix + agent + ".*" }
 
-// ToolCancel returns tool.cancel.<call_id>.
-func ToolCancel(callID string) string { return ToolCancelPrefix + callID }
+// ResultDirectGet returns the JetStream API subject of a direct get of the
+// last (only) message on tool.result.<agent>.<call_id>. The subject names
+// the result, so NATS permissions can grant an agent
+// $JS.API.DIRECT.GET.TOOL_RESULTS.tool.result.<agent>.> and nothing wider.
+func ResultDirectGet(agent, callID string) string {
+	return "$JS.API.DIRECT.GET." + StreamResults + "." + ToolResult(agent, callID)
+}
 
-// CallIDFromSubject returns the last token of a tool.result, tool.progress
-// or tool.cancel subject.
-func CallIDFromSubject(subject string) (string, error) {
-	i := strings.LastIndexByte(subject, '.')
-	id := subject[i+1:]
-	if err := ValidateCallID(id); err != nil {
-		return "", err
+// ToolProgress returns tool.progress.<agent>.<call_id>.
+func ToolProgress(agent, callID string) string { return ToolProgressPrefix + agent + "." + callID }
+
+// ToolCancel returns tool.cancel.<agent>.<call_id>.
+func ToolCancel(agent, callID string) string { return ToolCancelPrefix + agent + "." + callID }
+
+// ParseCallRef returns the agent and call id of a
+// <prefix><agent>.<call_id> subject (tool.result, tool.progress,
+// tool.cancel).
+func ParseCallRef(subject, prefix string) (agent, callID string, err error) {
+	rest, ok := strings.CutPrefix(subject, prefix)
+	if !ok {
+		return "", "", fmt.Errorf("%w: %q does not start with %q", ErrInvalidSubject, subject, prefix)
 	}
-	return id, nil
+	agent, callID, ok = strings.Cut(rest, ".")
+	if !ok {
+		return "", "", fmt.Errorf("%w: %q is not %s<agent>.<call_id>", ErrInvalidSubject, subject, prefix)
+	}
+	if err := ValidateAgent(agent); err != nil {
+		return "", "", err
+	}
+	if err := ValidateCallID(callID); err != nil {
+		return "", "", err
+	}
+	return agent, callID, nil
 }
 
 // CatalogResync returns catalog.resync for server "" (all servers) or

@@ -57,20 +57,54 @@ func TestUnescapeTokenRejects(t *testing.T) {
 }
 
 func TestToolCallRoundTrip(t *testing.T) {
-	subj, err := ToolCall("my.server", "fs.read file")
+	subj, err := ToolCall("agent-7", "my.server", "fs.read file")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if subj != "tool.call.my=2Eserver.fs=2Eread=20file" {
+	if subj != "tool.call.agent-7.my=2Eserver.fs=2Eread=20file" {
 		t.Fatalf("subject = %q", subj)
 	}
-	s, tool, err := ParseToolCall(subj)
-	if err != nil || s != "my.server" || tool != "fs.read file" {
-		t.Fatalf("ParseToolCall = %q, %q, %v", s, tool, err)
+	a, s, tool, err := ParseToolCall(subj)
+	if err != nil || a != "agent-7" || s != "my.server" || tool != "fs.read file" {
+		t.Fatalf("ParseToolCall = %q, %q, %q, %v", a, s, tool, err)
 	}
-	for _, bad := range []string{"tool.call.x", "tool.call.x.y.z", "tool.result.x.y", "tool.call..y", "tool.call.x."} {
-		if _, _, err := ParseToolCall(bad); err == nil {
+	for _, bad := range []string{"tool.call.x", "tool.call.a.x", "tool.call.a.x.y.z", "tool.result.a.x.y", "tool.call.a..y", "tool.call.a.x.", "tool.call..x.y", "tool.call.a=2E.x.y"} {
+		if _, _, _, err := ParseToolCall(bad); err == nil {
 			t.Errorf("ParseToolCall(%q) succeeded", bad)
+		}
+	}
+	if _, err := ToolCall("a.b", "s", "t"); !errors.Is(err, ErrInvalidAgent) {
+		t.Errorf("ToolCall with agent a.b = %v, want ErrInvalidAgent", err)
+	}
+}
+
+func TestCallRefRoundTrip(t *testing.T) {
+	for _, prefix := range []string{ToolResultPrefix, ToolProgressPrefix, ToolCancelPrefix} {
+		subj := prefix + "agent1.call-1"
+		a, id, err := ParseCallRef(subj, prefix)
+		if err != nil || a != "agent1" || id != "call-1" {
+			t.Errorf("ParseCallRef(%q) = %q, %q, %v", subj, a, id, err)
+		}
+	}
+	if got := ToolResult("agent1", "c1"); got != "tool.result.agent1.c1" {
+		t.Errorf("ToolResult = %q", got)
+	}
+	for _, bad := range []string{"tool.cancel.c1", "tool.cancel.a.b.c", "tool.cancel.a*.c", "tool.cancel..c", "tool.result.a.c"} {
+		if _, _, err := ParseCallRef(bad, ToolCancelPrefix); err == nil {
+			t.Errorf("ParseCallRef(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestValidateAgent(t *testing.T) {
+	for _, ok := range []string{"a", "agent1", "team_a-7", strings.Repeat("x", 64)} {
+		if err := ValidateAgent(ok); err != nil {
+			t.Errorf("ValidateAgent(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "a*", "a b", ">", strings.Repeat("x", 65), "é", "a=20"} {
+		if err := ValidateAgent(bad); !errors.Is(err, ErrInvalidAgent) {
+			t.Errorf("ValidateAgent(%q) = %v, want ErrInvalidAgent", bad, err)
 		}
 	}
 }

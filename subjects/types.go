@@ -30,7 +30,7 @@ const (
 	CodeInvalidArguments  Code = "invalid_arguments"  // arguments are not an object or break the schema
 	CodeServerUnavailable Code = "server_unavailable" // the MCP server cannot be started or reached
 	CodeTimeout           Code = "timeout"            // the deadline passed
-	CodeCancelled         Code = "cancelled"          // cancelled on tool.cancel.<call_id>
+	CodeCancelled         Code = "cancelled"          // cancelled on tool.cancel.<agent>.<call_id>
 	CodeOutcomeUnknown    Code = "outcome_unknown"    // a non-idempotent call was interrupted mid-run
 	CodeTooLarge          Code = "too_large"          // a payload or result exceeds a limit
 	CodeProtocol          Code = "protocol_error"     // the MCP server answered with a JSON-RPC error
@@ -67,10 +67,12 @@ type Error struct {
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
-// Result is the outcome of one call, published to the caller's reply subject
-// and stored on tool.result.<call_id>.
+// Result is the outcome of one call, stored on
+// tool.result.<agent>.<call_id>; its caller, subscribed there, receives it
+// as it is stored.
 type Result struct {
 	CallID string `json:"call_id"`
+	Agent  string `json:"agent,omitempty"`
 	Server string `json:"server"`
 	Tool   string `json:"tool"`
 	Status Status `json:"status"`
@@ -106,7 +108,7 @@ type Advisory struct {
 	Reason     string `json:"reason,omitempty"`
 }
 
-// Progress is published on tool.progress.<call_id> while a call runs, one per
+// Progress is published on tool.progress.<agent>.<call_id> while a call runs, one per
 // MCP progress notification.
 type Progress struct {
 	CallID   string  `json:"call_id"`

@@ -140,7 +140,7 @@ func (c *Catalog) fail(ctx context.Context, what string) {
 func (c *Catalog) applyTool(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		// The key names the tool: <server>.<tool>, both escaped.
-		server, tool, err := subjects.ParseToolCall(subjects.ToolCallPrefix + e.Key())
+		server, tool, err := subjects.ParseCatalogKey(e.Key())
 		if err != nil {
 			return
 		}

@@ -17,8 +17,8 @@ import (
 
 // deadLetters consumes the advisories JetStream publishes when a call hit
 // MaxDeliver or was terminated, and for each: copies the call to
-// tool.dead.<server>.<tool> with the reason, answers the caller with a
-// dead_letter error result, and removes the call from the work queue. The
+// tool.dead.<agent>.<server>.<tool> with the reason, answers the caller
+// with a dead_letter error result, and removes the call from the work queue. The
 // advisories are kept in a stream, so one sent while no worker listened is
 // handled later; workers share one durable consumer on it.
 func (w *Worker) deadLetters(ctx context.Context) {
@@ -72,49 +72,55 @@ func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
 		reason = "terminated: " + adv.Reason
 	}
 
-	c, _ := decodeCall(raw.Subject, raw.Header, raw.Data)
-	server, tool := c.server, c.tool
-	if server == "" || tool == "" {
-		server, tool = "_invalid", "_invalid"
-	}
-	deadSubj, _ := subjects.ToolDead(server, tool)
-	dead := nats.NewMsg(deadSubj)
-	// Keep the call's own headers, not JetStream's publish expectations
-	// (Nats-Expected-*, Nats-Msg-Id), which would refuse this publish.
-	for k, v := range raw.Header {
-		if !strings.HasPrefix(k, "Nats-") {
-			dead.Header[k] = v
-		}
-	}
-	dead.Header.Set(subjects.HeaderDeadReason, reason)
-	dead.Header.Set(subjects.HeaderOrigSubject, raw.Subject)
-	dead.Header.Set("Toolbus-Deliveries", strconv.FormatUint(adv.Deliveries, 10))
-	dead.Header.Set(subjects.HeaderCallID, "dead-"+strconv.FormatUint(adv.StreamSeq, 10))
-	dead.Header.Set(headerOrigCallID, c.id)
-	dead.Data = raw.Data
-	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
-		return fmt.Errorf("publish dead letter: %w", err)
+	if err := w.bury(ctx, raw.Subject, raw.Header, raw.Data, adv.StreamSeq, adv.Deliveries, reason); err != nil {
+		return err
 	}
 
-	// Store the answer, remove the call, then reply: a crash before the
-	// removal redoes it all (the stored answer is reused), a crash after it
-	// leaves the caller to read tool.result.<call_id>; never two replies.
-	var res *subjects.Result
-	var answer []byte
-	var raced bool
-	if c.id != "" {
-		res = &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: int(adv.Deliveries),
+	// Store the answer (which delivers it to the caller), then remove the
+	// call: a crash before the removal redoes it all (the stored answer is
+	// reused); never two answers.
+	c, _ := decodeCall(raw.Subject, raw.Header, raw.Data)
+	if c.addressable() {
+		res := &subjects.Result{CallID: c.id, Agent: c.agent, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: int(adv.Deliveries),
 			Status: subjects.StatusError, Error: &subjects.Error{Code: subjects.CodeDeadLetter, Message: reason + "; the call is in " + subjects.StreamDead + " (`toolbus dlq list`)"}}
-		if answer, raced, err = w.record(res, time.Now()); err != nil {
+		if _, err := w.record(res, time.Now()); err != nil {
 			return fmt.Errorf("store the dead_letter result: %w", err)
 		}
 	}
 	if err := w.calls.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove call %d from %s: %w", adv.StreamSeq, subjects.StreamCalls, err)
 	}
-	if res != nil && !raced {
-		w.reply(c.reply, res, answer)
+	w.log.Warn().Str("call_id", c.id).Str("agent_id", c.agent).Str("server", c.server).Str("tool", c.tool).Str("reason", reason).Msg("call moved to dead letters")
+	return nil
+}
+
+// bury copies a call to tool.dead.<agent>.<server>.<tool> with the reason.
+// A call whose subject cannot be read goes to tool.dead._invalid._invalid._invalid.
+// The dead letter's own id is derived from the call's stream sequence, so
+// burying twice (a crash before the ack) stores it once.
+func (w *Worker) bury(ctx context.Context, subject string, hdr nats.Header, data []byte, seq, deliveries uint64, reason string) error {
+	c, _ := decodeCall(subject, hdr, data)
+	agent, server, tool := c.agent, c.server, c.tool
+	if agent == "" || server == "" || tool == "" {
+		agent, server, tool = "_invalid", "_invalid", "_invalid"
 	}
-	w.log.Warn().Str("call_id", c.id).Str("server", c.server).Str("tool", c.tool).Str("reason", reason).Msg("call moved to dead letters")
+	deadSubj, _ := subjects.ToolDead(agent, server, tool)
+	dead := nats.NewMsg(deadSubj)
+	// Keep the call's own headers, not JetStream's publish expectations
+	// (Nats-Expected-*, Nats-Msg-Id), which would refuse this publish.
+	for k, v := range hdr {
+		if !strings.HasPrefix(k, "Nats-") {
+			dead.Header[k] = v
+		}
+	}
+	dead.Header.Set(subjects.HeaderDeadReason, oneLine(reason))
+	dead.Header.Set(subjects.HeaderOrigSubject, subject)
+	dead.Header.Set("Toolbus-Deliveries", strconv.FormatUint(deliveries, 10))
+	dead.Header.Set(subjects.HeaderCallID, "dead-"+strconv.FormatUint(seq, 10))
+	dead.Header.Set(headerOrigCallID, hdr.Get(subjects.HeaderCallID))
+	dead.Data = data
+	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
 	return nil
 }

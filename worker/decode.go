@@ -14,11 +14,17 @@ import (
 
 // call is a decoded call message.
 type call struct {
-	id, reply, agent string
-	server, tool     string
-	args             json.RawMessage // a JSON object
-	deadline         time.Time       // zero: none given
+	id           string
+	agent        string // from the subject: who could publish it, never a header
+	server, tool string
+	args         json.RawMessage // a JSON object
+	deadline     time.Time       // zero: none given
 }
+
+// addressable reports whether the call's result has a home,
+// tool.result.<agent>.<call_id>: an invalid call that is addressable is
+// answered there; one that is not goes straight to the dead letters.
+func (c call) addressable() bool { return c.agent != "" && c.id != "" }
 
 // maxDepth bounds JSON nesting in arguments. encoding/json allows 10000;
 // nothing a tool needs comes close, and MCP servers written in other
@@ -26,22 +32,18 @@ type call struct {
 const maxDepth = 128
 
 // decodeCall reads a call message without I/O. On bad input it returns the
-// reason to answer with; c then holds what could be read (id, reply,
+// reason to answer with; c then holds what could be read (agent, id,
 // server, tool) to address that answer. It never panics (fuzzed).
 func decodeCall(subject string, h nats.Header, data []byte) (c call, e *subjects.Error) {
-	c.id = h.Get(subjects.HeaderCallID)
-	c.reply = h.Get(subjects.HeaderReply)
-	c.agent = h.Get(subjects.HeaderAgent)
-	if c.reply != "" && !subjects.ValidPublishSubject(c.reply) {
-		return c, bad(subjects.CodeInvalidRequest, "header %s: %q is not a subject one can publish to", subjects.HeaderReply, c.reply)
-	}
 	var err error
-	c.server, c.tool, err = subjects.ParseToolCall(subject)
-	if err != nil {
-		return c, bad(subjects.CodeInvalidRequest, "bad call subject %q: %v; publish to tool.call.<server>.<tool> with both names escaped", subject, err)
+	c.agent, c.server, c.tool, err = subjects.ParseToolCall(subject)
+	if id := h.Get(subjects.HeaderCallID); subjects.ValidateCallID(id) == nil {
+		c.id = id
 	}
-	if err := subjects.ValidateCallID(c.id); err != nil {
-		c.id = ""
+	if err != nil {
+		return c, bad(subjects.CodeInvalidRequest, "bad call subject %q: %v; publish to tool.call.<agent>.<server>.<tool> with both names escaped", subject, err)
+	}
+	if err := subjects.ValidateCallID(h.Get(subjects.HeaderCallID)); err != nil {
 		return c, bad(subjects.CodeInvalidRequest, "%v", err)
 	}
 	if d := h.Get(subjects.HeaderDeadline); d != "" {

@@ -19,6 +19,7 @@ type DeadLetter struct {
 	Time      time.Time   `json:"time"`
 	CallID    string      `json:"call_id"`
 	Subject   string      `json:"subject"` // the original tool.call subject
+	Agent     string      `json:"agent"`
 	Server    string      `json:"server"`
 	Tool      string      `json:"tool"`
 	Reason    string      `json:"reason"`
@@ -62,9 +63,9 @@ func GetDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (Dea
 
 func deadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 	orig := m.Header.Get(subjects.HeaderOrigSubject)
-	server, tool, _ := subjects.ParseToolCall(orig)
+	agent, server, tool, _ := subjects.ParseToolCall(orig)
 	return DeadLetter{
-		Seq: m.Sequence, Time: m.Time, Subject: orig, Server: server, Tool: tool,
+		Seq: m.Sequence, Time: m.Time, Subject: orig, Agent: agent, Server: server, Tool: tool,
 		CallID:    origCallID(m.Header),
 		Reason:    m.Header.Get(subjects.HeaderDeadReason),
 		Arguments: string(m.Data),
@@ -78,9 +79,10 @@ func origCallID(h nats.Header) string { return h.Get(headerOrigCallID) }
 
 const headerOrigCallID = "Toolbus-Call-Id"
 
-// ReplayDeadLetter publishes the dead call again as a new call (a new call
-// id: the old one already has its dead_letter result) and removes it from
-// TOOL_DEAD. The original reply subject is dropped: that caller is gone.
+// ReplayDeadLetter publishes the dead call again as a new call of the same
+// agent (a new call id: the old one already has its dead_letter result) and
+// removes it from TOOL_DEAD. Its result is stored on
+// tool.result.<agent>.<new id>.
 func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (newID string, err error) {
 	s, err := js.Stream(ctx, subjects.StreamDead)
 	if err != nil {
@@ -91,16 +93,14 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	orig := m.Header.Get(subjects.HeaderOrigSubject)
-	if _, _, err := subjects.ParseToolCall(orig); err != nil {
+	if _, _, _, err := subjects.ParseToolCall(orig); err != nil {
 		return "", fmt.Errorf("dead letter %d cannot be replayed: %w", seq, err)
 	}
 	newID = subjects.NewCallID()
 	msg := nats.NewMsg(orig)
 	msg.Data = m.Data
-	for _, h := range []string{subjects.HeaderAgent, subjects.HeaderTraceparent} {
-		if v := m.Header.Get(h); v != "" {
-			msg.Header.Set(h, v)
-		}
+	if v := m.Header.Get(subjects.HeaderTraceparent); v != "" {
+		msg.Header.Set(subjects.HeaderTraceparent, v)
 	}
 	msg.Header.Set(subjects.HeaderCallID, newID)
 	msg.Header.Set("Toolbus-Replay-Of", origCallID(m.Header)+"@"+strconv.FormatUint(seq, 10))

@@ -21,19 +21,24 @@ import (
 type action int
 
 const (
-	ack        action = iota // done: the result (if any) is stored and sent
+	ack        action = iota // done: the result is stored (and so delivered)
 	handBack                 // Nak now: another worker (or this one) takes it again
 	retryLater               // Nak with a delay: NATS is not ready for us yet
+	bury                     // no home for a result: move it to TOOL_DEAD, then ack
 )
 
 // outcome is what handling a call produced. Handlers return one; settle
 // alone turns it into publishes and the ack.
 type outcome struct {
-	res    *subjects.Result
-	stored []byte // the result as already stored in TOOL_RESULTS (redelivery)
-	silent bool   // do not reply (a redelivery of an answered call)
-	reply  string
-	action action
+	res *subjects.Result
+	// stored is the result as already stored in TOOL_RESULTS (a
+	// redelivery or a re-sent call id), at storedSeq.
+	stored    []byte
+	storedSeq uint64
+	// announce publishes the stored result again, for a caller that
+	// re-sent its call id and listens for the answer.
+	announce bool
+	action   action
 }
 
 func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
@@ -54,13 +59,17 @@ func fail(res *subjects.Result, code subjects.Code, format string, a ...any) out
 
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time) outcome {
 	c, bad := decodeCall(msg.Subject(), msg.Headers(), msg.Data())
-	res := &subjects.Result{CallID: c.id, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
+	res := &subjects.Result{CallID: c.id, Agent: c.agent, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
 	if md, err := msg.Metadata(); err == nil {
 		res.Attempt = int(md.NumDelivered)
 	}
-	out := w.run(ctx, msg, c, bad, res, start)
-	out.reply = c.reply
-	return out
+	if !c.addressable() {
+		// No valid agent or call id: there is nowhere to answer, and
+		// waiting would not mend it. Settle now, into the dead letters.
+		res.Status, res.Error = subjects.StatusError, bad
+		return outcome{res: res, action: bury}
+	}
+	return w.run(ctx, msg, c, bad, res, start)
 }
 
 func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjects.Error, res *subjects.Result, start time.Time) outcome {
@@ -68,8 +77,9 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 		res.Status, res.Error = subjects.StatusError, bad
 		return outcome{res: res}
 	}
-	if w.cancelled.has(c.id) {
-		return fail(res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(c.id))
+	key := subjects.LedgerKey(c.agent, c.id)
+	if w.cancelled.has(key) {
+		return fail(res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(c.agent, c.id))
 	}
 	srv, ok := w.caller.Server(c.server)
 	if !ok {
@@ -86,12 +96,12 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	unsafe := known && !safe && !srv.RetryUnsafe
 	// A duplicate or a redelivery: an earlier attempt may have finished —
 	// answer with its result and do not run the tool again — or died
-	// mid-call. Inside the duplicate window a call id is answered once: a
-	// redelivery (an ack a restarted NATS server forgot) or a re-send that
-	// got past de-duplication (a restart forgets the ids of removed calls)
-	// stays silent, and a caller that missed the reply reads
-	// tool.result.<call_id>. A call id re-sent after the window is a new
-	// question about an old call and gets its stored answer again.
+	// mid-call. A redelivery stays silent: storing the result delivered it
+	// to the caller's subscription, and a caller that was away reads
+	// tool.result.<agent>.<call_id>. A first delivery that finds a result
+	// is a call id re-sent (after the duplicate window, or after a restart
+	// forgot the ids of removed calls): its caller is listening again, so
+	// the stored answer is announced again.
 	//
 	// The lookup is skipped for the first delivery of a tool whose
 	// annotations make re-running harmless: only a re-send after the window
@@ -101,18 +111,18 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	var m *jetstream.RawStreamMsg
 	var err error = jetstream.ErrMsgNotFound
 	if res.Attempt > 1 || !(known && safe) {
-		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.id))
+		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.agent, c.id))
 	}
 	switch {
 	case err == nil:
-		return outcome{stored: m.Data, res: res, silent: res.Attempt > 1 || time.Since(m.Time) < w.dupWindow}
+		return outcome{stored: m.Data, storedSeq: m.Sequence, res: res, announce: res.Attempt == 1}
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		// Not knowing is not "no result": running again could run twice.
 		w.log.Warn().Err(err).Str("call_id", c.id).Msg("cannot look up the call's result yet; retrying later")
 		return outcome{res: res, action: retryLater}
 	}
 	if res.Attempt > 1 {
-		if unsafe && w.ledger.started(ctx, c.id) {
+		if unsafe && w.ledger.started(ctx, key) {
 			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the worker running it stopped mid-call (attempt %d); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool, res.Attempt-1)
 		}
 	}
@@ -131,22 +141,22 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 
 	callCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	untrack := w.track(c.id, cancel)
+	untrack := w.track(key, cancel)
 	defer untrack()
-	if w.cancelled.has(c.id) {
+	if w.cancelled.has(key) {
 		cancel(errCancelled) // the cancel arrived while we looked the call up
 	}
 	callCtx, cancelDeadline := context.WithDeadline(callCtx, deadline)
 	defer cancelDeadline()
 
 	if unsafe {
-		if err := w.ledger.start(callCtx, c.id, w.cfg.Name); err != nil {
+		if err := w.ledger.start(callCtx, key, w.cfg.Name); err != nil {
 			// Without the record a crash would re-run the tool blindly.
 			return fail(res, subjects.CodeServerUnavailable, "could not record the start of a non-idempotent call in %s: %v; not running it", subjects.BucketLedger, err)
 		}
 	}
 
-	co := mcppool.CallOptions{AgentID: c.agent, Progress: w.progress(c.id)}
+	co := mcppool.CallOptions{AgentID: c.agent, Progress: w.progress(c.agent, c.id)}
 	retryUntil := start.Add(w.cfg.RetryFor)
 	if deadline.Before(retryUntil) {
 		retryUntil = deadline
@@ -204,7 +214,7 @@ func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, 
 		log.Info().Msg("handing call back: worker shutting down")
 		return outcome{res: res, action: handBack}
 	case errors.Is(cause, errCancelled):
-		return fail(res, subjects.CodeCancelled, "cancelled on %s after %v", subjects.ToolCancel(res.CallID), time.Since(start).Round(time.Millisecond))
+		return fail(res, subjects.CodeCancelled, "cancelled on %s after %v", subjects.ToolCancel(res.Agent, res.CallID), time.Since(start).Round(time.Millisecond))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(cause, context.DeadlineExceeded):
 		return fail(res, subjects.CodeTimeout, "the tool did not finish by the deadline %s (ran %v); the request was cancelled", subjects.FormatDeadline(deadline), time.Since(start).Round(time.Millisecond))
 	case errors.Is(err, mcppool.ErrUnknownServer):
@@ -229,9 +239,10 @@ func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, 
 	}
 }
 
-// progress publishes MCP progress notifications on tool.progress.<id>.
-func (w *Worker) progress(id string) func(progress, total float64, message string) {
-	subj := subjects.ToolProgress(id)
+// progress publishes MCP progress notifications on
+// tool.progress.<agent>.<id>.
+func (w *Worker) progress(agent, id string) func(progress, total float64, message string) {
+	subj := subjects.ToolProgress(agent, id)
 	return func(progress, total float64, message string) {
 		data, _ := json.Marshal(subjects.Progress{CallID: id, Progress: progress, Total: total, Message: message})
 		_ = w.nc.Publish(subj, data)

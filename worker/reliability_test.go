@@ -70,12 +70,10 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inbox := nats.NewInbox()
-	replies, _ := ns.NC.SubscribeSync(inbox)
 	id := client.NewCallID()
-	m := nats.NewMsg("tool.call.demo.add")
+	replies, _ := ns.NC.SubscribeSync(subjects.ToolResult("a1", id))
+	m := nats.NewMsg("tool.call.a1.demo.add")
 	m.Header.Set(subjects.HeaderCallID, id)
-	m.Header.Set(subjects.HeaderReply, inbox)
 	m.Data = []byte(`{"a":1,"b":2}`)
 	if _, err := ns.JS.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
@@ -118,11 +116,11 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dm, err := dead.GetLastMsgForSubject(ctx, "tool.dead.demo.add")
+	dm, err := dead.GetLastMsgForSubject(ctx, "tool.dead.a1.demo.add")
 	if err != nil {
 		t.Fatalf("no dead letter: %v", err)
 	}
-	if dm.Header.Get(subjects.HeaderDeadReason) == "" || string(dm.Data) != `{"a":1,"b":2}` || dm.Header.Get(subjects.HeaderOrigSubject) != "tool.call.demo.add" {
+	if dm.Header.Get(subjects.HeaderDeadReason) == "" || string(dm.Data) != `{"a":1,"b":2}` || dm.Header.Get(subjects.HeaderOrigSubject) != "tool.call.a1.demo.add" {
 		t.Fatalf("dead letter %v %s", dm.Header, dm.Data)
 	}
 	natstest.CheckFor(t, 5*time.Second, func() error {
@@ -138,14 +136,14 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 
 	// `toolbus dlq list` / `replay`: the dead call runs again under a new id.
 	dls, err := worker.ListDeadLetters(ctx, ns.JS, 0)
-	if err != nil || len(dls) != 1 || dls[0].CallID != id || dls[0].Server != "demo" || dls[0].Tool != "add" {
+	if err != nil || len(dls) != 1 || dls[0].CallID != id || dls[0].Agent != "a1" || dls[0].Server != "demo" || dls[0].Tool != "add" {
 		t.Fatalf("dead letters %+v, %v", dls, err)
 	}
 	newID, err := worker.ReplayDeadLetter(ctx, ns.JS, dls[0].Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, _ := client.New(ns.NC)
+	cl, _ := client.New(ns.NC, client.WithAgent("a1")) // the replay calls as the same agent
 	defer cl.Close()
 	natstest.CheckFor(t, 20*time.Second, func() error {
 		res, err := cl.Result(ctx, newID)

@@ -17,12 +17,12 @@ import (
 )
 
 // settle is the one place that acknowledges a call. Order matters: store
-// the result (await the PubAck), reply, ack. A crash (or an ack a restarted
-// NATS server forgot) before the ack leaves a redelivery; it finds the
-// stored result and acks without replying, because the first attempt may
-// have replied already. A caller that missed its reply reads
-// tool.result.<call_id> (the Go client does so by itself). No call id is
-// answered twice.
+// the result (await the PubAck), then ack. Storing is the reply: the
+// caller subscribes to tool.result.<agent>.<call_id> before it publishes,
+// and receives the result as it is stored. No worker publishes anywhere a
+// caller chose. A crash (or an ack a restarted NATS server forgot) before
+// the ack leaves a redelivery; it finds the stored result and acks
+// without storing again. No call id of an agent has two stored answers.
 func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	switch out.action {
 	case handBack:
@@ -31,27 +31,23 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	case retryLater:
 		_ = msg.NakWithDelay(time.Second)
 		return
+	case bury:
+		w.settleUnaddressable(msg, out.res)
+		return
 	}
 	res := out.res
-	data := out.stored
-	if data != nil {
-		if err := json.Unmarshal(data, res); err != nil {
+	if out.stored != nil {
+		if err := json.Unmarshal(out.stored, res); err != nil {
 			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("stored result unreadable")
 		}
-	} else {
-		var err error
-		var raced bool
-		if data, raced, err = w.record(res, start); err != nil {
-			// Not stored: do not ack. The next attempt tries again.
-			w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
-			return
+		if out.announce {
+			w.announce(res, out.stored, out.storedSeq)
 		}
-		// Another attempt stored first: it answers, this one stays silent.
-		out.silent = out.silent || raced
-	}
-	if !out.silent {
-		w.reply(out.reply, res, data)
+	} else if _, err := w.record(res, start); err != nil {
+		// Not stored: do not ack. The next attempt tries again.
+		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+		return
 	}
 	if err := msg.Ack(); err != nil {
 		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not sent; the redelivery will find the stored result")
@@ -60,38 +56,63 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	if res.Status == subjects.StatusError && res.Error != nil {
 		ev = w.log.Info().Str("code", string(res.Error.Code)).Str("error", res.Error.Message)
 	}
-	ev.Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).
+	ev.Str("call_id", res.CallID).Str("agent_id", res.Agent).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
 }
 
-// record encodes res and stores it on tool.result.<id>. Results are
-// write-once: if another attempt already stored one for this call id, that
-// one is returned (and res updated to it) with raced set, so a caller never
-// hears two different answers. A result without a call id (the call had
-// none) is only encoded.
-func (w *Worker) record(res *subjects.Result, start time.Time) (data []byte, raced bool, err error) {
-	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	data = w.encode(res)
-	if res.CallID == "" {
-		return data, false, nil
+// settleUnaddressable moves a call with no valid agent or call id to
+// TOOL_DEAD with the reason, then acks it: nobody can be answered, and the
+// operator finds it with `toolbus dlq list`. If the dead letter cannot be
+// written, the call is handed back to try again later.
+func (w *Worker) settleUnaddressable(msg jetstream.Msg, res *subjects.Result) {
+	reason := "the call cannot be answered: no valid agent and call id"
+	if res.Error != nil {
+		reason += ": " + res.Error.Message
 	}
-	stored, err := w.store(res.CallID, resultHeader(res), data)
+	md, _ := msg.Metadata()
+	var seq, deliveries uint64
+	if md != nil {
+		seq, deliveries = md.Sequence.Stream, md.NumDelivered
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
+	defer cancel()
+	if err := w.bury(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, reason); err != nil {
+		w.log.Error().Err(err).Str("subject", msg.Subject()).Msg("could not move an unanswerable call to the dead letters; retrying later")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Ack()
+	w.log.Warn().Str("subject", msg.Subject()).Str("reason", reason).Msg("call moved to dead letters")
+}
+
+// record encodes res and stores it on tool.result.<agent>.<id>. Results are
+// write-once: if another attempt already stored one for this call, that
+// one is returned (and res updated to it) with raced set, so a caller never
+// reads two different answers.
+func (w *Worker) record(res *subjects.Result, start time.Time) (raced bool, err error) {
+	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	data := w.encode(res)
+	stored, err := w.store(subjects.ToolResult(res.Agent, res.CallID), resultHeader(res), data)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if stored != nil {
 		_ = json.Unmarshal(stored, res)
-		return stored, true, nil
+		return true, nil
 	}
-	return data, false, nil
+	return false, nil
 }
 
-func (w *Worker) reply(subject string, res *subjects.Result, data []byte) {
-	if subject == "" {
-		return
-	}
-	if err := w.nc.PublishMsg(&nats.Msg{Subject: subject, Header: resultHeader(res), Data: data}); err != nil {
-		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("reply not sent; the caller can read tool.result.<call_id>")
+// announce stores the already stored result once more, unchanged, so a
+// caller that re-sent its call id and subscribed again receives it. The
+// expected sequence keeps it write-once: if anything else was stored
+// meanwhile, nothing is written.
+func (w *Worker) announce(res *subjects.Result, data []byte, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
+	defer cancel()
+	msg := &nats.Msg{Subject: subjects.ToolResult(res.Agent, res.CallID), Header: resultHeader(res), Data: data}
+	if _, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(seq)); err != nil {
+		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("stored result not announced again; the caller can read it by direct get")
 	}
 }
 
@@ -125,13 +146,13 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 	return data
 }
 
-// store publishes the result to tool.result.<id> only if none is stored
-// there yet, and waits for the PubAck, retrying through a NATS reconnect for
-// up to AckWait. When a result already exists it returns that one.
-func (w *Worker) store(id string, hdr nats.Header, data []byte) (existing []byte, err error) {
+// store publishes the result to subject only if none is stored there yet,
+// and waits for the PubAck, retrying through a NATS reconnect for up to
+// AckWait. When a result already exists it returns that one.
+func (w *Worker) store(subject string, hdr nats.Header, data []byte) (existing []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
 	defer cancel()
-	msg := &nats.Msg{Subject: subjects.ToolResult(id), Header: hdr, Data: data}
+	msg := &nats.Msg{Subject: subject, Header: hdr, Data: data}
 	for attempt := 0; ; attempt++ {
 		// Write-once by the expected last sequence, not by a message id:
 		// the subject is the call id, and the server keeps no id map.

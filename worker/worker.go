@@ -127,11 +127,10 @@ type Worker struct {
 	cancelled cancelSet
 
 	mu      gosync.Mutex
-	running map[string]context.CancelCauseFunc // call id -> cancel of the call being run
+	running map[string]context.CancelCauseFunc // ledger key -> cancel of the call being run
 	leases  map[jetstream.Msg]struct{}         // calls taken and not yet settled
 
-	pullWait  time.Duration // how long one pull request waits for calls
-	dupWindow time.Duration // TOOL_CALLS' duplicate window
+	pullWait time.Duration // how long one pull request waits for calls
 }
 
 // Option configures optional collaborators.
@@ -176,7 +175,6 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if w.calls, err = w.js.Stream(ctx, subjects.StreamCalls); err != nil {
 		return fmt.Errorf("stream %s: %w", subjects.StreamCalls, err)
 	}
-	w.dupWindow = w.calls.CachedInfo().Config.Duplicates
 	if w.ledger, err = openLedger(ctx, w.js); err != nil {
 		return fmt.Errorf("KV bucket %s: %w", subjects.BucketLedger, err)
 	}
@@ -325,29 +323,34 @@ func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 }
 
+// onCancel hears tool.cancel.<agent>.<call_id>. Only the agent itself may
+// publish there (NATS permissions), so the agent and id together name the
+// call, as everywhere else.
 func (w *Worker) onCancel(m *nats.Msg) {
-	id, err := subjects.CallIDFromSubject(m.Subject)
+	agent, id, err := subjects.ParseCallRef(m.Subject, subjects.ToolCancelPrefix)
 	if err != nil {
 		return
 	}
+	key := subjects.LedgerKey(agent, id)
 	w.mu.Lock()
-	cancel, ok := w.running[id]
+	cancel, ok := w.running[key]
 	w.mu.Unlock()
 	if ok {
 		cancel(errCancelled)
 		return
 	}
-	w.cancelled.add(id)
+	w.cancelled.add(key)
 }
 
-// track registers a running call's cancel until the returned func is called.
-func (w *Worker) track(id string, cancel context.CancelCauseFunc) (untrack func()) {
+// track registers a running call's cancel under its ledger key until the
+// returned func is called.
+func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func()) {
 	w.mu.Lock()
-	w.running[id] = cancel
+	w.running[key] = cancel
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
-		delete(w.running, id)
+		delete(w.running, key)
 		w.mu.Unlock()
 	}
 }

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	gosync "sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"toolbus/broker"
@@ -148,8 +150,8 @@ func TestCallsOverEveryTransport(t *testing.T) {
 			if res.Status != subjects.StatusOK || text(t, res) != "5" {
 				t.Fatalf("add: %+v", res)
 			}
-			res = call(t, r.client, server, "echo", `{"message":"héllo"}`, client.WithCallAgent("agent-7"))
-			if res.Status != subjects.StatusOK || text(t, res) != "héllo" || res.Server != server || res.Tool != "echo" {
+			res = call(t, r.client, server, "echo", `{"message":"héllo"}`)
+			if res.Status != subjects.StatusOK || text(t, res) != "héllo" || res.Server != server || res.Tool != "echo" || res.Agent != subjects.DefaultAgent {
 				t.Fatalf("echo: %+v", res)
 			}
 			res = call(t, r.client, server, "fail", `{"message":"nope"}`)
@@ -182,10 +184,12 @@ func TestCallsOverEveryTransport(t *testing.T) {
 
 // publishRaw sends a call message as any NATS client would, returning the
 // decoded reply and its headers.
+// publishRaw publishes a hand-made call and waits for its result on
+// tool.result.<agent>.<call_id>, as any-language clients do.
 func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, body []byte) (*subjects.Result, nats.Header) {
 	t.Helper()
-	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	agent, _, _ := strings.Cut(strings.TrimPrefix(subject, subjects.ToolCallPrefix), ".")
+	sub, err := nc.SubscribeSync(subjects.ToolResult(agent, hdr.Get(subjects.HeaderCallID)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +198,6 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, bo
 	for k, v := range hdr {
 		msg.Header[k] = v
 	}
-	msg.Header.Set(subjects.HeaderReply, inbox)
 	msg.Data = body
 	js, _ := jetstreamNew(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -204,7 +207,7 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, bo
 	}
 	m, err := sub.NextMsg(15 * time.Second)
 	if err != nil {
-		t.Fatalf("no reply for %s: %v", subject, err)
+		t.Fatalf("no result for %s: %v", subject, err)
 	}
 	var res subjects.Result
 	if err := json.Unmarshal(m.Data, &res); err != nil {
@@ -216,7 +219,7 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, bo
 func TestBadInputGetsClearErrors(t *testing.T) {
 	r := newRig(t, worker.Config{}, 1)
 	id := func() nats.Header { return nats.Header{subjects.HeaderCallID: []string{client.NewCallID()}} }
-	subj := func(s, tool string) string { x, _ := subjects.ToolCall(s, tool); return x }
+	subj := func(s, tool string) string { x, _ := subjects.ToolCall("t1", s, tool); return x }
 	cases := []struct {
 		name    string
 		subject string
@@ -229,9 +232,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"array arguments", subj("demo", "add"), id(), `[1,2]`, subjects.CodeInvalidArguments, "must be a JSON object, got an array"},
 		{"unknown server", subj("nope", "add"), id(), `{}`, subjects.CodeUnknownServer, `no MCP server named "nope"`},
 		{"unknown tool", subj("demo", "no_such_tool"), id(), `{}`, subjects.CodeUnknownTool, "no_such_tool"},
-		{"missing tool name", "tool.call.demo", id(), `{}`, subjects.CodeInvalidRequest, "has no tool name"},
-		{"invalid call id", subj("demo", "add"), nats.Header{subjects.HeaderCallID: []string{"a.b"}}, `{}`, subjects.CodeInvalidRequest, "invalid call id"},
-		{"missing call id", subj("demo", "add"), nats.Header{}, `{}`, subjects.CodeInvalidRequest, "Nats-Msg-Id"},
+		{"missing tool name", "tool.call.t1.demo", id(), `{}`, subjects.CodeInvalidRequest, "has no tool name"},
 		{"past deadline", subj("demo", "add"), func() nats.Header {
 			h := id()
 			h.Set(subjects.HeaderDeadline, subjects.FormatDeadline(time.Now().Add(-time.Second)))
@@ -258,6 +259,48 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 			}
 		})
 	}
+	// A call that names no valid agent or call id has nowhere to be
+	// answered: it settles at once, into TOOL_DEAD with the reason.
+	js, _ := jetstreamNew(r.ns.NC)
+	unanswerable := []struct {
+		subject, id, says string
+	}{
+		{subj("demo", "add"), "a.b", "invalid call id"},
+		{subj("demo", "add"), "", "Nats-Msg-Id"},
+		{subj("demo", "add"), "a b", "invalid call id"},
+		{"tool.call.é.demo.add", "bad-agent-2", "invalid agent id"},
+		{"tool.call.a=2E.demo.add", "bad-agent-1", "invalid agent id"},
+	}
+	for _, c := range unanswerable {
+		msg := nats.NewMsg(c.subject)
+		if c.id != "" {
+			msg.Header.Set(subjects.HeaderCallID, c.id)
+		}
+		msg.Data = []byte(`{}`)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatalf("publish %s: %v", c.subject, err)
+		}
+		cancel()
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		dl, err := worker.ListDeadLetters(context.Background(), js, 0)
+		if err != nil {
+			return err
+		}
+		for _, c := range unanswerable {
+			found := false
+			for _, d := range dl {
+				if d.Subject == c.subject && d.CallID == c.id && strings.Contains(d.Reason, c.says) {
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("no dead letter for %s id %q saying %q in %+v", c.subject, c.id, c.says, dl)
+			}
+		}
+		return nil
+	})
 	// Nothing stays in the work queue: every bad call was acked.
 	natstest.CheckFor(t, 5*time.Second, func() error {
 		info, err := r.ns.JS.Stream(context.Background(), subjects.StreamCalls)
@@ -405,5 +448,130 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("in-flight call lost in shutdown")
+	}
+}
+
+// A call id is scoped to its agent. Another agent that sends the same id
+// inside the duplicate window is dropped as a duplicate (and can read
+// nothing of the first agent's); after the window it gets a call of its own
+// — the tool runs for it — and never the first agent's stored result.
+func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice, err := client.New(r.ns.NC, client.WithAgent("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := client.New(r.ns.NC, client.WithAgent("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+
+	id, key := client.NewCallID(), "scoped-"+client.NewCallID()
+	res, err := alice.Call(ctx, "demo-http", "count", map[string]string{"key": key}, client.WithCallID(id))
+	if err != nil || res.Status != subjects.StatusOK || text(t, res) != "1" || res.Agent != "alice" {
+		t.Fatalf("alice: %+v %v", res, err)
+	}
+	publish := func() *jetstream.PubAck {
+		msg := nats.NewMsg("tool.call.bob.demo-http.count")
+		msg.Header.Set(subjects.HeaderCallID, id)
+		msg.Data = fmt.Appendf(nil, `{"key":%q}`, key)
+		ack, err := r.ns.JS.PublishMsg(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	if ack := publish(); !ack.Duplicate {
+		t.Fatalf("bob's re-use of alice's id inside the window was stored: %+v", ack)
+	}
+	if _, err := bob.Result(ctx, id); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("bob reads a result for alice's id: %v", err)
+	}
+	// Shrink the window so "after it" comes soon.
+	s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := r.ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if publish().Duplicate {
+			return fmt.Errorf("still inside the duplicate window")
+		}
+		return nil
+	})
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		res, err := bob.Result(ctx, id)
+		if err != nil {
+			return err
+		}
+		if res.Agent != "bob" || text(t, res) != "2" {
+			return fmt.Errorf("bob got %+v; want his own call's result (count 2)", res)
+		}
+		return nil
+	})
+	if res, err := alice.Result(ctx, id); err != nil || text(t, res) != "1" || res.Agent != "alice" {
+		t.Fatalf("alice's stored result changed: %+v %v", res, err)
+	}
+}
+
+// A re-sent call id (after the duplicate window) gets its stored answer on
+// tool.result.<agent>.<call_id> again, and the tool does not run again.
+func TestResentCallIDIsAnsweredAgain(t *testing.T) {
+	r := newRig(t, worker.Config{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id, key := client.NewCallID(), "resent-"+client.NewCallID()
+	res, err := r.client.Call(ctx, "demo-http", "destroy", map[string]string{"key": key}, client.WithCallID(id))
+	if err != nil || res.Status != subjects.StatusOK {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := r.ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := r.ns.NC.SubscribeSync(subjects.ToolResult(subjects.DefaultAgent, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		msg := nats.NewMsg("tool.call.default.demo-http.destroy")
+		msg.Header.Set(subjects.HeaderCallID, id)
+		msg.Data = fmt.Appendf(nil, `{"key":%q}`, key)
+		ack, err := r.ns.JS.PublishMsg(ctx, msg)
+		if err != nil {
+			return err
+		}
+		if ack.Duplicate {
+			return fmt.Errorf("still inside the duplicate window")
+		}
+		return nil
+	})
+	m, err := sub.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("the re-sent call id was not answered: %v", err)
+	}
+	var again subjects.Result
+	if err := json.Unmarshal(m.Data, &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.Status != subjects.StatusOK || again.Worker != res.Worker || again.DurationMS != res.DurationMS {
+		t.Fatalf("re-sent: %+v; want the stored %+v", again, res)
+	}
+	n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key})
+	if text(t, n) != fmt.Sprintf(`{%q:1}`, key) {
+		t.Fatalf("destroy ran %s times", text(t, n))
 	}
 }

@@ -26,7 +26,7 @@ func init() {
 		fs := newFlags(c)
 		conn := addConnFlags(fs)
 		timeout := fs.Duration("timeout", 60*time.Second, "deadline for the call (the worker cancels the tool after it)")
-		agent := fs.String("agent", os.Getenv("TOOLBUS_AGENT"), "agent id sent with the call (env TOOLBUS_AGENT)")
+		agent := fs.String("agent", os.Getenv("TOOLBUS_AGENT"), "the agent to call as (env TOOLBUS_AGENT; default: the NATS user, else \"default\"); with NATS authentication, the agent your user may act as")
 		asJSON := fs.Bool("json", false, "print the whole result as JSON (for scripts)")
 		id := fs.String("id", "", "call id (default: random); re-sending an id gets its stored result, it does not run twice")
 		progress := fs.Bool("progress", false, "print the tool's progress notifications to stderr")
@@ -53,17 +53,18 @@ func init() {
 		if t := bytes.TrimSpace(body); len(t) > 0 && !json.Valid(t) {
 			return usagef("arguments are not valid JSON: %s (quote them for the shell: '{\"a\":2}')", truncate(string(t), 80))
 		}
+		who := conn.agent(*agent)
 		nc, _, err := conn.connect("toolbus-call", zerolog.Nop())
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		cl, err := client.New(nc)
+		cl, err := client.New(nc, client.WithAgent(who), client.WithLogger(newLogger("warn")))
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
-		opts := []client.CallOption{client.WithTimeout(*timeout), client.WithCallAgent(*agent)}
+		opts := []client.CallOption{client.WithTimeout(*timeout)}
 		if *id != "" {
 			opts = append(opts, client.WithCallID(*id))
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"toolbus/broker"
+	"toolbus/subjects"
 )
 
 // connFlags are the NATS connection flags every client command takes.
@@ -32,8 +33,27 @@ func addConnFlags(fs *flag.FlagSet) *connFlags {
 	fs.StringVar(&c.cfg.TLSCA, "nats-ca", os.Getenv("NATS_CA"), "CA certificate for NATS TLS (env NATS_CA)")
 	fs.StringVar(&c.cfg.TLSCert, "nats-cert", os.Getenv("NATS_CERT"), "client certificate for NATS TLS (env NATS_CERT)")
 	fs.StringVar(&c.cfg.TLSKey, "nats-key", os.Getenv("NATS_KEY"), "client key for NATS TLS (env NATS_KEY)")
-	fs.StringVar(&c.cfg.InboxPrefix, "nats-inbox-prefix", os.Getenv("NATS_INBOX_PREFIX"), "inbox prefix for replies, e.g. _INBOX.agent1, to match per-agent permissions (env NATS_INBOX_PREFIX)")
+	fs.StringVar(&c.cfg.InboxPrefix, "nats-inbox-prefix", os.Getenv("NATS_INBOX_PREFIX"), "inbox prefix for JetStream replies (env NATS_INBOX_PREFIX; default for agent commands: _INBOX.<agent>, as nats.conf grants)")
 	return c
+}
+
+// agent returns the agent an agent command acts as: the flag, else the NATS
+// user when it is a valid agent id, else subjects.DefaultAgent. Unless an
+// inbox prefix was given, the connection's inbox becomes _INBOX.<agent>,
+// the one the agent's NATS permissions let it subscribe to.
+func (c *connFlags) agent(flagValue string) string {
+	a := flagValue
+	if a == "" {
+		if subjects.ValidateAgent(c.cfg.User) == nil {
+			a = c.cfg.User
+		} else {
+			a = subjects.DefaultAgent
+		}
+	}
+	if c.cfg.InboxPrefix == "" && subjects.ValidateAgent(a) == nil {
+		c.cfg.InboxPrefix = "_INBOX." + a
+	}
+	return a
 }
 
 // connect dials NATS and opens JetStream.

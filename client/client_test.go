@@ -1,0 +1,119 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"toolbus/client"
+	"toolbus/internal/natstest"
+	"toolbus/subjects"
+)
+
+// A result that does not answer the call — another call id, agent, server
+// or tool — is dropped, never returned; the true result that follows is.
+// The "worker" here is a consumer on TOOL_CALLS that stores what the test
+// says, so the forged results reach the client exactly as a worker's would.
+func TestClientDropsResultsForOtherCalls(t *testing.T) {
+	ns := natstest.Start(t)
+	cl, err := client.New(ns.NC, client.WithAgent("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if cl.Agent() != "alice" {
+		t.Fatalf("agent %q", cl.Agent())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := ns.JS.Consumer(ctx, subjects.StreamCalls, subjects.ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		res *subjects.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := cl.Call(ctx, "demo", "add", map[string]int{"a": 1}, client.WithCallID("the-call"))
+		done <- answer{res, err}
+	}()
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var call jetstream.Msg
+	for m := range batch.Messages() {
+		call = m
+	}
+	if call == nil {
+		t.Fatal("the call never reached TOOL_CALLS")
+	}
+	if call.Subject() != "tool.call.alice.demo.add" || call.Headers().Get(subjects.HeaderCallID) != "the-call" {
+		t.Fatalf("call on %s with headers %v", call.Subject(), call.Headers())
+	}
+	store := func(r subjects.Result) {
+		t.Helper()
+		data, _ := json.Marshal(r)
+		// Each forged result on its own subject's last message: publish
+		// plainly, as a worker that lost the write-once race would.
+		if err := ns.NC.Publish(subjects.ToolResult("alice", "the-call"), data); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := json.RawMessage(`{"content":[{"type":"text","text":"2"}]}`)
+	for _, forged := range []subjects.Result{
+		{CallID: "other-call", Agent: "alice", Server: "demo", Tool: "add", Status: subjects.StatusOK, Result: ok},
+		{CallID: "the-call", Agent: "bob", Server: "demo", Tool: "add", Status: subjects.StatusOK, Result: ok},
+		{CallID: "the-call", Agent: "alice", Server: "demo", Tool: "destroy", Status: subjects.StatusOK, Result: ok},
+		{CallID: "the-call", Agent: "alice", Server: "other", Tool: "add", Status: subjects.StatusOK, Result: ok},
+	} {
+		store(forged)
+	}
+	select {
+	case a := <-done:
+		t.Fatalf("the client returned a result that is not its call's: %+v %v", a.res, a.err)
+	default:
+	}
+	store(subjects.Result{CallID: "the-call", Agent: "alice", Server: "demo", Tool: "add", Status: subjects.StatusOK, Result: json.RawMessage(`{"content":[{"type":"text","text":"1"}]}`)})
+	a := <-done
+	if a.err != nil || a.res.CallID != "the-call" || string(a.res.Result) != `{"content":[{"type":"text","text":"1"}]}` {
+		t.Fatalf("got %+v %v; want the true result", a.res, a.err)
+	}
+	_ = call.Ack()
+
+	// Result (a direct get of the stored result) checks it too: the
+	// subject's last message is the true one now.
+	res, err := cl.Result(ctx, "the-call")
+	if err != nil || res.Agent != "alice" {
+		t.Fatalf("Result: %+v %v", res, err)
+	}
+	if _, err := cl.Result(ctx, "never-sent"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("Result of an unknown id: %v, want ErrMsgNotFound", err)
+	}
+}
+
+// The agent defaults to the connection's user name, else "default"; an
+// invalid agent is refused.
+func TestClientAgent(t *testing.T) {
+	ns := natstest.Start(t)
+	cl, err := client.New(ns.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Agent() != subjects.DefaultAgent {
+		t.Fatalf("agent %q, want %q", cl.Agent(), subjects.DefaultAgent)
+	}
+	cl.Close()
+	if _, err := client.New(ns.NC, client.WithAgent("a.b")); !errors.Is(err, subjects.ErrInvalidAgent) {
+		t.Fatalf("agent a.b: %v, want ErrInvalidAgent", err)
+	}
+}
