@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	gosync "sync"
 	"time"
@@ -76,10 +77,9 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{nc: nc, js: js, poll: 2 * time.Second, log: zerolog.Nop(), waiters: map[string]waiter{}}
-	if u := nc.Opts.User; subjects.ValidateAgent(u) == nil {
+	c.agent = subjects.DefaultAgent
+	if u := userOf(nc); subjects.ValidateAgent(u) == nil {
 		c.agent = u
-	} else {
-		c.agent = subjects.DefaultAgent
 	}
 	for _, o := range opts {
 		o(c)
@@ -106,6 +106,18 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("NATS refused this connection the results of agent %q (%w): connect as that agent's user, or name the agent the connection is allowed to act as (client.WithAgent, toolbus call --agent)", c.agent, err)
 	}
 	return c, nil
+}
+
+// userOf returns the connection's user name: the user option, else the
+// user in the connected URL.
+func userOf(nc *nats.Conn) string {
+	if nc.Opts.User != "" {
+		return nc.Opts.User
+	}
+	if u, err := url.Parse(nc.ConnectedUrl()); err == nil && u.User != nil {
+		return u.User.Username()
+	}
+	return ""
 }
 
 // Agent returns the agent this client calls as.

@@ -1,17 +1,26 @@
 // Call a toolbus tool from JavaScript with the nats client (npm install nats).
 //
 //   NATS_URL=nats://127.0.0.1:4222 node examples/call.js demo add '{"a":2,"b":3}'
+//   NATS_URL=nats://127.0.0.1:4222 NATS_USER=agent1 NATS_PASSWORD=… node examples/call.js demo add '{"a":2,"b":3}'
 //
-// The wire contract in four steps: one inbox for replies; publish the
-// arguments to tool.call.<server>.<tool> on JetStream with the call id in
-// Nats-Msg-Id, the reply subject in Toolbus-Reply and a deadline; read the
-// result from the inbox.
-const { connect, headers, createInbox, JSONCodec } = require("nats");
+// The wire contract in three steps, as agent <agent> (the NATS user, else
+// TOOLBUS_AGENT, else "default"): subscribe to tool.result.<agent>.<call_id>;
+// publish the arguments to tool.call.<agent>.<server>.<tool> on JetStream
+// with the call id in Nats-Msg-Id and a deadline; the result arrives on the
+// subscription as the worker stores it.
+const { connect, headers, JSONCodec } = require("nats");
 const crypto = require("crypto");
 
 async function main() {
   const [server = "demo", tool = "add", args = '{"a":2,"b":3}'] = process.argv.slice(2);
-  const nc = await connect({ servers: process.env.NATS_URL || "nats://127.0.0.1:4222" });
+  const user = process.env.NATS_USER;
+  const agent = process.env.TOOLBUS_AGENT || user || "default";
+  const nc = await connect({
+    servers: process.env.NATS_URL || "nats://127.0.0.1:4222",
+    user,
+    pass: process.env.NATS_PASSWORD,
+    inboxPrefix: `_INBOX.${agent}`, // PubAcks arrive here; nats.conf lets an agent read only its own
+  });
   const js = nc.jetstream();
   const jc = JSONCodec();
 
@@ -23,17 +32,21 @@ async function main() {
       .join("");
 
   const callId = crypto.randomBytes(16).toString("base64url");
-  const inbox = createInbox();
-  const sub = nc.subscribe(inbox, { max: 1 });
+  // Subscribe before publishing: the result is delivered as it is stored.
+  const sub = nc.subscribe(`tool.result.${agent}.${callId}`, { max: 1 });
+  await nc.flush();
 
   const h = headers();
-  h.set("Toolbus-Reply", inbox);
   h.set("Toolbus-Deadline", new Date(Date.now() + 30_000).toISOString());
-  h.set("Toolbus-Agent", "js-example");
-  await js.publish(`tool.call.${esc(server)}.${esc(tool)}`, jc.encode(JSON.parse(args)), { msgID: callId, headers: h });
+  await js.publish(`tool.call.${agent}.${esc(server)}.${esc(tool)}`, jc.encode(JSON.parse(args)), { msgID: callId, headers: h });
 
   for await (const m of sub) {
     const res = jc.decode(m.data);
+    if (res.call_id !== callId || res.agent !== agent) {
+      console.error(`dropped a result that answers another call (${res.agent}/${res.call_id})`);
+      process.exitCode = 1;
+      continue;
+    }
     if (res.status === "error") {
       console.error(`error (${res.error.code}): ${res.error.message}`);
       process.exitCode = 1;

@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"net/url"
+	"strings"
 	"os"
 	"time"
 
@@ -44,10 +46,13 @@ func addConnFlags(fs *flag.FlagSet) *connFlags {
 func (c *connFlags) agent(flagValue string) string {
 	a := flagValue
 	if a == "" {
-		if subjects.ValidateAgent(c.cfg.User) == nil {
-			a = c.cfg.User
-		} else {
-			a = subjects.DefaultAgent
+		a = subjects.DefaultAgent
+		user := c.cfg.User
+		if u, err := url.Parse(strings.Split(c.cfg.URL, ",")[0]); user == "" && err == nil && u.User != nil {
+			user = u.User.Username()
+		}
+		if subjects.ValidateAgent(user) == nil {
+			a = user
 		}
 	}
 	if c.cfg.InboxPrefix == "" && subjects.ValidateAgent(a) == nil {

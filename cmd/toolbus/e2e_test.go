@@ -100,30 +100,6 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 }
 
-// The README's JavaScript example, run with the nats client from npm.
-func TestJavaScriptExample(t *testing.T) {
-	node, err := exec.LookPath("node")
-	mods, _ := filepath.Abs("../../testdata/node/node_modules")
-	if err != nil {
-		t.Skip("node not installed: skipping the nats.js example (install Node.js and run make test-deps)")
-	}
-	if _, err := os.Stat(filepath.Join(mods, "nats")); err != nil {
-		t.Skip("testdata/node/node_modules/nats missing: run `make test-deps`")
-	}
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	url := serve(t, bin, t.TempDir(), "--bridge", "off")
-	example, _ := filepath.Abs("../../examples/call.js")
-	env := []string{"NATS_URL=" + url, "NODE_PATH=" + mods}
-	out, errOut, code := run(t, env, node, example, "demo", "add", `{"a":2,"b":3}`)
-	if code != 0 || out != "5\n" {
-		t.Fatalf("node example: exit %d, stdout %q, stderr %q", code, out, errOut)
-	}
-	_, errOut, code = run(t, env, node, example, "demo", "add", `[1]`)
-	if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
-		t.Fatalf("node example with bad args: exit %d, stderr %q", code, errOut)
-	}
-}
-
 // A webhook routed to a tool call produces a result from the demo MCP
 // server, end to end through `toolbus serve`.
 func TestWebhookToToolCall(t *testing.T) {
@@ -171,7 +147,7 @@ hooks:
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	cl, _ := client.New(nc)
+	cl, _ := client.New(nc, client.WithAgent("bridge")) // a hook's calls run as agent bridge
 	defer cl.Close()
 	natstest.CheckFor(t, 20*time.Second, func() error {
 		res, err := cl.Result(context.Background(), acc.EventID)
@@ -183,60 +159,6 @@ hooks:
 		}
 		return nil
 	})
-}
-
-// The README's natscli example, run with the nats CLI that `make test-deps`
-// builds (TOOLBUS_NATS_CLI).
-func TestNatsCLIExample(t *testing.T) {
-	cli := os.Getenv("TOOLBUS_NATS_CLI")
-	if cli == "" {
-		t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		t.Skipf("nats CLI %s missing: run `make test-deps`", cli)
-	}
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	url := serve(t, bin, t.TempDir(), "--bridge", "off")
-	env := append(os.Environ(), "NATS_URL="+url)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// --count 2: a probe that tells the subscription is live, then the result.
-	sub := exec.CommandContext(ctx, cli, "sub", "_INBOX.me.>", "--count", "2")
-	sub.Env = env
-	var subOut syncBuffer
-	sub.Stdout, sub.Stderr = &subOut, &subOut
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Process.Kill()
-	probe, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close()
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		if strings.Contains(subOut.String(), "_INBOX.me.probe") {
-			return nil
-		}
-		_ = probe.Publish("_INBOX.me.probe", []byte("ping"))
-		_ = probe.Flush()
-		return fmt.Errorf("nats sub not live yet")
-	})
-	out, errOut, code := run(t, []string{"NATS_URL=" + url}, cli, "pub", "tool.call.demo.add", `{"a":2,"b":3}`, "-H", "Nats-Msg-Id:call-0001", "-H", "Toolbus-Reply:_INBOX.me.call-0001")
-	if code != 0 {
-		t.Fatalf("nats pub: %d %s %s", code, out, errOut)
-	}
-	if err := sub.Wait(); err != nil {
-		t.Fatalf("nats sub: %v\n%s", err, subOut.String())
-	}
-	if !strings.Contains(subOut.String(), `"text":"5"`) {
-		t.Fatalf("nats sub got:\n%s", subOut.String())
-	}
-	out, errOut, code = run(t, []string{"NATS_URL=" + url}, cli, "stream", "get", "TOOL_RESULTS", "--last-for", "tool.result.call-0001")
-	if code != 0 || !strings.Contains(out, `"call_id":"call-0001"`) || !strings.Contains(out, `"text":"5"`) {
-		t.Fatalf("nats stream get: %d\n%s%s", code, out, errOut)
-	}
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.

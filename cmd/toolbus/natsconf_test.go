@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +17,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
+	"toolbus/client"
+	"toolbus/demo"
 	"toolbus/internal/natstest"
 	"toolbus/internal/testbin"
+	"toolbus/subjects"
 )
 
 // background runs a process until stop or the end of the test (SIGTERM,
@@ -76,17 +83,26 @@ func waitLog(t *testing.T, path, want string) {
 	})
 }
 
-// nats.conf's roles are enough for what each part does: the admin
-// provisions, a worker with the WORKER permissions runs calls (catalog sync,
-// ledger, results), and an agent with the AGENT permissions calls tools —
-// against a standalone nats-server running the repository's nats.conf.
-func TestNatsConfPermissions(t *testing.T) {
+// natsConf runs a standalone nats-server with the repository's nats.conf
+// (listening on a free loopback port, JetStream in a temp dir), an admin
+// that provisions once, and a worker with the WORKER role serving the demo
+// server over stdio and demo-http over streamable HTTP. It returns the
+// toolbus binary, the work dir, a URL builder per user, and the logs.
+type natsConfRig struct {
+	bin, dir        string
+	url             func(user, pass string) string
+	plainURL        string // without credentials
+	serverLog, wlog string
+}
+
+func startNatsConf(t *testing.T) *natsConfRig {
+	t.Helper()
 	ns := os.Getenv("TOOLBUS_NATS_SERVER")
 	if ns == "" {
 		t.Skip("TOOLBUS_NATS_SERVER not set: run via `make test` (it installs bin/nats-server)")
 	}
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	dir := t.TempDir()
+	r := &natsConfRig{bin: testbin.Build(t, "toolbus/cmd/toolbus"), dir: t.TempDir()}
+	dir := r.dir
 	port := freePort(t)
 	conf, err := os.ReadFile("../../nats.conf")
 	if err != nil {
@@ -98,43 +114,61 @@ func TestNatsConfPermissions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	serverLog, _ := background(t, dir, "nats-server", ns, "-c", filepath.Join(dir, "nats.conf"))
-	url := func(user, pass string) string { return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, pass, port) }
+	r.serverLog, _ = background(t, dir, "nats-server", ns, "-c", filepath.Join(dir, "nats.conf"))
+	r.url = func(user, pass string) string { return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, pass, port) }
+	r.plainURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	natstest.CheckFor(t, 20*time.Second, func() error {
-		nc, err := nats.Connect(url("admin", "change-me-admin"))
+		nc, err := nats.Connect(r.url("admin", "change-me-admin"))
 		if err == nil {
 			nc.Close()
 		}
 		return err
 	})
-	cfg := fmt.Sprintf("servers:\n  demo:\n    command: %s\n    args: [demo]\n    protocol_version: \"2025-11-25\"\n", bin)
+	httpURL, stopHTTP, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopHTTP)
+	cfg := fmt.Sprintf("servers:\n  demo:\n    command: %s\n    args: [demo]\n    protocol_version: \"2025-11-25\"\n  demo-http:\n    transport: http\n    url: %s\n    protocol_version: \"2025-11-25\"\n", r.bin, httpURL)
 	if err := os.WriteFile(filepath.Join(dir, "toolbus.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	// The admin provisions streams and buckets once, then steps aside.
-	admin, stopAdmin := background(t, dir, "admin-worker", bin, "worker", "--config", "toolbus.yaml", "--name", "admin", "--nats-url", url("admin", "change-me-admin"))
+	admin, stopAdmin := background(t, dir, "admin-worker", r.bin, "worker", "--config", "toolbus.yaml", "--name", "admin", "--nats-url", r.url("admin", "change-me-admin"))
 	waitLog(t, admin, "worker consuming tool calls")
 	if err := stopAdmin(); err != nil {
 		t.Fatalf("admin worker: %v", err)
 	}
 
 	// A worker with the WORKER role only runs every call from here on.
-	wlog, _ := background(t, dir, "worker", bin, "worker", "--config", "toolbus.yaml", "--name", "w-role", "--nats-url", url("worker", "change-me-worker"))
-	waitLog(t, wlog, "worker consuming tool calls")
-	asAdmin := []string{"NATS_URL=" + url("admin", "change-me-admin")}
+	r.wlog, _ = background(t, dir, "worker", r.bin, "worker", "--config", "toolbus.yaml", "--name", "w-role", "--nats-url", r.url("worker", "change-me-worker"))
+	waitLog(t, r.wlog, "worker consuming tool calls")
+	asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
 	natstest.CheckFor(t, 30*time.Second, func() error {
-		out, _, _ := run(t, asAdmin, bin, "tools", "demo")
-		if !strings.Contains(out, "destroy") {
+		out, _, _ := run(t, asAdmin, r.bin, "tools")
+		if !strings.Contains(out, "destroy") || !strings.Contains(out, "demo-http") {
 			return fmt.Errorf("catalog not synced yet: %s", out)
 		}
 		return nil
 	})
+	return r
+}
 
-	// An agent with the AGENT role calls tools.
-	asAgent := []string{"NATS_URL=" + url("agent1", "change-me-agent1"), "NATS_INBOX_PREFIX=_INBOX.agent1"}
+// nats.conf's roles are enough for what each part does: the admin
+// provisions, a worker with the WORKER permissions runs calls (catalog sync,
+// ledger, results), and an agent with its own permissions calls tools —
+// against a standalone nats-server running the repository's nats.conf. The
+// README's nats CLI and nats.js examples run as an authenticated agent.
+func TestNatsConfPermissions(t *testing.T) {
+	r := startNatsConf(t)
+	bin := r.bin
+
+	// An agent calls tools as itself; the CLI takes its agent and inbox
+	// from the NATS user.
+	asAgent := []string{"NATS_URL=" + r.url("agent1", "change-me-agent1")}
 	out, errOut, code := run(t, asAgent, bin, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
-	if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"worker": "w-role"`) {
+	if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"worker": "w-role"`) || !strings.Contains(out, `"agent": "agent1"`) {
 		t.Fatalf("agent call: exit %d\n%s%s", code, out, errOut)
 	}
 	// A destructive tool writes the call ledger.
@@ -146,11 +180,305 @@ func TestNatsConfPermissions(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("bad arguments: exit %d %s", code, errOut)
 	}
-	for _, p := range []string{serverLog, wlog} {
-		b, _ := os.ReadFile(p)
-		if bytes.Contains(b, []byte("Violation")) || bytes.Contains(b, []byte("permissions violation")) {
-			t.Fatalf("%s reports a permissions violation:\n%s", filepath.Base(p), b)
+	// Calling as another agent is refused with a message that says why.
+	_, errOut, code = run(t, asAgent, bin, "call", "--agent", "agent2", "demo", "add", `{"a":2,"b":3}`)
+	if code == 0 || !strings.Contains(errOut, `agent "agent2"`) {
+		t.Fatalf("agent1 calling as agent2: exit %d %s", code, errOut)
+	}
+
+	t.Run("nats CLI example", func(t *testing.T) {
+		cli := os.Getenv("TOOLBUS_NATS_CLI")
+		if cli == "" {
+			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
 		}
+		natsCLIExample(t, cli, r.url("agent1", "change-me-agent1"))
+	})
+	t.Run("nats.js example", func(t *testing.T) {
+		node, err := exec.LookPath("node")
+		mods, _ := filepath.Abs("../../testdata/node/node_modules")
+		if err != nil {
+			t.Skip("node not installed: skipping the nats.js example (install Node.js and run make test-deps)")
+		}
+		if _, err := os.Stat(filepath.Join(mods, "nats")); err != nil {
+			t.Skip("testdata/node/node_modules/nats missing: run `make test-deps`")
+		}
+		example, _ := filepath.Abs("../../examples/call.js")
+		env := []string{"NATS_URL=" + r.plainURL, "NATS_USER=agent1", "NATS_PASSWORD=change-me-agent1", "NODE_PATH=" + mods}
+		out, errOut, code := run(t, env, node, example, "demo", "add", `{"a":2,"b":3}`)
+		if code != 0 || out != "5\n" {
+			t.Fatalf("node example: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		_, errOut, code = run(t, env, node, example, "demo", "add", `[1]`)
+		if code != 1 || !strings.Contains(errOut, "invalid_arguments") {
+			t.Fatalf("node example with bad args: exit %d, stderr %q", code, errOut)
+		}
+	})
+
+	t.Run("isolation matrix", func(t *testing.T) { isolationMatrix(t, r) })
+
+	for _, p := range []string{r.serverLog, r.wlog} {
+		b, _ := os.ReadFile(p)
+		// The matrix's own refusals are agent2's; the worker's connection
+		// never hits a violation.
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "Violation") && !strings.Contains(line, "agent2") && !strings.Contains(line, "agent1") {
+				t.Fatalf("%s reports a permissions violation not caused by the test's agents:\n%s", filepath.Base(p), line)
+			}
+		}
+	}
+}
+
+// natsCLIExample runs the README's nats CLI example as an authenticated
+// agent: subscribe to its results, publish a call, read the stored result
+// by a direct get.
+func natsCLIExample(t *testing.T, cli, url string) {
+	env := append(os.Environ(), "NATS_URL="+url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// --count 2: a probe that tells the subscription is live, then the result.
+	sub := exec.CommandContext(ctx, cli, "sub", "tool.result.agent1.>", "--count", "2")
+	sub.Env = env
+	var subOut syncBuffer
+	sub.Stdout, sub.Stderr = &subOut, &subOut
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Process.Kill()
+	probe, err := nats.Connect(strings.Replace(url, "agent1:change-me-agent1", "admin:change-me-admin", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if strings.Contains(subOut.String(), "tool.result.agent1.probe") {
+			return nil
+		}
+		_ = probe.Publish("tool.result.agent1.probe", []byte("ping"))
+		_ = probe.Flush()
+		return fmt.Errorf("nats sub not live yet")
+	})
+	id := "call-" + nuid.Next()
+	out, errOut, code := run(t, []string{"NATS_URL=" + url}, cli, "pub", "tool.call.agent1.demo.add", `{"a":2,"b":3}`, "-H", "Nats-Msg-Id:"+id)
+	if code != 0 {
+		t.Fatalf("nats pub: %d %s %s", code, out, errOut)
+	}
+	if err := sub.Wait(); err != nil {
+		t.Fatalf("nats sub: %v\n%s", err, subOut.String())
+	}
+	if !strings.Contains(subOut.String(), `"text":"5"`) || !strings.Contains(subOut.String(), id) {
+		t.Fatalf("nats sub got:\n%s", subOut.String())
+	}
+	out, errOut, code = run(t, []string{"NATS_URL=" + url}, cli, "--inbox-prefix", "_INBOX.agent1", "req", "$JS.API.DIRECT.GET.TOOL_RESULTS.tool.result.agent1."+id, "")
+	if code != 0 || !strings.Contains(out, `"call_id":"`+id+`"`) || !strings.Contains(out, `"text":"5"`) {
+		t.Fatalf("nats req (direct get): %d\n%s%s", code, out, errOut)
+	}
+}
+
+// isolationMatrix: every way issue 8 found for one agent to reach another's
+// calls is tried by agent2 against agent1, and refused — a permissions
+// violation, or a worker that ignores what the caller asked — while agent1's
+// own calls still work.
+func isolationMatrix(t *testing.T, r *natsConfRig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	violations := make(chan error, 100)
+	connect := func(user, pass string, opts ...nats.Option) *nats.Conn {
+		t.Helper()
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case violations <- err:
+				default:
+				}
+			}
+		}))
+		nc, err := nats.Connect(r.url(user, pass), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	admin := connect("admin", "change-me-admin")
+	adminJS, _ := jetstream.New(admin)
+	victim := connect("agent1", "change-me-agent1", nats.CustomInboxPrefix("_INBOX.agent1"))
+	attacker := connect("agent2", "change-me-agent2", nats.CustomInboxPrefix("_INBOX.agent2"))
+	victimCl, err := client.New(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attackerCl, err := client.New(attacker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if victimCl.Agent() != "agent1" || attackerCl.Agent() != "agent2" {
+		t.Fatalf("agents %q and %q, want the NATS users", victimCl.Agent(), attackerCl.Agent())
+	}
+	// denied waits for NATS to refuse op on subject.
+	denied := func(row, op, subject string) {
+		t.Helper()
+		want := fmt.Sprintf("Permissions Violation for %s to %q", op, subject)
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case err := <-violations:
+				if strings.Contains(err.Error(), want) {
+					return
+				}
+			case <-deadline:
+				t.Errorf("%s: NATS did not refuse %s to %s", row, op, subject)
+				return
+			}
+		}
+	}
+
+	// The victim's answered call, and its stored result.
+	victimID := client.NewCallID()
+	vres, err := victimCl.Call(ctx, "demo", "add", map[string]int{"a": 2, "b": 3}, client.WithCallID(victimID))
+	if err != nil || vres.Status != subjects.StatusOK || vres.Agent != "agent1" {
+		t.Fatalf("victim call: %+v %v", vres, err)
+	}
+	results, err := adminJS.Stream(ctx, subjects.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := results.GetLastMsgForSubject(ctx, subjects.ToolResult("agent1", victimID))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Rows 1 and 3: a reply subject chosen by the caller is not a place a
+	// worker writes. Each target is watched by the admin while agent2's
+	// call with Toolbus-Reply pointing there runs to its end (answered,
+	// then acked: the worker publishes nothing after the ack).
+	targets := []string{
+		subjects.ToolResult("agent1", victimID),
+		"$KV.toolbus_servers.demo", "$KV.toolbus_catalog.demo.add", "tool.dead.agent1.demo.add",
+		"catalog.resync.demo", "_INBOX.agent1.x",
+	}
+	watch, err := admin.SubscribeSync("toolbus.matrix.never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if err := watch.Unsubscribe(); err != nil {
+			t.Fatal(err)
+		}
+		if watch, err = admin.SubscribeSync(tg); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		id := client.NewCallID()
+		msg := nats.NewMsg("tool.call.agent2.demo.echo")
+		msg.Header.Set(subjects.HeaderCallID, id)
+		msg.Header.Set("Toolbus-Reply", tg)
+		msg.Header.Set("Toolbus-Agent", "agent1")
+		msg.Data = []byte(`{"message":"forged"}`)
+		sub, _ := attacker.SubscribeSync(subjects.ToolResult("agent2", id))
+		js, _ := jetstream.New(attacker)
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatalf("agent2's own call: %v", err)
+		}
+		m, err := sub.NextMsg(20 * time.Second)
+		if err != nil {
+			t.Fatalf("agent2's call with Toolbus-Reply %s was not answered on its own subject: %v", tg, err)
+		}
+		var res subjects.Result
+		_ = json.Unmarshal(m.Data, &res)
+		if res.Agent != "agent2" || res.Status != subjects.StatusOK {
+			t.Fatalf("agent2's call: %+v", res)
+		}
+		natstest.CheckFor(t, 20*time.Second, func() error {
+			s, err := adminJS.Stream(ctx, subjects.StreamCalls)
+			if err != nil {
+				return err
+			}
+			if n := s.CachedInfo().State.Msgs; n != 0 {
+				return fmt.Errorf("%d calls not acked yet", n)
+			}
+			return nil
+		})
+		if err := admin.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := watch.NextMsg(0); err == nil {
+			t.Errorf("Toolbus-Reply %s: the worker published there: %s", tg, m.Data)
+		}
+	}
+	if now, err := results.GetLastMsgForSubject(ctx, subjects.ToolResult("agent1", victimID)); err != nil || now.Sequence != stored.Sequence {
+		t.Errorf("the victim's stored result changed: %v %v", now, err)
+	}
+
+	// Row 1 and 2, directly: agent2 cannot store, forge or overwrite a
+	// result of agent1, nor hear its results or progress.
+	_ = attacker.Publish(subjects.ToolResult("agent1", victimID), []byte(`{"forged":true}`))
+	denied("overwrite a stored result", "Publish", subjects.ToolResult("agent1", victimID))
+	for _, subj := range []string{"tool.progress.*.*", "tool.progress.agent1.>", "tool.result.agent1.>", "tool.result.>"} {
+		if _, err := attacker.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		denied("watch another agent", "Subscription", subj)
+	}
+	// Row 4 and 5: no subject listing, no reads of another's results, no
+	// consumers on TOOL_RESULTS.
+	for _, subj := range []string{
+		"$JS.API.STREAM.INFO." + subjects.StreamResults,
+		"$JS.API.STREAM.INFO." + subjects.StreamCalls,
+		subjects.ResultDirectGet("agent1", victimID),
+		"$JS.API.DIRECT.GET." + subjects.StreamResults + ".tool.result.>",
+		"$JS.API.DIRECT.GET." + subjects.StreamResults,
+		"$JS.API.CONSUMER.CREATE." + subjects.StreamResults + ".spy.tool.result.agent1.>",
+		"$JS.API.CONSUMER.CREATE." + subjects.StreamResults,
+		"$JS.API.STREAM.MSG.GET." + subjects.StreamResults,
+	} {
+		if err := attacker.PublishRequest(subj, "_INBOX.agent2.x", []byte(`{"subjects_filter":">","last_by_subj":"tool.result.agent1.`+victimID+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+		denied("read another agent's results", "Publish", subj)
+	}
+	// Row 6: no cancels of another agent's calls; no calls as another agent.
+	_ = attacker.Publish(subjects.ToolCancel("agent1", victimID), nil)
+	denied("cancel another agent's call", "Publish", subjects.ToolCancel("agent1", victimID))
+	_ = attacker.Publish("tool.call.agent1.demo.echo", []byte(`{"message":"as agent1"}`))
+	denied("call as another agent", "Publish", "tool.call.agent1.demo.echo")
+	if _, err := client.New(attacker, client.WithAgent("agent1")); err == nil {
+		t.Errorf("a client on agent2's connection acts as agent1")
+	}
+	// Row 7: a header naming another agent changes nothing; the HTTP MCP
+	// server hears the subject's agent.
+	who := nats.NewMsg("tool.call.agent2.demo-http.whoami")
+	whoID := client.NewCallID()
+	who.Header.Set(subjects.HeaderCallID, whoID)
+	who.Header.Set("Toolbus-Agent", "agent1")
+	whoSub, _ := attacker.SubscribeSync(subjects.ToolResult("agent2", whoID))
+	ajs, _ := jetstream.New(attacker)
+	if _, err := ajs.PublishMsg(ctx, who); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := whoSub.NextMsg(20 * time.Second); err != nil {
+		t.Errorf("whoami: %v", err)
+	} else if !strings.Contains(string(m.Data), `"text":"agent2"`) {
+		t.Errorf("the MCP server heard another agent: %s", m.Data)
+	}
+	// Row 8: agent2 re-sending agent1's call id never gets agent1's
+	// result: inside the duplicate window the publish is a duplicate, and
+	// agent2 has no way to read tool.result.agent1.* (above). After the
+	// window, it is agent2's own call (worker test TestCallIDsAreScopedToTheirAgent).
+	dup := nats.NewMsg("tool.call.agent2.demo.add")
+	dup.Header.Set(subjects.HeaderCallID, victimID)
+	dup.Data = []byte(`{"a":1,"b":1}`)
+	if ack, err := ajs.PublishMsg(ctx, dup); err != nil || !ack.Duplicate {
+		t.Errorf("agent2 re-sending agent1's id inside the window: %+v %v", ack, err)
+	}
+
+	// The victim still works, and still reads its own stored result.
+	if res, err := victimCl.Result(ctx, victimID); err != nil || res.Agent != "agent1" || !strings.Contains(string(res.Result), `"5"`) {
+		t.Errorf("victim's stored result: %+v %v", res, err)
+	}
+	if res, err := victimCl.Call(ctx, "demo-http", "whoami", nil); err != nil || !strings.Contains(string(res.Result), `"agent1"`) {
+		t.Errorf("victim call after the matrix: %+v %v", res, err)
 	}
 }
 
