@@ -60,12 +60,9 @@ func TestClientDropsResultsForOtherCalls(t *testing.T) {
 	store := func(r subjects.Result) {
 		t.Helper()
 		data, _ := json.Marshal(r)
-		// Each forged result on its own subject's last message: publish
-		// plainly, as a worker that lost the write-once race would.
-		if err := ns.NC.Publish(subjects.ToolResult("alice", "the-call"), data); err != nil {
-			t.Fatal(err)
-		}
-		if err := ns.NC.Flush(); err != nil {
+		// Stored one after the other (each replaces the last), so the
+		// client's subscription hears them all in this order.
+		if _, err := ns.JS.Publish(ctx, subjects.ToolResult("alice", "the-call"), data); err != nil {
 			t.Fatal(err)
 		}
 	}
