@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,11 +83,12 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 // handshake: the one pinned by srv.ProtocolVersion, or, when it is empty,
 // the server/discover probe (2026-07-28) falling back to initialize.
 //
-// stdio runs srv.Command with srv.Args in srv.Dir, the process environment
-// plus srv.Env; the child's stderr lines go to o.Log at info. sse and http
-// (streamable) send srv.Headers and srv.AuthToken on every request: as
-// "Authorization: Bearer <token>" when srv.AuthHeader is "" or
-// "Authorization", else as the raw value under srv.AuthHeader.
+// stdio runs srv.Command with srv.Args in srv.Dir, with the InheritedEnv
+// variables of our environment plus srv.Env and nothing else of ours; the
+// child's stderr lines go to o.Log at info. sse and http (streamable) send
+// srv.Headers and srv.AuthToken on every request: as "Authorization: Bearer
+// <token>" when srv.AuthHeader is "" or "Authorization", else as the raw
+// value under srv.AuthHeader.
 //
 // Connecting is bounded by srv.ConnectTimeout (default 15s) and ctx; ctx
 // does not bound the session's life. Errors are a *TransportError (could not
@@ -375,16 +377,14 @@ func (c *conn) newStdio(srv subjects.Server, o DialOptions) (transport.Interface
 	c.child = ch
 	go ch.readStderr(pr)
 
-	env := make([]string, 0, len(srv.Env))
-	for _, k := range slices.Sorted(maps.Keys(srv.Env)) {
-		env = append(env, k+"="+srv.Env[k])
-	}
+	env := stdioEnv(os.Environ(), srv.Env)
 	// Our own command: not bound to the dial's context (mcp-go's default
 	// exec.CommandContext would kill the child when connecting ends), in
-	// srv.Dir, stderr to our pipe.
+	// srv.Dir, stderr to our pipe, and only env (mcp-go's default adds all
+	// of os.Environ()).
 	cmdFunc := func(_ context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
 		cmd := exec.Command(command, args...)
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = env
 		cmd.Dir = srv.Dir
 		cmd.Stderr = pw
 		ch.cmd = cmd // read only after Start returns
@@ -396,6 +396,69 @@ func (c *conn) newStdio(srv subjects.Server, o DialOptions) (transport.Interface
 	st := transport.NewStdioWithOptions(srv.Command, env, srv.Args, transport.WithCommandFunc(cmdFunc))
 	c.hooks.notify = st.SendNotification
 	return &stdioTransport{Stdio: st, h: c.hooks}, nil
+}
+
+// InheritedEnv names the variables of toolbus's own environment that a
+// stdio server inherits; nothing else of it reaches the child. toolbus's
+// environment holds TOOLBUS_SECRET_KEY and often credentials meant for
+// something else (a GITHUB_TOKEN, cloud keys), and any MCP server can echo
+// its environment back to an agent. The list is Claude Desktop's (the MCP
+// SDKs' getDefaultEnvironment), so a server configured for it runs the same
+// here, plus the locale and the temp dir. A name ending in "*" is a prefix.
+// A server that needs more (HTTPS_PROXY, NODE_EXTRA_CA_CERTS, an API key)
+// gets it in its env, e.g. HTTPS_PROXY: env:HTTPS_PROXY.
+var InheritedEnv = inheritedEnv(runtime.GOOS)
+
+func inheritedEnv(goos string) []string {
+	if goos == "windows" {
+		return []string{
+			"APPDATA", "HOMEDRIVE", "HOMEPATH", "LOCALAPPDATA", "PATH", "PROCESSOR_ARCHITECTURE",
+			"SYSTEMDRIVE", "SYSTEMROOT", "TEMP", "TMP", "USERNAME", "USERPROFILE", "PROGRAMFILES",
+		}
+	}
+	return []string{"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_*", "TMPDIR", "TEMP", "TMP"}
+}
+
+// stdioEnv is a stdio server's environment: the InheritedEnv entries of
+// environ (as os.Environ), then configured, which wins over them. Values
+// that start with "()" are skipped, as the MCP SDKs do: they are exported
+// shell functions. The result is never nil (nil would inherit everything).
+func stdioEnv(environ []string, configured map[string]string) []string {
+	env := make([]string, 0, len(InheritedEnv)+len(configured))
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || !inherited(k) || strings.HasPrefix(v, "()") {
+			continue
+		}
+		if _, over := configured[k]; over {
+			continue
+		}
+		env = append(env, kv)
+	}
+	// exec keeps the last of duplicate keys (case-insensitively on
+	// Windows), so a configured PATH wins there too.
+	for _, k := range slices.Sorted(maps.Keys(configured)) {
+		env = append(env, k+"="+configured[k])
+	}
+	return env
+}
+
+// inherited reports whether InheritedEnv names the variable k.
+func inherited(k string) bool {
+	eq := func(a, b string) bool { return a == b }
+	if runtime.GOOS == "windows" {
+		eq = strings.EqualFold // Path and PATH are one variable there
+	}
+	for _, n := range InheritedEnv {
+		if p, ok := strings.CutSuffix(n, "*"); ok {
+			if len(k) >= len(p) && eq(k[:len(p)], p) {
+				return true
+			}
+		} else if eq(k, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- sse and streamable http ----

@@ -36,6 +36,7 @@ func classify(srv subjects.Server, err error) *SyncError {
 	if errors.As(err, &se) {
 		return se
 	}
+	srv = Redact(srv) // the hints below quote the url and args
 	target := srv.URL
 	if srv.Transport == subjects.TransportStdio {
 		target = srv.Command

@@ -10,10 +10,15 @@
 //	toolbus_catalog  <server>.<tool>   subjects.CatalogEntry
 //
 // Secrets (auth_token; headers and env entries under names such as
-// Authorization, X-Api-Key, *TOKEN*, *SECRET*, *PASSWORD*) are stored as
-// env:NAME references or as AES-256-GCM ciphertext ("enc:...") under
-// TOOLBUS_SECRET_KEY; Registry.Put refuses a plain secret when no key is set.
-// Registry.Resolve opens them right before dialing.
+// Authorization, X-Api-Key, *TOKEN*, *SECRET*, *PASSWORD*; the password and
+// api_key-like query values of a URL, in url or in any env value or
+// argument; the value of a flag such as --api-key=VALUE or --token VALUE)
+// are stored as env:NAME references or as AES-256-GCM ciphertext
+// ("enc:...") under TOOLBUS_SECRET_KEY, in place, so a sealed URL or
+// argument list keeps its shape; Registry.Put refuses a plain secret when no
+// key is set. Registry.Resolve opens them right before dialing, and Redact
+// hides them for printing. One function, secretFields, decides what is
+// secret for all of these.
 //
 // Who writes what: Registry (servers add/rm, config upsert at start) writes
 // servers and cascades deletes; Syncer (one or many replicas, sharing the

@@ -3,9 +3,13 @@ package sync
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -18,6 +22,42 @@ import (
 	"toolbus/internal/natstest"
 	"toolbus/subjects"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if stdiosrv.dir != "" {
+		os.RemoveAll(stdiosrv.dir)
+	}
+	os.Exit(code)
+}
+
+// stdiosrv is mcppool's test MCP server (../mcppool/testdata/stdiosrv),
+// built once by the first test that needs it.
+var stdiosrv struct {
+	once gosync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// stdioServer returns the path of the built stdiosrv.
+func stdioServer(t testing.TB) string {
+	t.Helper()
+	stdiosrv.once.Do(func() {
+		if stdiosrv.dir, stdiosrv.err = os.MkdirTemp("", "sync-test"); stdiosrv.err != nil {
+			return
+		}
+		stdiosrv.bin = filepath.Join(stdiosrv.dir, "stdiosrv")
+		out, err := exec.Command("go", "build", "-o", stdiosrv.bin, "../mcppool/testdata/stdiosrv").CombinedOutput()
+		if err != nil {
+			stdiosrv.err = fmt.Errorf("building stdiosrv: %v\n%s", err, out)
+		}
+	})
+	if stdiosrv.err != nil {
+		t.Fatal(stdiosrv.err)
+	}
+	return stdiosrv.bin
+}
 
 // testKey is a fixed 32-byte secret key for tests.
 var testKey = []byte("0123456789abcdef0123456789abcdef")

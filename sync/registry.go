@@ -122,14 +122,15 @@ func (r *Registry) Put(ctx context.Context, srv subjects.Server) error {
 		prevRaw = e.Value()
 		var prev subjects.Server
 		if json.Unmarshal(prevRaw, &prev) == nil {
-			_ = secretFields(&prev, func(field, v string) (string, error) {
-				prevSealed[field] = v
+			_ = secretFields(&prev, func(s secret, v string) (string, error) {
+				prevSealed[s.field] = v
 				return v, nil
 			})
 		}
 	}
 	sealed := srv
-	if err := secretFields(&sealed, func(field, v string) (string, error) {
+	if err := secretFields(&sealed, func(s secret, v string) (string, error) {
+		field := s.field
 		switch {
 		case strings.HasPrefix(v, envPrefix):
 			if len(v) == len(envPrefix) {
@@ -306,35 +307,38 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 }
 
 // Resolve returns srv with its secrets in the clear: env: references read
-// from this process's environment, ciphertext decrypted. Call it right
-// before dialing, and never log the result.
+// from this process's environment (percent-encoded when they sit inside a
+// URL), ciphertext decrypted. Call it right before dialing, and never log
+// the result.
 func (r *Registry) Resolve(srv subjects.Server) (subjects.Server, error) {
 	out := srv
-	err := secretFields(&out, func(field, v string) (string, error) {
+	err := secretFields(&out, func(s secret, v string) (string, error) {
 		switch {
 		case strings.HasPrefix(v, envPrefix):
 			name := v[len(envPrefix):]
 			val := r.getenv(name)
 			if val == "" {
-				return "", fmt.Errorf("server %q: %s refers to the environment variable %s, which is not set in this process", srv.Name, field, name)
+				return "", fmt.Errorf("server %q: %s refers to the environment variable %s, which is not set in this process", srv.Name, s.field, name)
 			}
-			return val, nil
+			return escapeIn(s.in, val), nil
 		case strings.HasPrefix(v, encPrefix):
-			return r.seal.open(srv.Name, field, v)
+			return r.seal.open(srv.Name, s.field, v)
 		}
 		return v, nil
 	})
 	return out, err
 }
 
-// Redact returns srv fit for printing: env: references stay (they are
-// names, not secrets), everything else secret becomes "<encrypted>" or
-// "<redacted>".
+// Redact returns srv fit for printing (servers list and show, --json, logs,
+// messages): env: references stay (they are names, not secrets), every
+// other secret secretFields finds becomes "<encrypted>" or "<redacted>" —
+// the whole value, or just the password or query value inside a URL, or
+// the value of a secret flag in args.
 func (r *Registry) Redact(srv subjects.Server) subjects.Server { return Redact(srv) }
 
 // Redact is Registry.Redact without a registry.
 func Redact(srv subjects.Server) subjects.Server {
-	_ = secretFields(&srv, func(_, v string) (string, error) {
+	_ = secretFields(&srv, func(_ secret, v string) (string, error) {
 		switch {
 		case strings.HasPrefix(v, envPrefix), v == "":
 			return v, nil
@@ -343,7 +347,6 @@ func Redact(srv subjects.Server) subjects.Server {
 		}
 		return "<redacted>", nil
 	})
-	srv.URL = subjects.RedactURL(srv.URL)
 	return srv
 }
 

@@ -271,16 +271,19 @@ func (s *Syncer) list(ctx context.Context, srv subjects.Server) ([]mcp.Tool, err
 	if err != nil {
 		return nil, &SyncError{Server: srv.Name, Class: subjects.SyncConfig, Message: err.Error(), Err: err}
 	}
+	// Errors become the status message, printed and logged: mcp-go and
+	// net/http quote URLs with their query, and a child's stderr is quoted.
+	scrub := scrubber(res)
 	c, err := s.dl(ctx, res, nil, false)
 	if err != nil {
-		return nil, err
+		return nil, scrub(err)
 	}
 	defer c.Close()
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.ListTimeout)
 	defer cancel()
 	out, err := c.ListTools(lctx, mcp.ListToolsRequest{})
 	if err != nil {
-		return nil, err
+		return nil, scrub(err)
 	}
 	return out.Tools, nil
 }

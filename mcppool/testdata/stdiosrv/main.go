@@ -1,6 +1,7 @@
 // Command stdiosrv is the MCP server mcppool's tests run over stdio: echo,
 // a tool that exits the process, one that writes to stderr, one that reports
-// progress, and one that tells its pid (to see respawns).
+// progress, one that tells its pid (to see respawns), and ones that tell
+// its environment and arguments (to see what reaches a child).
 package main
 
 import (
@@ -39,6 +40,14 @@ func main() {
 	s.AddTool(mcp.NewTool("env", mcp.WithString("name")), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		wd, _ := os.Getwd()
 		return mcp.NewToolResultText(os.Getenv(req.GetString("name", "")) + "|" + wd), nil
+	})
+	s.AddTool(mcp.NewTool("environ"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		raw, _ := json.Marshal(os.Environ())
+		return mcp.NewToolResultText(string(raw)), nil
+	})
+	s.AddTool(mcp.NewTool("args"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		raw, _ := json.Marshal(os.Args[1:])
+		return mcp.NewToolResultText(string(raw)), nil
 	})
 	s.AddTool(mcp.NewTool("progress", mcp.WithNumber("steps")), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		steps := req.GetInt("steps", 3)
