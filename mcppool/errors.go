@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -191,7 +192,18 @@ func describe(target string, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return explain(err, "connection to %s closed unexpectedly", target)
 	}
-	return explain(err, "%s: %v", target, unwrapTransport(err))
+	return explain(err, "%s: %v", target, withoutURL(unwrapTransport(err)))
+}
+
+// withoutURL drops the request URL net/http quotes in a *url.Error: Go
+// redacts only its password, so an api_key in the query would reach call
+// errors and logs. target already names the server, redacted.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // unwrapTransport drops mcp-go's "transport error: " prefix.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +59,15 @@ func TestDialErrorsAreActionable(t *testing.T) {
 		if !IsTransport(err) {
 			t.Errorf("Dial(%s): %T is not a transport error", c.def.Name, err)
 		}
+	}
+	// An error that net/http words with the request URL keeps the query's
+	// secrets out: https to a plain HTTP server fails in the TLS handshake.
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	secretURL := strings.Replace(plain.URL, "http://", "https://", 1) + "/mcp?api_key=SECRET-123"
+	_, err := Dial(context.Background(), subjects.Server{Name: "tls", Transport: subjects.TransportHTTP, URL: secretURL}, DialOptions{Log: testLog(t)})
+	if err == nil || strings.Contains(err.Error(), "SECRET-123") || !strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+		t.Errorf("Dial with a key in the URL: %v", err)
 	}
 }
 

@@ -67,7 +67,7 @@ func (s *Server) Validate() error {
 		}
 		u, err := url.Parse(s.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("server %q: url: %q is not an http(s) URL", s.Name, s.URL)
+			return fmt.Errorf("server %q: url: %q is not an http(s) URL", s.Name, RedactURL(s.URL))
 		}
 	case "":
 		return fmt.Errorf("server %q: transport: required (stdio, sse or http)", s.Name)
