@@ -121,12 +121,6 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 		w.log.Warn().Err(err).Str("call_id", c.id).Msg("cannot look up the call's result yet; retrying later")
 		return outcome{res: res, action: retryLater}
 	}
-	if res.Attempt > 1 {
-		if unsafe && w.ledger.started(ctx, key) {
-			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the worker running it stopped mid-call (attempt %d); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool, res.Attempt-1)
-		}
-	}
-
 	timeout := srv.CallTimeout.D()
 	if timeout <= 0 {
 		timeout = w.cfg.DefaultTimeout
@@ -150,7 +144,10 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	defer cancelDeadline()
 
 	if unsafe {
-		if err := w.ledger.start(callCtx, key, w.cfg.Name); err != nil {
+		switch err := w.ledger.claim(callCtx, key, w.cfg.Name); {
+		case errors.Is(err, errStartedBefore):
+			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and an earlier attempt of this call started it but stored no result (its worker stopped mid-call, or NATS restarted); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool)
+		case err != nil:
 			// Without the record a crash would re-run the tool blindly.
 			return fail(res, subjects.CodeServerUnavailable, "could not record the start of a non-idempotent call in %s: %v; not running it", subjects.BucketLedger, err)
 		}

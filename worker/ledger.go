@@ -13,42 +13,38 @@ import (
 )
 
 // ledger is the call ledger's running state, in the KV bucket
-// toolbus_ledger keyed by call id. The results half of the ledger is
-// TOOL_RESULTS itself: one write-once message per call id, kept for the
-// result max age. A "started" record is written only for calls that must
+// toolbus_ledger keyed by <agent>.<call_id>. The results half of the ledger
+// is TOOL_RESULTS itself: one write-once message per call, kept for the
+// result max age. A "started" record is created only for calls that must
 // not run twice (destructive, not idempotent), so the common call pays no
-// extra write; a redelivery that finds it, and no result, ends
+// extra write; any attempt whose create finds one, and no result, ends
 // outcome_unknown.
 type ledger struct {
 	kv jetstream.KeyValue
 }
 
-// ledgerEntry is the value stored under a call id.
+// ledgerEntry is the value stored under a call's ledger key.
 type ledgerEntry struct {
-	State   string    `json:"state"` // "started" or "cancelled"
+	State   string    `json:"state"` // "started"
 	Worker  string    `json:"worker,omitempty"`
 	Started time.Time `json:"started"`
 }
 
-func (l *ledger) start(ctx context.Context, id, worker string) error {
+// claim records that this attempt starts the call, atomically: a KV
+// create, which fails with errStartedBefore when any earlier attempt of the
+// call (another worker, a delivery a restarted NATS server counted as the
+// first) already recorded its start. One round trip both marks and checks,
+// whatever the delivery count says.
+func (l *ledger) claim(ctx context.Context, key, worker string) error {
 	b, _ := json.Marshal(ledgerEntry{State: "started", Worker: worker, Started: time.Now().UTC()})
-	_, err := l.kv.Put(ctx, id, b)
+	_, err := l.kv.Create(ctx, key, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return errStartedBefore
+	}
 	return err
 }
 
-// started reports whether an earlier attempt recorded a start. On a read
-// error it says yes: running a destructive call twice is the worse mistake.
-func (l *ledger) started(ctx context.Context, id string) bool {
-	e, err := l.kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false
-	}
-	if err != nil {
-		return true
-	}
-	var le ledgerEntry
-	return json.Unmarshal(e.Value(), &le) != nil || le.State == "started"
-}
+var errStartedBefore = errors.New("an earlier attempt started this call")
 
 // cancelSet remembers call ids cancelled before any worker ran them. Every
 // worker hears every tool.cancel.<id>, so each keeps its own set; entries

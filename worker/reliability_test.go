@@ -276,3 +276,66 @@ func TestCatalogRefusesBeforeTheServer(t *testing.T) {
 		t.Fatalf("the MCP server ran %q; want only the valid call", log)
 	}
 }
+
+// A destructive, non-idempotent call whose start mark already exists — an
+// earlier attempt started it and stored no result — is answered
+// outcome_unknown and not run again, even when this delivery says it is the
+// first (a NATS server killed -9 redelivers with the count reset).
+func TestDestructiveCallStartedBeforeIsNotRunAgain(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	execLog := t.TempDir() + "/exec.log"
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
+	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Put(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer catalog.Stop()
+	pool := mcppool.New(testLog(t))
+	defer pool.Close()
+	pool.Upsert(srv)
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	cl, _ := client.New(ns.NC)
+	defer cl.Close()
+
+	// The mark an earlier attempt left, as the ledger writes it.
+	kv, err := ns.JS.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := client.NewCallID()
+	if _, err := kv.Create(ctx, subjects.LedgerKey(subjects.DefaultAgent, id), []byte(`{"state":"started","worker":"gone"}`)); err != nil {
+		t.Fatal(err)
+	}
+	res := call(t, cl, "demo", "destroy", `{"key":"once"}`, client.WithCallID(id))
+	if res.Error == nil || res.Error.Code != subjects.CodeOutcomeUnknown || res.Attempt != 1 {
+		t.Fatalf("got %+v; want outcome_unknown on the first delivery", res)
+	}
+	// A fresh call id runs, once, and leaves its mark.
+	res = call(t, cl, "demo", "destroy", `{"key":"fresh"}`)
+	if res.Status != subjects.StatusOK {
+		t.Fatalf("fresh destroy: %+v", res)
+	}
+	if _, err := kv.Get(ctx, subjects.LedgerKey(subjects.DefaultAgent, res.CallID)); err != nil {
+		t.Fatalf("no start mark for a destroy that ran: %v", err)
+	}
+	log, _ := os.ReadFile(execLog)
+	if string(log) != "destroy fresh\n" {
+		t.Fatalf("the MCP server ran %q; want only the fresh destroy", log)
+	}
+}
