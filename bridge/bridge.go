@@ -1,24 +1,21 @@
 // Package bridge is toolbus's webhook bridge: POST /hooks/<name> turns an
 // inbound HTTP request (Zapier-style JSON or form body, authenticated by an
-// HMAC signature or a bearer token) into an event on events.webhook.<name>,
-// an agent wake-up, or a tool call.
+// HMAC signature — toolbus's own, GitHub's, Stripe's or Slack's — or a
+// bearer token) into an event on events.webhook.<name>, an agent wake-up,
+// or a tool call.
 //
 // A request is acknowledged (202, with the event id) only after JetStream's
 // PubAck, so an accepted event is durable; anything else — a bad signature,
 // a body too large or unmappable, NATS unreachable — is refused with nothing
-// published, and the sender retries. An Idempotency-Key header (or a
-// configured body field) becomes the Nats-Msg-Id, so the retries of one
-// delivery give one event.
+// published, and the sender retries. The event id is the Nats-Msg-Id and is
+// derived from what the signature covers (see Hook), so a sender's retries
+// and a replayed request give one event, and the repeat is answered 202
+// "duplicate".
 package bridge
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +75,7 @@ type Bridge struct {
 	hooks      map[string]*hook
 	pubTimeout time.Duration
 	now        func() time.Time
+	memory     *memory
 }
 
 // hook is a validated Hook with its secrets resolved.
@@ -99,6 +97,7 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 		hooks:      map[string]*hook{},
 		pubTimeout: DefaultPublishTimeout,
 		now:        time.Now,
+		memory:     newMemory(memoryCap),
 	}
 	for _, o := range opts {
 		o(b)
@@ -134,7 +133,7 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 		case RouteWake:
 			h.subject, err = subjects.AgentWake(h.Agent)
 		case RouteTool:
-			h.subject, err = subjects.ToolCall(h.Server, h.Tool)
+			h.subject, err = subjects.ToolCall(h.callAgent(), h.Server, h.Tool)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("hooks[%d]: %w", i, err)
@@ -144,22 +143,16 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 	return b, nil
 }
 
-// Sign returns the signature header value of body at timestamp ts (Unix
-// seconds) under secret: "sha256=" and the hex HMAC-SHA256 of "<ts>.<body>".
-// Senders compute the same.
-func Sign(secret []byte, ts int64, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(strconv.AppendInt(nil, ts, 10))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
 // Accepted is the body of a 202.
 type Accepted struct {
 	EventID string `json:"event_id"`
-	// Duplicate: an event with this id was already accepted (a retry).
+	// Duplicate: an event with this id was already accepted (a retry or a
+	// replay); nothing new was published.
 	Duplicate bool `json:"duplicate,omitempty"`
+
+	// challenge, when set, is echoed in a 200 instead (Slack's
+	// url_verification).
+	challenge string
 }
 
 // ErrorBody is the body of every error response.
@@ -216,6 +209,11 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, herr)
 		return
 	}
+	if acc.challenge != "" {
+		log.Info().Msg("answered Slack's url_verification challenge")
+		writeJSON(w, http.StatusOK, map[string]string{"challenge": acc.challenge})
+		return
+	}
 	log.Debug().Str("event_id", acc.EventID).Bool("duplicate", acc.Duplicate).Str("subject", h.subject).
 		Float64("duration_ms", float64(b.now().Sub(start).Microseconds())/1000).Msg("accepted")
 	writeJSON(w, http.StatusAccepted, acc)
@@ -232,16 +230,24 @@ func (b *Bridge) handle(r *http.Request, h *hook, now time.Time) (*Accepted, *ht
 	if int64(len(raw)) > h.MaxBody {
 		return nil, refuse(http.StatusRequestEntityTooLarge, CodeTooLarge, "body exceeds the limit of %d bytes", h.MaxBody)
 	}
-	if herr := h.authenticate(r, raw, now); herr != nil {
+	pr, herr := h.authenticate(r, raw, now)
+	if herr != nil {
 		return nil, herr
 	}
 	body, herr := parseBody(r.Header.Get("Content-Type"), raw)
 	if herr != nil {
 		return nil, herr
 	}
-	id, herr := h.eventID(r, body)
+	if challenge, ok := h.slackChallenge(body); ok {
+		return &Accepted{challenge: challenge}, nil
+	}
+	d, herr := h.deliveryOf(r, body, pr, now)
 	if herr != nil {
 		return nil, herr
+	}
+	id := d.id
+	if !d.until.IsZero() && b.memory.seen(id, now) {
+		return &Accepted{EventID: id, Duplicate: true}, nil
 	}
 	msg := nats.NewMsg(h.subject)
 	msg.Header.Set(subjects.HeaderCallID, id)
@@ -256,19 +262,17 @@ func (b *Bridge) handle(r *http.Request, h *hook, now time.Time) (*Accepted, *ht
 			return nil, refuse(http.StatusBadRequest, CodeBadRequest, "arguments: %v", err)
 		}
 		msg.Header.Set(subjects.HeaderDeadline, subjects.FormatDeadline(now.Add(h.CallTimeout.D())))
-		if h.Agent != "" {
-			msg.Header.Set(subjects.HeaderAgent, h.Agent)
-		}
-		if h.Reply != "" {
-			msg.Header.Set(subjects.HeaderReply, h.Reply)
-		}
 	default:
 		ev := Event{EventID: id, Hook: h.Name, ReceivedAt: now.UTC(), Headers: h.keep(r.Header), Body: body}
 		if msg.Data, err = json.Marshal(ev); err != nil {
 			return nil, refuse(http.StatusBadRequest, CodeBadRequest, "body: %v", err)
 		}
 	}
-	return b.publish(r.Context(), msg, id)
+	acc, herr := b.publish(r.Context(), msg, id)
+	if herr == nil && !d.until.IsZero() {
+		b.memory.remember(id, d.until, now)
+	}
+	return acc, herr
 }
 
 // publish waits for the PubAck; anything short of one is a 503. A
@@ -288,38 +292,6 @@ func (b *Bridge) publish(ctx context.Context, msg *nats.Msg, id string) (*Accept
 		return nil, refuse(http.StatusServiceUnavailable, CodeUnavailable, "event not stored: %v; retry later", err)
 	}
 	return &Accepted{EventID: id, Duplicate: ack.Duplicate}, nil
-}
-
-func (h *hook) authenticate(r *http.Request, body []byte, now time.Time) *httpError {
-	switch h.Auth {
-	case AuthBearer:
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), h.token) != 1 {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token")
-		}
-	case AuthHMAC:
-		tsText := r.Header.Get(h.TimestampHeader)
-		if tsText == "" {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "missing %s header", h.TimestampHeader)
-		}
-		ts, err := strconv.ParseInt(tsText, 10, 64)
-		if err != nil {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "%s is not Unix seconds", h.TimestampHeader)
-		}
-		if d := now.Sub(time.Unix(ts, 0)).Abs(); d > h.Tolerance.D() {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "timestamp is %v away from now, beyond the %v tolerance (replayed or clock skew)", d.Round(time.Second), h.Tolerance.D())
-		}
-		sig := r.Header.Get(h.SignatureHeader)
-		if sig == "" {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "missing %s header", h.SignatureHeader)
-		}
-		got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
-		want, _ := hex.DecodeString(strings.TrimPrefix(Sign(h.secret, ts, body), "sha256="))
-		if err != nil || !hmac.Equal(got, want) {
-			return refuse(http.StatusUnauthorized, CodeUnauthorized, "bad signature")
-		}
-	}
-	return nil
 }
 
 // parseBody reads a JSON body, or a form body as an object of strings (a
@@ -358,41 +330,6 @@ func parseBody(contentType string, raw []byte) (any, *httpError) {
 		return nil, refuse(http.StatusBadRequest, CodeBadRequest, "body holds more than one JSON value")
 	}
 	return v, nil
-}
-
-// eventID is derived from the Idempotency-Key header or the configured body
-// field, so retries share it; otherwise it is random. Either way it is a
-// valid call id: "wh-" and 32 hex digits.
-func (h *hook) eventID(r *http.Request, body any) (string, *httpError) {
-	key := r.Header.Get(subjects.HeaderIdempotencyKey)
-	if key == "" && h.IdempotencyField != "" {
-		v, err := lookup(body, h.IdempotencyField)
-		if err != nil {
-			return "", refuse(http.StatusBadRequest, CodeBadRequest, "idempotency field %q: %v", h.IdempotencyField, err)
-		}
-		switch v := v.(type) {
-		case string:
-			key = v
-		case json.Number:
-			key = v.String()
-		case bool:
-			key = strconv.FormatBool(v)
-		default:
-			return "", refuse(http.StatusBadRequest, CodeBadRequest, "idempotency field %q: not a string or number", h.IdempotencyField)
-		}
-		if key == "" {
-			return "", refuse(http.StatusBadRequest, CodeBadRequest, "idempotency field %q is empty", h.IdempotencyField)
-		}
-	}
-	var sum []byte
-	if key != "" {
-		s := sha256.Sum256([]byte(h.Name + "\x00" + key))
-		sum = s[:16]
-	} else {
-		sum = make([]byte, 16)
-		_, _ = rand.Read(sum)
-	}
-	return "wh-" + hex.EncodeToString(sum), nil
 }
 
 // arguments maps body fields to tool arguments, or takes the whole body.
@@ -444,11 +381,14 @@ func lookup(v any, path string) (any, error) {
 func (h *hook) keep(hdr http.Header) map[string]string {
 	out := map[string]string{}
 	add := func(name string) {
-		if v := hdr.Get(name); v != "" && !h.secretHeader(name) {
+		if v := hdr.Get(name); v != "" && !h.dropped(name) {
 			out[http.CanonicalHeaderKey(name)] = v
 		}
 	}
 	for _, n := range keptHeaders {
+		add(n)
+	}
+	for _, n := range schemeHeaders[h.Scheme] {
 		add(n)
 	}
 	for _, n := range h.Headers {
@@ -486,6 +426,7 @@ func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	b.checkDuplicateWindow(ctx)
 	b.log.Info().Str("addr", ln.Addr().String()).Int("hooks", len(b.hooks)).Msg("webhook bridge listening")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -112,13 +112,24 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, stream, subject string) []
 	return out
 }
 
+// bearer returns the headers of a request with the bearer token "t0ken".
+func bearer(extra map[string]string) map[string]string {
+	h := map[string]string{"Authorization": "Bearer t0ken"}
+	for k, v := range extra {
+		h[k] = v
+	}
+	return h
+}
+
+// TestIdempotencyKeyGivesOneEvent: on a bearer hook, whose token covers
+// the whole request, the Idempotency-Key header names the event.
 func TestIdempotencyKeyGivesOneEvent(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
-	url := startBridge(t, srv.JS, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}) + "/hooks/zap"
+	url := startBridge(t, srv.JS, []Hook{{Name: "zap", Auth: AuthBearer, Token: "t0ken"}}) + "/hooks/zap"
 	body := []byte(`{"order":{"id":42,"total":"9.99"}}`)
-	first := post(t, url, body, signed(body, time.Now(), map[string]string{"Idempotency-Key": "delivery-1"}))
-	second := post(t, url, body, signed(body, time.Now(), map[string]string{"Idempotency-Key": "delivery-1"}))
+	first := post(t, url, body, bearer(map[string]string{"Idempotency-Key": "delivery-1"}))
+	second := post(t, url, body, bearer(map[string]string{"Idempotency-Key": "delivery-1"}))
 	if first.status != 202 || second.status != 202 {
 		t.Fatalf("statuses %d %d: %+v %+v", first.status, second.status, first.err, second.err)
 	}
@@ -145,8 +156,8 @@ func TestIdempotencyKeyGivesOneEvent(t *testing.T) {
 	if ev.EventID != first.acc.EventID || ev.Hook != "zap" || ev.ReceivedAt.IsZero() || ev.Headers["Idempotency-Key"] != "delivery-1" {
 		t.Fatalf("event %+v", ev)
 	}
-	if _, leaked := ev.Headers[DefaultSignatureHeader]; leaked {
-		t.Fatal("signature header copied into the event")
+	if _, leaked := ev.Headers["Authorization"]; leaked {
+		t.Fatal("token copied into the event")
 	}
 	if ev.Body["order"].(map[string]any)["id"] != float64(42) {
 		t.Fatalf("body %v", ev.Body)
@@ -156,10 +167,10 @@ func TestIdempotencyKeyGivesOneEvent(t *testing.T) {
 	}
 
 	// A different key is a different event; no key is a fresh event each time.
-	if r := post(t, url, body, signed(body, time.Now(), map[string]string{"Idempotency-Key": "delivery-2"})); r.status != 202 || r.acc.EventID == first.acc.EventID {
+	if r := post(t, url, body, bearer(map[string]string{"Idempotency-Key": "delivery-2"})); r.status != 202 || r.acc.EventID == first.acc.EventID {
 		t.Fatalf("second key: %+v", r)
 	}
-	a, b := post(t, url, body, signed(body, time.Now(), nil)), post(t, url, body, signed(body, time.Now(), nil))
+	a, b := post(t, url, body, bearer(nil)), post(t, url, body, bearer(nil))
 	if a.acc.EventID == b.acc.EventID || a.acc.Duplicate || b.acc.Duplicate {
 		t.Fatalf("keyless: %+v %+v", a.acc, b.acc)
 	}
@@ -295,7 +306,7 @@ func TestToolRoute(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
 	hook := Hook{Name: "echo-hook", Auth: AuthNone, Route: RouteTool, Server: "demo", Tool: "echo",
-		Args: map[string]string{"text": "message.text", "count": "n", "first": "items.0"}, Reply: "inbox.zapier", Agent: "zapier",
+		Args: map[string]string{"text": "message.text", "count": "n", "first": "items.0"}, Agent: "zapier",
 		CallTimeout: subjects.Duration(30 * time.Second)}
 	url := startBridge(t, srv.JS, []Hook{hook}) + "/hooks/echo-hook"
 	before := time.Now()
@@ -303,7 +314,7 @@ func TestToolRoute(t *testing.T) {
 	if r.status != 202 {
 		t.Fatalf("%+v", r)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.demo.echo")
+	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")
 	if len(msgs) != 1 {
 		t.Fatalf("%d calls", len(msgs))
 	}
@@ -319,7 +330,7 @@ func TestToolRoute(t *testing.T) {
 	if err != nil || dl.Before(before.Add(29*time.Second)) || dl.After(time.Now().Add(31*time.Second)) {
 		t.Errorf("deadline %v %v", dl, err)
 	}
-	if m.Header.Get(subjects.HeaderReply) != "inbox.zapier" || m.Header.Get(subjects.HeaderAgent) != "zapier" || m.Header.Get(HeaderHook) != "echo-hook" {
+	if m.Subject != "tool.call.zapier.demo.echo" || m.Header.Get(HeaderHook) != "echo-hook" {
 		t.Errorf("headers %v", m.Header)
 	}
 	// A missing mapped field is a 400 naming it, and nothing is published.
@@ -327,7 +338,7 @@ func TestToolRoute(t *testing.T) {
 	if r.status != 400 || !strings.Contains(r.err.Error, `"message.text"`) || !strings.Contains(r.err.Error, `"text"`) {
 		t.Fatalf("missing field: %+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.demo.echo")); n != 1 {
+	if n := len(streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")); n != 1 {
 		t.Fatalf("%d calls after refusal", n)
 	}
 }
@@ -378,7 +389,8 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	}
 	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, WithPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
 	body := []byte(`{"x":1}`)
-	key := map[string]string{"Idempotency-Key": "retry-me"}
+	// The sender retries the same signed request, which names one event.
+	sent := signed(body, time.Now(), nil)
 
 	rs.stop()
 	natstest.CheckFor(t, 5*time.Second, func() error {
@@ -387,7 +399,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 		}
 		return nil
 	})
-	r := post(t, url, body, signed(body, time.Now(), key))
+	r := post(t, url, body, sent)
 	if r.status != 503 || r.err.Code != CodeUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("NATS down: %+v", r)
 	}
@@ -396,7 +408,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	// The sender retries until accepted.
 	var acc Accepted
 	natstest.CheckFor(t, 15*time.Second, func() error {
-		r := post(t, url, body, signed(body, time.Now(), key))
+		r := post(t, url, body, sent)
 		if r.status != 202 {
 			return fmt.Errorf("%d %+v", r.status, r.err)
 		}
@@ -450,7 +462,7 @@ func TestValidate(t *testing.T) {
 		{"server", func(h *Hook) { h.Route = RouteTool }},
 		{"tool", func(h *Hook) { h.Route, h.Server = RouteTool, "s" }},
 		{"args.x", func(h *Hook) { h.Route, h.Server, h.Tool, h.Args = RouteTool, "s", "t", map[string]string{"x": "a..b"} }},
-		{"reply", func(h *Hook) { h.Route, h.Server, h.Tool, h.Reply = RouteTool, "s", "t", "inbox.>" }},
+		{"agent", func(h *Hook) { h.Route, h.Server, h.Tool, h.Agent = RouteTool, "s", "t", "a.b" }},
 		{"route", func(h *Hook) { h.Server = "s" }},
 		{"idempotency_field", func(h *Hook) { h.IdempotencyField = "." }},
 		{"max_body", func(h *Hook) { h.MaxBody = -1 }},

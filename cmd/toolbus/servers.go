@@ -56,7 +56,9 @@ func init() {
        toolbus servers rm <name>
 
 Secrets (--auth-token, headers and env under names like Authorization,
-X-Api-Key, *TOKEN*, *SECRET*) are stored encrypted under $TOOLBUS_SECRET_KEY
+X-Api-Key, *TOKEN*, *SECRET*, *KEY*; passwords and api keys in URLs, in url,
+env values and args; secret flag values such as --api-key=...) are stored
+encrypted under $TOOLBUS_SECRET_KEY
 (32 bytes, base64: openssl rand -base64 32), or give references such as
 env:GITHUB_TOKEN, read where the server is dialed. They are never printed.
 toolbus serve upserts its config file's servers at every start, so for a name
