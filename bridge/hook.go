@@ -60,7 +60,7 @@ const (
 	RouteEvent Route = "event"
 	// RouteWake publishes the event on agent.wake.<agent>.
 	RouteWake Route = "wake"
-	// RouteTool publishes a tool call on tool.call.<server>.<tool>, its
+	// RouteTool publishes a tool call on tool.call.<agent>.<server>.<tool>, its
 	// arguments mapped from body fields.
 	RouteTool Route = "tool"
 )

@@ -1,6 +1,6 @@
 // Package client is the Go client for agents: Call publishes a tool call on
 // JetStream as the client's agent and receives its result on the one
-// subscription the client holds, tool.result.<agent>.*, falling back to a
+// subscription the client holds, tool.reply.<agent>.*, falling back to a
 // direct get of the stored result when the delivery was missed.
 package client
 
@@ -35,10 +35,10 @@ type Client struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	agent   string
-	sub     *nats.Subscription // tool.result.<agent>.*: every result of this agent
+	sub     *nats.Subscription // tool.reply.<agent>.*: every result of this agent, as stored
 	poll    time.Duration
 	log     zerolog.Logger
-	prefix  string // "tool.result.<agent>."
+	prefix  string // "tool.reply.<agent>."
 	dgetPfx string // the direct get subject prefix for this agent's results
 
 	mu      gosync.Mutex
@@ -69,7 +69,7 @@ func WithResultPoll(d time.Duration) Option { return func(c *Client) { c.poll = 
 func WithLogger(l zerolog.Logger) Option { return func(c *Client) { c.log = l } }
 
 // New returns a client on nc with one subscription, to
-// tool.result.<agent>.*, for all its calls. It fails when NATS refuses that
+// tool.reply.<agent>.*, for all its calls. It fails when NATS refuses that
 // subscription: the connection is not allowed to act as the agent.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	js, err := jetstream.New(nc)
@@ -87,9 +87,9 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err := subjects.ValidateAgent(c.agent); err != nil {
 		return nil, err
 	}
-	c.prefix = subjects.ToolResult(c.agent, "")
+	c.prefix = subjects.ToolReply(c.agent, "")
 	c.dgetPfx = subjects.ResultDirectGet(c.agent, "")
-	results := subjects.ToolResults(c.agent)
+	results := subjects.ToolReplies(c.agent)
 	c.sub, err = nc.Subscribe(results, c.onResult)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", results, err)
@@ -347,7 +347,7 @@ func (c *Client) stored(ctx context.Context, callID string) ([]byte, error) {
 	case "404":
 		return nil, jetstream.ErrMsgNotFound
 	default:
-		return nil, fmt.Errorf("direct get of %s%s: status %s %s", c.prefix, callID, m.Header.Get("Status"), m.Header.Get("Description"))
+		return nil, fmt.Errorf("direct get of %s: status %s %s", subjects.ToolResult(c.agent, callID), m.Header.Get("Status"), m.Header.Get("Description"))
 	}
 	return m.Data, nil
 }

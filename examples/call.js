@@ -4,10 +4,10 @@
 //   NATS_URL=nats://127.0.0.1:4222 NATS_USER=agent1 NATS_PASSWORD=… node examples/call.js demo add '{"a":2,"b":3}'
 //
 // The wire contract in three steps, as agent <agent> (the NATS user, else
-// TOOLBUS_AGENT, else "default"): subscribe to tool.result.<agent>.<call_id>;
+// TOOLBUS_AGENT, else "default"): subscribe to tool.reply.<agent>.<call_id>;
 // publish the arguments to tool.call.<agent>.<server>.<tool> on JetStream
 // with the call id in Nats-Msg-Id and a deadline; the result arrives on the
-// subscription as the worker stores it.
+// subscription once it is stored (TOOL_RESULTS republishes it there).
 const { connect, headers, JSONCodec } = require("nats");
 const crypto = require("crypto");
 
@@ -33,7 +33,7 @@ async function main() {
 
   const callId = crypto.randomBytes(16).toString("base64url");
   // Subscribe before publishing: the result is delivered as it is stored.
-  const sub = nc.subscribe(`tool.result.${agent}.${callId}`, { max: 1 });
+  const sub = nc.subscribe(`tool.reply.${agent}.${callId}`, { max: 1 });
   await nc.flush();
 
   const h = headers();

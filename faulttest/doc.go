@@ -18,9 +18,11 @@
 //   - TestFaultDestructiveInterrupted: a destructive, non-idempotent call
 //     whose worker dies mid-call must end outcome_unknown, having run once.
 //
-// The load generator publishes calls by hand (Nats-Msg-Id, Toolbus-Reply,
-// Toolbus-Deadline) and counts every reply per call id on one inbox, so a
-// duplicate delivery cannot hide behind a client that keeps only the first.
+// The load generator publishes calls by hand as agent "load"
+// (tool.call.load.<server>.<tool>, Nats-Msg-Id, Toolbus-Deadline) and counts
+// every result per call id on one subscription to tool.reply.load.*, so a
+// second, different answer cannot hide behind a client that keeps only the
+// first (copies of the same stored answer are counted apart).
 // The demo server's exec log tells how many times each call really ran.
 // Each test prints one row of a table: calls sent, results, call ids with
 // more than one result, calls with no result, dead letters, executions per

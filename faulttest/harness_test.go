@@ -657,7 +657,7 @@ type arrival struct {
 
 // loadGen publishes calls as any NATS client would, with its own
 // connection, as agent loadAgent, and counts every result per call id on one
-// subscription to tool.result.<agent>.*.
+// subscription to tool.reply.<agent>.*.
 type loadGen struct {
 	t       *testing.T
 	nc      *nats.Conn
@@ -683,7 +683,7 @@ func newLoadGen(t *testing.T, url string) *loadGen {
 		t.Fatal(err)
 	}
 	lg := &loadGen{t: t, nc: nc, js: js, calls: map[string]*callState{}}
-	sub, err := nc.Subscribe(subjects.ToolResults(loadAgent), lg.onReply)
+	sub, err := nc.Subscribe(subjects.ToolReplies(loadAgent), lg.onReply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -698,7 +698,7 @@ func newLoadGen(t *testing.T, url string) *loadGen {
 const loadAgent = "load"
 
 func (lg *loadGen) onReply(m *nats.Msg) {
-	_, id, _ := subjects.ParseCallRef(m.Subject, subjects.ToolResultPrefix)
+	_, id, _ := subjects.ParseCallRef(m.Subject, subjects.ToolReplyPrefix)
 	now := time.Now()
 	var res subjects.Result
 	decErr := json.Unmarshal(m.Data, &res)
@@ -1124,7 +1124,7 @@ func formatTable(rows []*row) string {
 	return b.String()
 }
 
-const legend = `no_reply: no result delivered on tool.result.<agent>.<id>; missing: no reply and nothing in TOOL_RESULTS either.
+const legend = `no_reply: no result delivered on tool.reply.<agent>.<id>; missing: no reply and nothing in TOOL_RESULTS either.
 recovery: from the fault to the first result showing recovery. kill worker: the next ok (the
 killed worker's calls come back after ack_wait, 2s here; those it had stored are answered
 through TOOL_RESULTS); NATS and MCP: the next ok after the restart; poison: the next

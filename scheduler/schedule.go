@@ -22,7 +22,7 @@ const (
 	KindResync Kind = "resync"
 	// KindWake publishes agent.wake.<agent> with Payload.
 	KindWake Kind = "wake"
-	// KindPublish publishes Payload on any literal Subject, tool.call.<server>.<tool> included.
+	// KindPublish publishes Payload on any literal Subject, tool.call.<agent>.<server>.<tool> included.
 	KindPublish Kind = "publish"
 )
 

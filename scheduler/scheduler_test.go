@@ -408,7 +408,9 @@ func TestValidate(t *testing.T) {
 		{"subject", func(s *Schedule) { s.Kind, s.Subject = KindPublish, "tool.call.a.b" }},
 		{"agent", func(s *Schedule) { s.Kind, s.Subject, s.Agent = KindPublish, "tool.call.a.b.c", "other" }},
 		{"payload", func(s *Schedule) { s.Payload = json.RawMessage(`{`) }},
-		{"payload", func(s *Schedule) { s.Kind, s.Subject, s.Payload = KindPublish, "tool.call.a.b.c", json.RawMessage(`[1]`) }},
+		{"payload", func(s *Schedule) {
+			s.Kind, s.Subject, s.Payload = KindPublish, "tool.call.a.b.c", json.RawMessage(`[1]`)
+		}},
 		{"missed", func(s *Schedule) { s.Missed = "twice" }},
 		{"headers", func(s *Schedule) { s.Headers = map[string]string{"Nats-Msg-Id": "x"} }},
 	}

@@ -85,6 +85,11 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			MaxMsgsPerSubject: 1,
 			Duplicates:        o.DuplicateWindow,
 			AllowDirect:       true,
+			// Each stored result is republished to its caller on
+			// tool.reply.<agent>.<call_id>. Only what the stream stored is
+			// republished: a write refused by the write-once check never
+			// reaches a caller, as it would on tool.result itself.
+			RePublish: &jetstream.RePublish{Source: ToolResultAll, Destination: ToolReplyAll},
 		},
 		{
 			Name:        StreamDead,

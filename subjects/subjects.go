@@ -13,13 +13,15 @@ import (
 //
 // Every subject about a call carries its agent as the token after the
 // prefix: tool.call.<agent>.<server>.<tool>, tool.result.<agent>.<call_id>,
-// tool.progress.<agent>.<call_id>, tool.cancel.<agent>.<call_id>. NATS
+// tool.reply.<agent>.<call_id>, tool.progress.<agent>.<call_id>,
+// tool.cancel.<agent>.<call_id>. NATS
 // permissions grant each agent its own token, so the agent a call runs as is
 // fixed by who could publish it, and a worker trusts that token, never a
 // header.
 const (
 	ToolCallPrefix     = "tool.call."
 	ToolResultPrefix   = "tool.result."
+	ToolReplyPrefix    = "tool.reply."
 	ToolProgressPrefix = "tool.progress."
 	ToolCancelPrefix   = "tool.cancel."
 	ToolDeadPrefix     = "tool.dead."
@@ -28,6 +30,9 @@ const (
 	ToolCallAll = "tool.call.>"
 	// ToolResultAll matches every stored result.
 	ToolResultAll = "tool.result.>"
+	// ToolReplyAll matches every result as TOOL_RESULTS republishes it once
+	// stored.
+	ToolReplyAll = "tool.reply.>"
 	// ToolDeadAll matches every dead letter.
 	ToolDeadAll = "tool.dead.>"
 	// ToolCancelAll matches every cancellation request.
@@ -167,14 +172,19 @@ func NewCallID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// ToolResult returns tool.result.<agent>.<call_id>: the stored result, and
-// the subject its caller subscribes to. Agent and id must have passed
-// ValidateAgent and ValidateCallID.
+// ToolResult returns tool.result.<agent>.<call_id>, where a call's result
+// is stored. Agent and id must have passed ValidateAgent and
+// ValidateCallID.
 func ToolResult(agent, callID string) string { return ToolResultPrefix + agent + "." + callID }
 
-// ToolResults returns tool.result.<agent>.*: every result of one agent, the
+// ToolReply returns tool.reply.<agent>.<call_id>: TOOL_RESULTS republishes
+// each result there once it is stored, and only then, so a subscriber hears
+// exactly the stored answers, never a write the stream refused.
+func ToolReply(agent, callID string) string { return ToolReplyPrefix + agent + "." + callID }
+
+// ToolReplies returns tool.reply.<agent>.*: every result of one agent, the
 // one subscription a client needs for all its calls.
-func ToolResults(agent string) string { return ToolResultPrefix + agent + ".*" }
+func ToolReplies(agent string) string { return ToolReplyPrefix + agent + ".*" }
 
 // ResultDirectGet returns the JetStream API subject of a direct get of the
 // last (only) message on tool.result.<agent>.<call_id>. The subject names
@@ -191,8 +201,8 @@ func ToolProgress(agent, callID string) string { return ToolProgressPrefix + age
 func ToolCancel(agent, callID string) string { return ToolCancelPrefix + agent + "." + callID }
 
 // ParseCallRef returns the agent and call id of a
-// <prefix><agent>.<call_id> subject (tool.result, tool.progress,
-// tool.cancel).
+// <prefix><agent>.<call_id> subject (tool.result, tool.reply,
+// tool.progress, tool.cancel).
 func ParseCallRef(subject, prefix string) (agent, callID string, err error) {
 	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {

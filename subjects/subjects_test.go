@@ -79,7 +79,7 @@ func TestToolCallRoundTrip(t *testing.T) {
 }
 
 func TestCallRefRoundTrip(t *testing.T) {
-	for _, prefix := range []string{ToolResultPrefix, ToolProgressPrefix, ToolCancelPrefix} {
+	for _, prefix := range []string{ToolResultPrefix, ToolReplyPrefix, ToolProgressPrefix, ToolCancelPrefix} {
 		subj := prefix + "agent1.call-1"
 		a, id, err := ParseCallRef(subj, prefix)
 		if err != nil || a != "agent1" || id != "call-1" {

@@ -97,8 +97,8 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	// A duplicate or a redelivery: an earlier attempt may have finished —
 	// answer with its result and do not run the tool again — or died
 	// mid-call. A redelivery stays silent: storing the result delivered it
-	// to the caller's subscription, and a caller that was away reads
-	// tool.result.<agent>.<call_id>. A first delivery that finds a result
+	// to the caller's subscription (tool.reply.<agent>.<call_id>), and a
+	// caller that was away reads tool.result.<agent>.<call_id>. A first delivery that finds a result
 	// is a call id re-sent (after the duplicate window, or after a restart
 	// forgot the ids of removed calls): its caller is listening again, so
 	// the stored answer is announced again.

@@ -71,7 +71,7 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := client.NewCallID()
-	replies, _ := ns.NC.SubscribeSync(subjects.ToolResult("a1", id))
+	replies, _ := ns.NC.SubscribeSync(subjects.ToolReply("a1", id))
 	m := nats.NewMsg("tool.call.a1.demo.add")
 	m.Header.Set(subjects.HeaderCallID, id)
 	m.Data = []byte(`{"a":1,"b":2}`)

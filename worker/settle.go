@@ -18,9 +18,10 @@ import (
 
 // settle is the one place that acknowledges a call. Order matters: store
 // the result (await the PubAck), then ack. Storing is the reply: the
-// caller subscribes to tool.result.<agent>.<call_id> before it publishes,
-// and receives the result as it is stored. No worker publishes anywhere a
-// caller chose. A crash (or an ack a restarted NATS server forgot) before
+// caller subscribes to tool.reply.<agent>.<call_id> before it publishes,
+// and TOOL_RESULTS republishes the result there once stored (a write the
+// stream refuses reaches nobody). No worker publishes anywhere a caller
+// chose. A crash (or an ack a restarted NATS server forgot) before
 // the ack leaves a redelivery; it finds the stored result and acks
 // without storing again. No call id of an agent has two stored answers.
 func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {

@@ -185,11 +185,11 @@ func TestCallsOverEveryTransport(t *testing.T) {
 // publishRaw sends a call message as any NATS client would, returning the
 // decoded reply and its headers.
 // publishRaw publishes a hand-made call and waits for its result on
-// tool.result.<agent>.<call_id>, as any-language clients do.
+// tool.reply.<agent>.<call_id>, as any-language clients do.
 func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, body []byte) (*subjects.Result, nats.Header) {
 	t.Helper()
 	agent, _, _ := strings.Cut(strings.TrimPrefix(subject, subjects.ToolCallPrefix), ".")
-	sub, err := nc.SubscribeSync(subjects.ToolResult(agent, hdr.Get(subjects.HeaderCallID)))
+	sub, err := nc.SubscribeSync(subjects.ToolReply(agent, hdr.Get(subjects.HeaderCallID)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +523,7 @@ func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 }
 
 // A re-sent call id (after the duplicate window) gets its stored answer on
-// tool.result.<agent>.<call_id> again, and the tool does not run again.
+// tool.reply.<agent>.<call_id> again, and the tool does not run again.
 func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	r := newRig(t, worker.Config{}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -542,7 +542,7 @@ func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	if _, err := r.ns.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := r.ns.NC.SubscribeSync(subjects.ToolResult(subjects.DefaultAgent, id))
+	sub, err := r.ns.NC.SubscribeSync(subjects.ToolReply(subjects.DefaultAgent, id))
 	if err != nil {
 		t.Fatal(err)
 	}

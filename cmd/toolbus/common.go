@@ -3,8 +3,8 @@ package main
 import (
 	"flag"
 	"net/url"
-	"strings"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"

@@ -236,7 +236,7 @@ func natsCLIExample(t *testing.T, cli, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// --count 2: a probe that tells the subscription is live, then the result.
-	sub := exec.CommandContext(ctx, cli, "sub", "tool.result.agent1.>", "--count", "2")
+	sub := exec.CommandContext(ctx, cli, "sub", "tool.reply.agent1.>", "--count", "2")
 	sub.Env = env
 	var subOut syncBuffer
 	sub.Stdout, sub.Stderr = &subOut, &subOut
@@ -250,10 +250,10 @@ func natsCLIExample(t *testing.T, cli, url string) {
 	}
 	defer probe.Close()
 	natstest.CheckFor(t, 10*time.Second, func() error {
-		if strings.Contains(subOut.String(), "tool.result.agent1.probe") {
+		if strings.Contains(subOut.String(), "tool.reply.agent1.probe") {
 			return nil
 		}
-		_ = probe.Publish("tool.result.agent1.probe", []byte("ping"))
+		_ = probe.Publish("tool.reply.agent1.probe", []byte("ping"))
 		_ = probe.Flush()
 		return fmt.Errorf("nats sub not live yet")
 	})
@@ -352,7 +352,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	// call with Toolbus-Reply pointing there runs to its end (answered,
 	// then acked: the worker publishes nothing after the ack).
 	targets := []string{
-		subjects.ToolResult("agent1", victimID),
+		subjects.ToolResult("agent1", victimID), subjects.ToolReply("agent1", victimID),
 		"$KV.toolbus_servers.demo", "$KV.toolbus_catalog.demo.add", "tool.dead.agent1.demo.add",
 		"catalog.resync.demo", "_INBOX.agent1.x",
 	}
@@ -376,7 +376,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 		msg.Header.Set("Toolbus-Reply", tg)
 		msg.Header.Set("Toolbus-Agent", "agent1")
 		msg.Data = []byte(`{"message":"forged"}`)
-		sub, _ := attacker.SubscribeSync(subjects.ToolResult("agent2", id))
+		sub, _ := attacker.SubscribeSync(subjects.ToolReply("agent2", id))
 		js, _ := jetstream.New(attacker)
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatalf("agent2's own call: %v", err)
@@ -415,7 +415,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	// result of agent1, nor hear its results or progress.
 	_ = attacker.Publish(subjects.ToolResult("agent1", victimID), []byte(`{"forged":true}`))
 	denied("overwrite a stored result", "Publish", subjects.ToolResult("agent1", victimID))
-	for _, subj := range []string{"tool.progress.*.*", "tool.progress.agent1.>", "tool.result.agent1.>", "tool.result.>"} {
+	for _, subj := range []string{"tool.progress.*.*", "tool.progress.agent1.>", "tool.reply.agent1.>", "tool.reply.>", "tool.result.agent1.>", "tool.result.agent2.>", "tool.result.>"} {
 		if _, err := attacker.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +452,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	whoID := client.NewCallID()
 	who.Header.Set(subjects.HeaderCallID, whoID)
 	who.Header.Set("Toolbus-Agent", "agent1")
-	whoSub, _ := attacker.SubscribeSync(subjects.ToolResult("agent2", whoID))
+	whoSub, _ := attacker.SubscribeSync(subjects.ToolReply("agent2", whoID))
 	ajs, _ := jetstream.New(attacker)
 	if _, err := ajs.PublishMsg(ctx, who); err != nil {
 		t.Fatal(err)
