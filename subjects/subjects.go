@@ -62,12 +62,17 @@ func ValidateAgent(agent string) error {
 	if agent == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidAgent)
 	}
-	if len(agent) > MaxAgentLen {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidAgent, len(agent), MaxAgentLen)
+	return plainToken(agent, MaxAgentLen, ErrInvalidAgent)
+}
+
+// plainToken checks that s is at most max bytes of [A-Za-z0-9_-].
+func plainToken(s string, max int, kind error) error {
+	if len(s) > max {
+		return fmt.Errorf("%w: %d bytes, at most %d", kind, len(s), max)
 	}
-	for i := 0; i < len(agent); i++ {
-		if !plain(agent[i]) {
-			return fmt.Errorf("%w: %q holds %q; use letters, digits, '_' and '-'", ErrInvalidAgent, agent, agent[i])
+	for i := 0; i < len(s); i++ {
+		if !plain(s[i]) {
+			return fmt.Errorf("%w: %q holds %q; use letters, digits, '_' and '-'", kind, s, s[i])
 		}
 	}
 	return nil
@@ -153,15 +158,7 @@ func ValidateCallID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty (set the %s header)", ErrInvalidCallID, HeaderCallID)
 	}
-	if len(id) > MaxCallIDLen {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidCallID, len(id), MaxCallIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		if !plain(id[i]) {
-			return fmt.Errorf("%w: %q holds %q; use letters, digits, '_' and '-'", ErrInvalidCallID, id, id[i])
-		}
-	}
-	return nil
+	return plainToken(id, MaxCallIDLen, ErrInvalidCallID)
 }
 
 // NewCallID returns a fresh, unguessable call id: 128 random bits,

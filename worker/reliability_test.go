@@ -225,17 +225,19 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 	}
 }
 
-// With the catalog, an unknown tool and arguments that break the tool's
-// schema are refused by the worker without reaching the MCP server.
-func TestCatalogRefusesBeforeTheServer(t *testing.T) {
-	ns := natstest.Start(t)
+// catalogRig runs a worker that checks calls against a synced catalog of
+// the demo server over streamable HTTP; execLog records what the server
+// ran.
+func catalogRig(t *testing.T) (ns *natstest.Server, cl *client.Client, execLog string) {
+	t.Helper()
+	ns = natstest.Start(t)
 	ctx := context.Background()
-	execLog := t.TempDir() + "/exec.log"
+	execLog = t.TempDir() + "/exec.log"
 	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	t.Cleanup(stop)
 	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
 	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
 	if err != nil {
@@ -251,14 +253,20 @@ func TestCatalogRefusesBeforeTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer catalog.Stop()
+	t.Cleanup(catalog.Stop)
 	pool := mcppool.New(testLog(t))
-	defer pool.Close()
+	t.Cleanup(func() { pool.Close() })
 	pool.Upsert(srv)
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
-	cl, _ := client.New(ns.NC)
-	defer cl.Close()
+	cl, _ = client.New(ns.NC)
+	t.Cleanup(func() { cl.Close() })
+	return ns, cl, execLog
+}
 
+// With the catalog, an unknown tool and arguments that break the tool's
+// schema are refused by the worker without reaching the MCP server.
+func TestCatalogRefusesBeforeTheServer(t *testing.T) {
+	_, cl, execLog := catalogRig(t)
 	res := call(t, cl, "demo", "count", `{"key":7}`)
 	if res.Error == nil || res.Error.Code != subjects.CodeInvalidArguments || !strings.Contains(res.Error.Message, `argument "key"`) {
 		t.Fatalf("schema violation: %+v", res)
@@ -282,36 +290,8 @@ func TestCatalogRefusesBeforeTheServer(t *testing.T) {
 // outcome_unknown and not run again, even when this delivery says it is the
 // first (a NATS server killed -9 redelivers with the count reset).
 func TestDestructiveCallStartedBeforeIsNotRunAgain(t *testing.T) {
-	ns := natstest.Start(t)
+	ns, cl, execLog := catalogRig(t)
 	ctx := context.Background()
-	execLog := t.TempDir() + "/exec.log"
-	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
-	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Put(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer catalog.Stop()
-	pool := mcppool.New(testLog(t))
-	defer pool.Close()
-	pool.Upsert(srv)
-	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
-	cl, _ := client.New(ns.NC)
-	defer cl.Close()
 
 	// The mark an earlier attempt left, as the ledger writes it.
 	kv, err := ns.JS.KeyValue(ctx, subjects.BucketLedger)

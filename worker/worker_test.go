@@ -491,16 +491,7 @@ func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 	if _, err := bob.Result(ctx, id); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("bob reads a result for alice's id: %v", err)
 	}
-	// Shrink the window so "after it" comes soon.
-	s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Duplicates = 100 * time.Millisecond
-	if _, err := r.ns.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	shrinkDuplicateWindow(t, r.ns)
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if publish().Duplicate {
 			return fmt.Errorf("still inside the duplicate window")
@@ -522,6 +513,23 @@ func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 	}
 }
 
+// shrinkDuplicateWindow sets TOOL_CALLS' duplicate window to 100ms, so
+// "after the window" comes soon.
+func shrinkDuplicateWindow(t *testing.T, ns *natstest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := ns.JS.Stream(ctx, subjects.StreamCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A re-sent call id (after the duplicate window) gets its stored answer on
 // tool.reply.<agent>.<call_id> again, and the tool does not run again.
 func TestResentCallIDIsAnsweredAgain(t *testing.T) {
@@ -533,15 +541,7 @@ func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	if err != nil || res.Status != subjects.StatusOK {
 		t.Fatalf("first: %+v %v", res, err)
 	}
-	s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Duplicates = 100 * time.Millisecond
-	if _, err := r.ns.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	shrinkDuplicateWindow(t, r.ns)
 	sub, err := r.ns.NC.SubscribeSync(subjects.ToolReply(subjects.DefaultAgent, id))
 	if err != nil {
 		t.Fatal(err)
