@@ -6,7 +6,7 @@ BIN       := $(CURDIR)/bin
 NATS_VER  := v2.15.2
 SOAK_CALLS ?= 3000
 
-.PHONY: all build run test test-deps bench soak fuzz clean
+.PHONY: all build run test test-deps bench soak cluster-test fuzz clean
 
 all: build
 
@@ -50,6 +50,11 @@ bench: build
 
 soak: build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./faulttest/ -v
+
+# The destructive-call and 3-node cluster fault scenarios alone (make test runs
+# them too, at SOAK_CALLS).
+cluster-test: build test-deps
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFaultCluster|TestFaultDestroy' ./faulttest/ | grep -E '^(--- |ok|FAIL|\|)'
 
 fuzz:
 	$(GO) test ./subjects/ -run XXX -fuzz FuzzEscapeToken -fuzztime 30s

@@ -159,7 +159,10 @@ func (c *Client) accept(data []byte, id, server, tool string) (*subjects.Result,
 	if err != nil {
 		return nil, err
 	}
-	if res.CallID != id || res.Agent != c.agent || (server != "" && (res.Server != server || res.Tool != tool)) {
+	// A cancel answered before any worker took the call may not know its
+	// server and tool.
+	early := res.Error != nil && (res.Error.Code == subjects.CodeCancelled || res.Error.Code == subjects.CodeTimeout) && res.Server == "" && res.Tool == ""
+	if res.CallID != id || res.Agent != c.agent || (server != "" && !early && (res.Server != server || res.Tool != tool)) {
 		return nil, fmt.Errorf("%w: it answers call %q of agent %q (%s/%s), not call %q of agent %q (%s/%s)",
 			ErrMismatch, res.CallID, res.Agent, res.Server, res.Tool, id, c.agent, server, tool)
 	}
@@ -274,11 +277,14 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 		return nil, fmt.Errorf("publish call: %w", err)
 	}
 	// The worker answers a call that runs past its deadline with a timeout
-	// result; wait a little beyond it for that answer.
+	// result; wait a little beyond it for that answer. A call still queued
+	// at its deadline is answered at once when the client asks for it.
 	wait, cancel := context.WithDeadline(ctx, deadline.Add(3*time.Second))
 	defer cancel()
 	tick := time.NewTicker(c.poll)
 	defer tick.Stop()
+	expired := time.NewTimer(time.Until(deadline))
+	defer expired.Stop()
 	acked := pub.Ok()
 	lookup := func(ctx context.Context) (*subjects.Result, bool) {
 		data, err := c.stored(ctx, o.id)
@@ -298,6 +304,8 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 			return res, nil
 		case <-acked:
 			acked = nil
+		case <-expired.C:
+			_ = c.cancel(o.id, subjects.CancelDeadline)
 		case err := <-pub.Err():
 			return nil, fmt.Errorf("call not accepted by JetStream (is `toolbus serve` running, the TOOL_CALLS stream there, and may this connection publish %s?): %w", subject, err)
 		case <-tick.C:
@@ -352,13 +360,26 @@ func (c *Client) stored(ctx context.Context, callID string) ([]byte, error) {
 	return m.Data, nil
 }
 
-// Cancel asks the worker running callID to stop; its result will be
-// "cancelled". Only this client's agent can cancel its calls.
+// Cancel asks for callID to stop: a queued call is answered "cancelled" at
+// once and never runs; a running one is stopped and answered "cancelled".
+// A call that already has a result keeps it. Only this client's agent can
+// cancel its calls.
 func (c *Client) Cancel(callID string) error {
 	if err := subjects.ValidateCallID(callID); err != nil {
 		return err
 	}
-	return c.nc.Publish(subjects.ToolCancel(c.agent, callID), nil)
+	return c.cancel(callID, "")
+}
+
+func (c *Client) cancel(callID, reason string) error {
+	why := subjects.Cancel{Reason: reason}
+	c.mu.Lock()
+	if w, ok := c.waiters[callID]; ok {
+		why.Server, why.Tool = w.server, w.tool
+	}
+	c.mu.Unlock()
+	body, _ := json.Marshal(why)
+	return c.nc.Publish(subjects.ToolCancel(c.agent, callID), body)
 }
 
 func decode(data []byte) (*subjects.Result, error) {

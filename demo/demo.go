@@ -1,8 +1,13 @@
 // Package demo owns toolbus's demo MCP server: a small mcp-go server with
-// deterministic tools (echo, add, sleep with progress, fail, crash,
-// kill_parent, and execution counters) served over stdio, SSE or streamable
-// HTTP. Tests and benchmarks use it as a real MCP peer; `toolbus demo` and
-// cmd/mcp-demo run it for people trying toolbus out.
+// deterministic tools served over stdio, SSE or streamable HTTP. Tests and
+// benchmarks use it as a real MCP peer; `toolbus demo` and cmd/mcp-demo run
+// it for people trying toolbus out.
+//
+// By default it offers only harmless tools (SafeTools: echo, add, sleep with
+// progress, fail, whoami). Options.Faults adds the fault-injection and
+// test tools (FaultTools: crash, kill_parent, destroy, count, executions),
+// which exit the process, kill its parent or pose as destructive: they are
+// for tests, never for a server people call by hand.
 //
 // The count and destroy tools record every execution, in memory and, when
 // Options.ExecLog is set, as one line in a file, so a test can tell how many
@@ -41,16 +46,32 @@ const KillParentExitCode = 4
 // when the call does not say.
 const defaultSleepSteps = 5
 
+// SafeTools are the tools every demo server offers: none of them changes
+// anything or harms the process that runs it.
+var SafeTools = []string{"echo", "add", "sleep", "fail", "whoami"}
+
+// FaultTools are the tools only a demo server with Options.Faults offers:
+// crash and kill_parent end the server (and its parent), destroy poses as a
+// destructive tool, count and executions count what really ran.
+var FaultTools = []string{"crash", "kill_parent", "destroy", "count", "executions"}
+
 // Options configures the demo server's tools.
 type Options struct {
+	// Faults adds FaultTools to the server. They exist for tests: a
+	// kill_parent call on a stdio demo kills the process that started it
+	// (a toolbus worker, or toolbus serve with its embedded NATS).
+	// Default: false (SafeTools only).
+	Faults bool
 	// ExecLog, when set, is a file to which every execution recorded by the
 	// count and destroy tools is appended as one line "<tool> <key>\n".
+	// Only those fault tools record, so it matters only with Faults.
 	// Default: none (executions are only counted in memory).
 	ExecLog string
 }
 
-// NewServer returns an mcp-go server named "toolbus-demo" with the demo
-// tools registered. Each server has its own in-memory execution counters.
+// NewServer returns an mcp-go server named "toolbus-demo" with SafeTools
+// registered, and FaultTools too when opts.Faults is set. Each server has
+// its own in-memory execution counters.
 func NewServer(opts Options) *server.MCPServer {
 	s := server.NewMCPServer(Name, Version,
 		server.WithToolCapabilities(false),
@@ -101,15 +122,23 @@ func tool(name string, opts ...[]mcp.ToolOption) mcp.Tool {
 }
 
 func (t *tools) register() {
-	t.srv.AddTools(
-		server.ServerTool{
+	t.srv.AddTools(t.safe()...)
+	if t.opts.Faults {
+		t.srv.AddTools(t.faults()...)
+	}
+}
+
+// safe returns the tools of SafeTools.
+func (t *tools) safe() []server.ServerTool {
+	return []server.ServerTool{
+		{
 			Tool: tool("echo", readOnly(), []mcp.ToolOption{
 				mcp.WithDescription("Returns the message unchanged."),
 				mcp.WithString("message", mcp.Required(), mcp.Description("text to echo")),
 			}),
 			Handler: t.echo,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("add", readOnly(), []mcp.ToolOption{
 				mcp.WithDescription("Returns a+b."),
 				mcp.WithNumber("a", mcp.Required(), mcp.Description("first addend")),
@@ -117,7 +146,7 @@ func (t *tools) register() {
 			}),
 			Handler: t.add,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("sleep", retrySafe(), []mcp.ToolOption{
 				mcp.WithDescription("Sleeps ms milliseconds, reporting progress in steps when the call carries a progress token. Stops when cancelled."),
 				mcp.WithInteger("ms", mcp.Required(), mcp.Min(0), mcp.Description("total time to sleep, in milliseconds")),
@@ -125,14 +154,26 @@ func (t *tools) register() {
 			}),
 			Handler: t.sleep,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("fail", readOnly(), []mcp.ToolOption{
 				mcp.WithDescription("Always returns a tool error (isError: true) with the message."),
 				mcp.WithString("message", mcp.Description("error text; default \"demo failure\"")),
 			}),
 			Handler: t.fail,
 		},
-		server.ServerTool{
+		{
+			Tool: tool("whoami", readOnly(), []mcp.ToolOption{
+				mcp.WithDescription("Returns the agent id the request carried in its x-agent-id HTTP header (empty over stdio)."),
+			}),
+			Handler: t.whoami,
+		},
+	}
+}
+
+// faults returns the tools of FaultTools.
+func (t *tools) faults() []server.ServerTool {
+	return []server.ServerTool{
+		{
 			// Marked retry-safe so that a bus redelivers it until it gives up:
 			// it is the poison message of crash-recovery tests.
 			Tool: tool("crash", retrySafe(), []mcp.ToolOption{
@@ -140,7 +181,7 @@ func (t *tools) register() {
 			}),
 			Handler: t.crash,
 		},
-		server.ServerTool{
+		{
 			// A poison pill for tests: run as a stdio child of a toolbus
 			// worker, it kills that worker. Marked retry-safe so a bus
 			// redelivers it until it gives up and dead-letters it.
@@ -149,7 +190,7 @@ func (t *tools) register() {
 			}),
 			Handler: t.killParent,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("count", []mcp.ToolOption{
 				mcp.WithDescription("Records one execution of key (after sleeping ms, if given) and returns how many times key has run on this server."),
 				mcp.WithString("key", mcp.Required(), mcp.Description("counter name")),
@@ -161,7 +202,7 @@ func (t *tools) register() {
 			}),
 			Handler: t.count,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("destroy", []mcp.ToolOption{
 				mcp.WithDescription("Records one execution of key, then sleeps ms. Destructive and not idempotent: must not be blindly re-run."),
 				mcp.WithString("key", mcp.Required(), mcp.Description("what to destroy")),
@@ -173,20 +214,14 @@ func (t *tools) register() {
 			}),
 			Handler: t.destroy,
 		},
-		server.ServerTool{
+		{
 			Tool: tool("executions", readOnly(), []mcp.ToolOption{
 				mcp.WithDescription("Returns a JSON object of key to the number of recorded executions on this server: all keys, or only key."),
 				mcp.WithString("key", mcp.Description("only this key")),
 			}),
 			Handler: t.executions,
 		},
-		server.ServerTool{
-			Tool: tool("whoami", readOnly(), []mcp.ToolOption{
-				mcp.WithDescription("Returns the agent id the request carried in its x-agent-id HTTP header (empty over stdio)."),
-			}),
-			Handler: t.whoami,
-		},
-	)
+	}
 }
 
 func (t *tools) whoami(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {

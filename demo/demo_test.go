@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,8 +38,9 @@ func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool
 	}
 }
 
-// connect starts the demo server over transport (a fresh one per call) with
-// the given exec log and returns an initialized client.
+// connect starts the demo server with its fault tools over transport (a
+// fresh one per call) with the given exec log and returns an initialized
+// client.
 func connect(t *testing.T, kind, execLog string, opts ...client.ClientOption) (*client.Client, *mcp.InitializeResult) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -47,7 +49,7 @@ func connect(t *testing.T, kind, execLog string, opts ...client.ClientOption) (*
 	var tr transport.Interface
 	switch kind {
 	case demo.TransportHTTP, demo.TransportSSE:
-		url, stop, err := demo.Serve(t.Context(), kind, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+		url, stop, err := demo.Serve(t.Context(), kind, "127.0.0.1:0", demo.Options{Faults: true, ExecLog: execLog})
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
@@ -70,7 +72,7 @@ func connect(t *testing.T, kind, execLog string, opts ...client.ClientOption) (*
 		bin := testbin.Build(t, demoPkg)
 		// The stdio transport runs the command with exec.CommandContext on
 		// Start's ctx: a short-lived ctx there would kill the server.
-		tr = transport.NewStdio(bin, nil, "--exec-log", execLog)
+		tr = transport.NewStdio(bin, nil, "--faults", "--exec-log", execLog)
 	default:
 		t.Fatalf("unknown transport %q", kind)
 	}
@@ -280,7 +282,7 @@ func TestCrash(t *testing.T) {
 	bin := testbin.Build(t, demoPkg)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
+	cmd := exec.CommandContext(ctx, bin, "--faults")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +330,7 @@ func TestKillParent(t *testing.T) {
 	defer cancel()
 	// The shell waits for the server (a command follows it), so it is the
 	// server's parent; "survived" is printed only if the shell lives on.
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0"; echo survived`, bin)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0" --faults; echo survived`, bin)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -398,7 +400,7 @@ func TestStdioEOF(t *testing.T) {
 // call is cancelled, and that a cancelled count records nothing.
 func TestCancel(t *testing.T) {
 	t.Parallel()
-	c, err := client.NewInProcessClient(demo.NewServer(demo.Options{}))
+	c, err := client.NewInProcessClient(demo.NewServer(demo.Options{Faults: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,5 +471,116 @@ func TestServeStop(t *testing.T) {
 	}
 	if _, _, err := demo.Serve(t.Context(), "carrier-pigeon", "127.0.0.1:0", demo.Options{}); !errors.Is(err, demo.ErrUnknownTransport) {
 		t.Errorf("Serve(carrier-pigeon) = %v", err)
+	}
+}
+
+// TestFaultToolsOnlyWithFaults checks that a demo server offers the fault
+// tools only when asked: by default it lists SafeTools alone and refuses a
+// fault tool as unknown; with Faults it lists both sets.
+func TestFaultToolsOnlyWithFaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		opts demo.Options
+		want []string
+	}{
+		{demo.Options{}, demo.SafeTools},
+		{demo.Options{Faults: true}, append(append([]string(nil), demo.SafeTools...), demo.FaultTools...)},
+	} {
+		c, err := client.NewInProcessClient(demo.NewServer(tc.opts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Initialize(t.Context(), mcp.InitializeRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := c.ListTools(t.Context(), mcp.ListToolsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tool := range list.Tools {
+			got = append(got, tool.Name)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(tc.want))
+		if !slices.Equal(got, want) {
+			t.Errorf("Faults %v: tools %v, want %v", tc.opts.Faults, got, want)
+		}
+		if tc.opts.Faults {
+			continue
+		}
+		for _, name := range demo.FaultTools {
+			req := mcp.CallToolRequest{}
+			req.Params.Name = name
+			if _, err := c.CallTool(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not found") {
+				t.Errorf("call %s without Faults: err %v, want tool not found", name, err)
+			}
+		}
+	}
+}
+
+// TestKillParentWithoutFaults checks that a stdio demo server started
+// without --faults answers kill_parent with an unknown-tool error and leaves
+// its parent alone, which is what keeps `toolbus serve` alive.
+func TestKillParentWithoutFaults(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("needs /bin/sh")
+	}
+	bin := testbin.Build(t, demoPkg)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0"; echo survived`, bin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	send := func(msg string) {
+		t.Helper()
+		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"kill-test","version":"0"}}}`)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
+		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
+	}
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"kill_parent","arguments":{}}}`)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":2`) || !strings.Contains(lines.Text(), `"error"`) || !strings.Contains(lines.Text(), "not found") {
+		t.Fatalf("kill_parent without --faults: got %q, %v; want a tool-not-found error", lines.Text(), lines.Err())
+	}
+	if err := stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.Scan() || lines.Text() != "survived" {
+		t.Errorf("after kill_parent: got %q, want the parent to survive", lines.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("wait = %v, want the parent to exit 0", err)
+	}
+}
+
+// TestExecLogNeedsFaults checks that mcp-demo refuses --exec-log without
+// --faults: only the fault tools record executions.
+func TestExecLogNeedsFaults(t *testing.T) {
+	t.Parallel()
+	bin := testbin.Build(t, demoPkg)
+	out, err := exec.CommandContext(t.Context(), bin, "--exec-log", filepath.Join(t.TempDir(), "x.log")).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "--faults") {
+		t.Fatalf("mcp-demo --exec-log without --faults: %v %q, want exit 2 naming --faults", err, out)
 	}
 }

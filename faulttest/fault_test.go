@@ -67,7 +67,7 @@ func requireAll(t *testing.T, r *row, want string) {
 func TestFaultKillWorker(t *testing.T) {
 	n := soakCalls(t)
 	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
-	lg := newLoadGen(t, c.nats.URL)
+	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	calls := countCalls("kw", n, "demo-http", 2)
 
@@ -100,7 +100,7 @@ func TestFaultKillWorker(t *testing.T) {
 func TestFaultRestartNATS(t *testing.T) {
 	n := soakCalls(t)
 	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
-	lg := newLoadGen(t, c.nats.URL)
+	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	calls := countCalls("rn", n, "demo-http", 2)
 
@@ -138,7 +138,7 @@ func TestFaultRestartNATS(t *testing.T) {
 func TestFaultRestartMCPServer(t *testing.T) {
 	n := soakCalls(t)
 	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
-	lg := newLoadGen(t, c.nats.URL)
+	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	calls := countCalls("rm", n, "demo-http", 2)
 
@@ -186,7 +186,7 @@ func TestFaultPoison(t *testing.T) {
 	n := soakCalls(t)
 	c := newCluster(t, clusterOptions{workers: 3})
 	stop := c.supervise(3, 4*maxDeliver)
-	lg := newLoadGen(t, c.nats.URL)
+	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	poison := callSpec{id: "poison-" + nuid.Next(), server: "demo", tool: "kill_parent", args: []byte(`{}`)}
 	normal := countCalls("pn", max(100, n/5), "demo", 20)
@@ -262,7 +262,7 @@ func TestFaultPoison(t *testing.T) {
 func TestFaultDestructiveInterrupted(t *testing.T) {
 	c := newCluster(t, clusterOptions{workers: 1})
 	c.WaitCatalog("demo", "destroy")
-	lg := newLoadGen(t, c.nats.URL)
+	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, 1)
 	id := "destroy-" + nuid.Next()
 	call := callSpec{id: id, server: "demo", tool: "destroy", args: fmt.Appendf(nil, `{"key":%q,"ms":3000}`, id)}
@@ -302,4 +302,100 @@ func TestFaultDestructiveInterrupted(t *testing.T) {
 		t.Errorf("destroy ran %d times on the MCP server; want exactly once", k)
 	}
 	t.Logf("TOOL_CALLS left: %d", c.callsLeft(10*time.Second))
+}
+
+// TestFaultDestroyNATSKill: destructive, non-idempotent calls (destroy)
+// over streamable HTTP while the nats-server (sync_interval: always) is
+// killed -9 and restarted. After the restart JetStream redelivers calls
+// whose acks it lost, some with their delivery count reset to 1; the start
+// mark (a KV create on every delivery) must keep each from running twice.
+// Every call ends ok or outcome_unknown, none runs twice, none is lost.
+func TestFaultDestroyNATSKill(t *testing.T) {
+	n := max(60, soakCalls(t)/5)
+	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
+	c.WaitCatalog("demo-http", "destroy")
+	lg := newLoadGen(t, c.natsURL)
+	ctx := scenarioCtx(t, n)
+	calls := countCalls("dk", n, "demo-http", 20)
+	for i := range calls {
+		calls[i].tool = "destroy"
+	}
+
+	start := time.Now()
+	done := lg.start(ctx, calls, loadConc)
+	waitProgress(t, ctx, done, "a third of the results", func() bool { return lg.delivered() >= n/3 })
+	if err := c.nats.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	fault := time.Now()
+	t.Logf("killed nats-server (kill -9) after %d results", lg.delivered())
+	time.Sleep(time.Second) // the outage
+	if err := c.nats.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	waitDone(t, ctx, done)
+
+	r := lg.report(c, "destroy, kill -9 NATS", calls, time.Since(start))
+	lg.recovery(r, fault, back, okResult)
+	r.record(t)
+	r.check(t)
+	if r.ExecGT1 > 0 {
+		t.Errorf("%d destroy calls ran more than once", r.ExecGT1)
+	}
+	for o, k := range r.Outcomes {
+		if o != string(subjects.StatusOK) && o != string(subjects.CodeOutcomeUnknown) {
+			t.Errorf("%d destroy calls ended %s; want ok or outcome_unknown", k, o)
+		}
+	}
+}
+
+// TestFaultClusterLeaderKill: a 3-node JetStream cluster (every stream and
+// bucket at replicas 3), three workers, destroy and count calls over
+// streamable HTTP; a third in, the node leading TOOL_CALLS is killed -9 and
+// restarted a second later. No call is lost or answered twice, no destroy
+// runs twice, and no finished result is thrown away (the workers' writes
+// retry across the leader change inside their budgets).
+func TestFaultClusterLeaderKill(t *testing.T) {
+	n := max(60, soakCalls(t)/5)
+	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true, natsSize: 3})
+	c.WaitCatalog("demo-http", "destroy")
+	lg := newLoadGen(t, c.natsURL)
+	ctx := scenarioCtx(t, n)
+	calls := countCalls("cl", n, "demo-http", 20)
+	for i := range calls {
+		if i%2 == 0 {
+			calls[i].tool = "destroy"
+		}
+	}
+
+	start := time.Now()
+	done := lg.start(ctx, calls, loadConc)
+	waitProgress(t, ctx, done, "a third of the results", func() bool { return lg.delivered() >= n/3 })
+	leader := c.streamLeader(subjects.StreamCalls)
+	if err := leader.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	fault := time.Now()
+	t.Logf("killed %s, the %s leader (kill -9), after %d results", leader.name, subjects.StreamCalls, lg.delivered())
+	time.Sleep(time.Second) // the outage of that node
+	if err := leader.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	waitDone(t, ctx, done)
+
+	r := lg.report(c, "3-node cluster, leader kill -9", calls, time.Since(start))
+	lg.recovery(r, fault, back, okResult)
+	r.record(t)
+	r.check(t)
+	exec := c.execCounts()
+	for _, cs := range calls {
+		if cs.tool == "destroy" && exec[cs.id] > 1 {
+			t.Errorf("destroy %s ran %d times", cs.id, exec[cs.id])
+		}
+	}
+	if r.Discarded > 0 {
+		t.Errorf("%d finished results were thrown away", r.Discarded)
+	}
 }

@@ -182,6 +182,7 @@ func tail(path string, n int) string {
 type natsProc struct {
 	t       *testing.T
 	bin     string
+	name    string // server_name
 	port    int
 	conf    string
 	store   string
@@ -194,32 +195,81 @@ type natsProc struct {
 
 func startNATS(t *testing.T, dir string) *natsProc {
 	t.Helper()
-	n := &natsProc{
-		t:       t,
-		bin:     natsServerBin(t),
-		port:    freePort(t),
-		conf:    filepath.Join(dir, "nats.conf"),
-		store:   filepath.Join(dir, "jetstream"),
-		logPath: filepath.Join(dir, "nats.log"),
-	}
-	n.URL = fmt.Sprintf("nats://127.0.0.1:%d", n.port)
-	// max_payload has no command-line flag; the rest stays on the command
-	// line so the log shows it.
-	if err := os.WriteFile(n.conf, []byte("max_payload: 8MB\njetstream { sync_interval: always }\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Kill(); err != nil {
-			t.Error(err)
+	return startNATSCluster(t, dir, 1)[0]
+}
+
+// startNATSCluster starts size nats-servers (1: a single server; 3: a
+// JetStream cluster whose nodes route to each other on loopback), each
+// with sync_interval: always, and waits until JetStream answers on each.
+func startNATSCluster(t *testing.T, dir string, size int) []*natsProc {
+	t.Helper()
+	nodes := make([]*natsProc, size)
+	routes := make([]string, size)
+	cports := make([]int, size)
+	for i := range nodes {
+		sub := dir
+		if size > 1 {
+			sub = filepath.Join(dir, fmt.Sprintf("n%d", i+1))
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
-	})
-	if err := n.start(); err != nil {
-		t.Fatal(err)
+		nodes[i] = &natsProc{
+			t:       t,
+			bin:     natsServerBin(t),
+			name:    fmt.Sprintf("n%d", i+1),
+			port:    freePort(t),
+			conf:    filepath.Join(sub, "nats.conf"),
+			store:   filepath.Join(sub, "jetstream"),
+			logPath: filepath.Join(sub, "nats.log"),
+		}
+		nodes[i].URL = fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port)
+		cports[i] = freePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cports[i])
 	}
-	return n
+	for i, n := range nodes {
+		// max_payload and the cluster have no command-line flags; the rest
+		// stays on the command line so the log shows it.
+		conf := fmt.Sprintf("server_name: %s\nmax_payload: 8MB\njetstream { sync_interval: always }\n", n.name)
+		if size > 1 {
+			conf += fmt.Sprintf("cluster { name: faulttest, listen: \"127.0.0.1:%d\", routes: [%s] }\n", cports[i], strings.Join(quoteAll(routes), ", "))
+		}
+		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := n.Kill(); err != nil {
+				t.Error(err)
+			}
+		})
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		if err := n.waitReady(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = strconv.Quote(x)
+	}
+	return out
 }
 
 func (n *natsProc) start() error {
+	if err := n.launch(); err != nil {
+		return err
+	}
+	return n.waitReady()
+}
+
+func (n *natsProc) launch() error {
 	p, err := startProc("nats-server", n.logPath, n.bin, "-c", n.conf,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(n.port), "-js", "-sd", n.store)
 	if err != nil {
@@ -228,7 +278,14 @@ func (n *natsProc) start() error {
 	n.mu.Lock()
 	n.p = p
 	n.mu.Unlock()
-	// Ready when a client connects and JetStream answers.
+	return nil
+}
+
+// waitReady returns when a client connects and JetStream answers.
+func (n *natsProc) waitReady() error {
+	n.mu.Lock()
+	p := n.p
+	n.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
@@ -280,14 +337,17 @@ func connect(url, name string) (*nats.Conn, error) {
 type clusterOptions struct {
 	workers  int  // started at once
 	httpDemo bool // run the demo MCP server over streamable HTTP
+	natsSize int  // nats-servers: 0 or 1 for one, 3 for a JetStream cluster (replicas 3)
 }
 
 type cluster struct {
 	t        *testing.T
 	dir      string
-	bin      string // the toolbus binary
-	nats     *natsProc
-	nc       *nats.Conn // the harness's own connection (admin reads)
+	bin      string      // the toolbus binary
+	nats     *natsProc   // the first (or only) nats-server
+	nodes    []*natsProc // every nats-server
+	natsURL  string      // all of them, comma-separated
+	nc       *nats.Conn  // the harness's own connection (admin reads)
 	js       jetstream.JetStream
 	yaml     string
 	httpPort int
@@ -306,17 +366,24 @@ type cluster struct {
 func newCluster(t *testing.T, o clusterOptions) *cluster {
 	t.Helper()
 	dir := t.TempDir()
+	nodes := startNATSCluster(t, dir, max(1, o.natsSize))
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.URL
+	}
 	c := &cluster{
 		t:        t,
 		dir:      dir,
-		nats:     startNATS(t, dir),
+		nats:     nodes[0],
+		nodes:    nodes,
+		natsURL:  strings.Join(urls, ","),
 		httpPort: freePort(t),
 		httpLog:  filepath.Join(dir, "exec-http.log"),
 		stdioLog: filepath.Join(dir, "exec-stdio.log"),
 		yaml:     filepath.Join(dir, "toolbus.yaml"),
 	}
 	c.bin = testbin.Build(t, "toolbus/cmd/toolbus")
-	nc, err := connect(c.nats.URL, "faulttest-admin")
+	nc, err := connect(c.natsURL, "faulttest-admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +394,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := broker.Provision(ctx, c.js, subjects.StreamOptions{}, subjects.WorkerConsumer(0, ackWait, maxDeliver)); err != nil {
+	if err := broker.Provision(ctx, c.js, subjects.StreamOptions{Replicas: len(nodes)}, subjects.WorkerConsumer(0, ackWait, maxDeliver)); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	if err := c.writeConfig(); err != nil {
@@ -365,7 +432,7 @@ func (c *cluster) writeConfig() error {
 			"demo": map[string]any{
 				"transport":        "stdio",
 				"command":          c.bin,
-				"args":             []string{"demo", "--transport", "stdio", "--exec-log", c.stdioLog},
+				"args":             []string{"demo", "--transport", "stdio", "--faults", "--exec-log", c.stdioLog},
 				"protocol_version": "2025-11-25",
 			},
 			"demo-http": map[string]any{
@@ -395,7 +462,7 @@ func (c *cluster) StartWorker(i int) {
 func (c *cluster) startWorker(i int) error {
 	name := c.workerName(i)
 	p, err := startProc(name, filepath.Join(c.dir, name+".log"), c.bin, "worker",
-		"--config", c.yaml, "--nats-url", c.nats.URL, "--name", name, "--log-level", "warn")
+		"--config", c.yaml, "--nats-url", c.natsURL, "--name", name, "--log-level", "warn")
 	if err != nil {
 		return err
 	}
@@ -517,7 +584,7 @@ func (c *cluster) StartHTTPDemo() {
 	c.t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", c.httpPort)
 	p, err := startProc("demo-http", filepath.Join(c.dir, "demo-http.log"), c.bin, "demo",
-		"--transport", "http", "--addr", addr, "--exec-log", c.httpLog)
+		"--transport", "http", "--addr", addr, "--faults", "--exec-log", c.httpLog)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -561,6 +628,17 @@ func (c *cluster) stopAll() {
 	}
 }
 
+// countLogLines counts the lines holding s in every worker's log.
+func (c *cluster) countLogLines(s string) int {
+	paths, _ := filepath.Glob(filepath.Join(c.dir, "w*.log"))
+	n := 0
+	for _, p := range paths {
+		b, _ := os.ReadFile(p)
+		n += bytes.Count(b, []byte(s))
+	}
+	return n
+}
+
 func (c *cluster) dumpLogs() {
 	c.mu.Lock()
 	ps := append([]*proc{c.http}, c.workers...)
@@ -570,7 +648,9 @@ func (c *cluster) dumpLogs() {
 			c.t.Logf("---- tail of %s ----\n%s", p.logPath, tail(p.logPath, 40))
 		}
 	}
-	c.t.Logf("---- tail of %s ----\n%s", c.nats.logPath, tail(c.nats.logPath, 20))
+	for _, n := range c.nodes {
+		c.t.Logf("---- tail of %s ----\n%s", n.logPath, tail(n.logPath, 20))
+	}
 }
 
 // execCounts reads both exec logs: executions per key (the call id).
@@ -934,7 +1014,9 @@ type row struct {
 	Exec1      int // ... ran once
 	ExecGT1    int // ... ran more than once
 	Outcomes   map[string]int
+	Discarded  int           // finished results a worker could not store (logged "could not store the result")
 	Recovery   time.Duration // fault to the next matching result; -1: none
+	Settled    time.Duration // fault to the last result of a call delivered more than once; -1: none
 	Wall       time.Duration
 }
 
@@ -947,7 +1029,7 @@ func executes(tool string) bool { return tool == "count" || tool == "destroy" }
 func (lg *loadGen) report(c *cluster, scenario string, calls []callSpec, wall time.Duration) *row {
 	lg.t.Helper()
 	time.Sleep(lateReplyWindow)
-	r := &row{Scenario: scenario, Outcomes: map[string]int{}, Wall: wall, Recovery: -1}
+	r := &row{Scenario: scenario, Outcomes: map[string]int{}, Wall: wall, Recovery: -1, Settled: -1}
 	exec := c.execCounts()
 	var dupIDs, missingIDs []string
 	for _, cs := range calls {
@@ -993,6 +1075,7 @@ func (lg *loadGen) report(c *cluster, scenario string, calls []callSpec, wall ti
 			}
 		}
 	}
+	r.Discarded = c.countLogLines("could not store the result")
 	if d, err := c.deadLetters(); err == nil {
 		r.Dead = d
 	} else {
@@ -1018,6 +1101,12 @@ func (lg *loadGen) report(c *cluster, scenario string, calls []callSpec, wall ti
 func (lg *loadGen) recovery(r *row, fault, from time.Time, match func(arrival) bool) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
+	r.Settled = -1
+	for _, a := range lg.arrivals {
+		if a.at.After(fault) && a.attempt > 1 {
+			r.Settled = max(r.Settled, a.at.Sub(fault)) // the calls the fault sent back, answered
+		}
+	}
 	for _, a := range lg.arrivals {
 		if a.at.After(fault) && a.at.After(from) && match(a) {
 			r.Recovery = a.at.Sub(fault)
@@ -1089,14 +1178,14 @@ func formatDur(d time.Duration) string {
 // formatTable renders rows as a Markdown table; every line starts with '|'
 // so `make test` can grep it out of `go test -v`.
 func formatTable(rows []*row) string {
-	head := []string{"scenario", "sent", "results", "dup_results", "no_reply", "missing", "dead", "exec_0", "exec_1", "exec_gt1", "outcomes", "pub_retries", "recovery", "wall"}
+	head := []string{"scenario", "sent", "results", "dup_results", "no_reply", "missing", "dead", "exec_0", "exec_1", "exec_gt1", "discarded", "outcomes", "pub_retries", "recovery", "settled", "wall"}
 	cells := [][]string{head}
 	for _, r := range rows {
 		cells = append(cells, []string{
 			r.Scenario, strconv.Itoa(r.Sent), strconv.Itoa(r.Results), strconv.Itoa(r.Dup),
 			strconv.Itoa(r.NoReply), strconv.Itoa(r.NoResult), strconv.Itoa(r.Dead),
-			strconv.Itoa(r.Exec0), strconv.Itoa(r.Exec1), strconv.Itoa(r.ExecGT1),
-			formatOutcomes(r.Outcomes), strconv.Itoa(r.PubRetries), formatDur(r.Recovery), formatDur(r.Wall),
+			strconv.Itoa(r.Exec0), strconv.Itoa(r.Exec1), strconv.Itoa(r.ExecGT1), strconv.Itoa(r.Discarded),
+			formatOutcomes(r.Outcomes), strconv.Itoa(r.PubRetries), formatDur(r.Recovery), formatDur(r.Settled), formatDur(r.Wall),
 		})
 	}
 	width := make([]int, len(head))
@@ -1129,6 +1218,10 @@ recovery: from the fault to the first result showing recovery. kill worker: the 
 killed worker's calls come back after ack_wait, 2s here; those it had stored are answered
 through TOOL_RESULTS); NATS and MCP: the next ok after the restart; poison: the next
 redelivered result after the first worker death; destructive: the interrupted call's result.
+settled: from the fault to the last result of a call delivered more than once (the calls the
+fault sent back, answered). discarded: finished results a worker could not store (it logs
+"could not store the result"; the call then runs again). exec_gt1 of count (idempotent) is
+allowed; of destroy (destructive, not idempotent), never.
 `
 
 func TestMain(m *testing.M) {
@@ -1161,4 +1254,26 @@ func (c *cluster) WaitCatalog(server, tool string) {
 		c.dumpLogs()
 		c.t.Fatalf("%s/%s never reached the catalog", server, tool)
 	}
+}
+
+// streamLeader returns the nats-server leading stream's raft group.
+func (c *cluster) streamLeader(stream string) *natsProc {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		c.t.Fatalf("stream %s: %v", stream, err)
+	}
+	info := s.CachedInfo()
+	if info.Cluster == nil {
+		c.t.Fatalf("stream %s has no cluster info", stream)
+	}
+	for _, n := range c.nodes {
+		if n.name == info.Cluster.Leader {
+			return n
+		}
+	}
+	c.t.Fatalf("leader %q of %s is none of the nodes", info.Cluster.Leader, stream)
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -37,6 +38,11 @@ const (
 	DefaultCallTimeout    = 60 * time.Second
 )
 
+// DefaultFirstConnectTimeout replaces DefaultConnectTimeout for the first
+// connect of a stdio server started by a package runner (see
+// ConnectTimeout): npx, uvx and the like may download the package first.
+const DefaultFirstConnectTimeout = 2 * time.Minute
+
 // clientName is the clientInfo name sent in the handshake.
 const clientName = "toolbus"
 
@@ -59,6 +65,41 @@ type DialOptions struct {
 	// before 2026-07-28 send notifications outside a request (e.g.
 	// tools/list_changed). It keeps the session on the initialize handshake.
 	Listen bool
+	// Redial says the server was connected before by this caller, so a
+	// package runner has its package by now: the first-connect allowance
+	// of ConnectTimeout does not apply. The zero value counts as a first
+	// connect.
+	Redial bool
+}
+
+// packageRunners are the commands that may fetch the server's package or
+// image before running it: a first connect through them gets
+// DefaultFirstConnectTimeout.
+var packageRunners = []string{"npx", "uvx", "bunx", "pipx", "docker"}
+
+// ConnectTimeout is how long connecting to srv (start plus handshake) may
+// take: srv.ConnectTimeout when set; else, for the first connect (first) of
+// a stdio server whose command is a package runner (npx, uvx, bunx, pipx,
+// docker — by base name, also as npx.cmd and the like), which may download
+// the package or image first, DefaultFirstConnectTimeout; else
+// DefaultConnectTimeout. It is the one place that decides.
+func ConnectTimeout(srv subjects.Server, first bool) time.Duration {
+	if d := srv.ConnectTimeout.D(); d > 0 {
+		return d
+	}
+	if first && srv.Transport == subjects.TransportStdio && packageRunner(srv.Command) {
+		return DefaultFirstConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+// packageRunner reports whether command names one of packageRunners.
+func packageRunner(command string) bool {
+	base := strings.ToLower(filepath.Base(strings.ReplaceAll(command, "\\", "/")))
+	for _, ext := range []string{".exe", ".cmd", ".bat", ".ps1"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return slices.Contains(packageRunners, base)
 }
 
 // NewHTTPClient returns an http.Client for MCP servers that keeps up to
@@ -90,10 +131,12 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 // <token>" when srv.AuthHeader is "" or "Authorization", else as the raw
 // value under srv.AuthHeader.
 //
-// Connecting is bounded by srv.ConnectTimeout (default 15s) and ctx; ctx
-// does not bound the session's life. Errors are a *TransportError (could not
-// start or reach the server), a *ProtocolError (it refused the handshake), or
-// ctx's error, wrapped. The caller owns the client and must Close it.
+// Connecting is bounded by ConnectTimeout (srv.ConnectTimeout; by default
+// 15s, or 2m for the first connect of an npx, uvx, bunx, pipx or docker
+// server) and ctx; ctx does not bound the session's life. Errors are a
+// *TransportError (could not start or reach the server), a *ProtocolError
+// (it refused the handshake), or ctx's error, wrapped. The caller owns the
+// client and must Close it.
 func Dial(ctx context.Context, srv subjects.Server, o DialOptions) (*client.Client, error) {
 	c, err := dial(ctx, srv, o, false)
 	if err != nil {
@@ -157,10 +200,7 @@ func (c *conn) exitError(cause error) error {
 }
 
 func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors bool) (*conn, error) {
-	timeout := srv.ConnectTimeout.D()
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
-	}
+	timeout := ConnectTimeout(srv, !o.Redial)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -38,6 +38,10 @@ type TransportError struct {
 	Err       error
 	Down      bool
 	NextRetry time.Time
+	// MaybeDelivered is set when the request was written and the session
+	// failed before its answer: the server may have run it. A tool that
+	// must not run twice is then not retried.
+	MaybeDelivered bool
 }
 
 func (e *TransportError) Error() string {

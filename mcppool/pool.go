@@ -96,6 +96,7 @@ type Pool struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // janitor, dials, watchers, closers
 	tokens atomic.Uint64
+	notify atomic.Pointer[[]func(server string, n mcp.JSONRPCNotification)]
 
 	mu      sync.RWMutex
 	servers map[string]*server
@@ -265,6 +266,27 @@ func (p *Pool) ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 	return res.Tools, nil
 }
 
+// OnNotification adds f to the functions that receive the notifications
+// servers send on the pool's sessions, other than notifications/progress
+// (which goes to the call that asked for it) — tools/list_changed, for
+// one. f runs on the session's reader and must not block. A session is
+// open only while the server is in use (see subjects.Server.IdleTimeout),
+// and the pool does not open a subscriptions/listen stream, so on protocol
+// 2026-07-28 a server sends no list changes here.
+func (p *Pool) OnNotification(f func(server string, n mcp.JSONRPCNotification)) {
+	for {
+		old := p.notify.Load()
+		var fs []func(string, mcp.JSONRPCNotification)
+		if old != nil {
+			fs = append(fs, *old...)
+		}
+		fs = append(fs, f)
+		if p.notify.CompareAndSwap(old, &fs) {
+			return
+		}
+	}
+}
+
 // Close closes every session (stdio: close stdin, wait, SIGTERM, kill) and
 // stops the janitor. Calls after Close fail with ErrClosed. Closing twice is
 // fine.
@@ -404,6 +426,9 @@ type server struct {
 	nextTry  time.Time
 	probing  bool
 	bo       *backoff.ExponentialBackOff
+	// connected: a dial succeeded since Upsert, so a package runner has
+	// its package and later dials get the usual connect timeout.
+	connected bool
 }
 
 type dialCall struct {
@@ -518,11 +543,15 @@ func (s *server) session(ctx context.Context) (*session, error) {
 func (s *server) dial(d *dialCall) {
 	defer s.p.wg.Done()
 	sess := &session{server: s, done: make(chan struct{})}
+	s.mu.Lock()
+	redial := s.connected
+	s.mu.Unlock()
 	o := DialOptions{
 		Log:             s.p.log, // dial adds the server key itself
 		HTTPClient:      s.hc,
 		OnNotification:  sess.onNotification,
 		DiscoverTimeout: s.p.discoverTimeout,
+		Redial:          redial,
 	}
 	start := time.Now()
 	c, err := dial(s.p.ctx, s.def, o, true)
@@ -555,6 +584,7 @@ func (s *server) dial(d *dialCall) {
 	sess.conn = c
 	sess.lastUsed = time.Now()
 	s.sess = sess
+	s.connected = true
 	s.resetLocked()
 	s.log.Info().Str("protocol", c.client.ProtocolVersion()).Float64("duration_ms", ms(time.Since(start))).Msg("mcp session connected")
 	s.p.wg.Add(1)
@@ -611,6 +641,10 @@ func (s *server) failed(ctx context.Context, sess *session, err error) error {
 	if sess.conn.child != nil && (errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE)) {
 		te.Err = sess.conn.exitError(err)
 	}
+	// A refused connection or a write to a dead child never reached the
+	// server; anything else (a reset, an EOF, a child that died while
+	// working) may have been after it ran the request.
+	te.MaybeDelivered = !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EPIPE)
 	s.mu.Lock()
 	if !sess.retired {
 		s.retireLocked(sess, te, sess.conn.child != nil)
@@ -733,6 +767,11 @@ func (sess *session) close(why string) {
 
 func (sess *session) onNotification(n mcp.JSONRPCNotification) {
 	if n.Method != string(mcp.MethodNotificationProgress) {
+		if fs := sess.server.p.notify.Load(); fs != nil {
+			for _, f := range *fs {
+				f(sess.server.def.Name, n)
+			}
+		}
 		return
 	}
 	f := n.Params.AdditionalFields

@@ -132,6 +132,12 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
+// DefaultAckWait is the lease of a call on the workers' consumer: a
+// worker renews it every third of it while the call runs, so it bounds how
+// long the calls of a worker that died wait before another worker takes
+// them.
+const DefaultAckWait = 5 * time.Second
+
 // WorkerConsumer is the durable pull consumer on TOOL_CALLS that every
 // worker shares, so any number of worker processes split the calls.
 func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
@@ -139,7 +145,7 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 		maxAckPending = 1024
 	}
 	if ackWait <= 0 {
-		ackWait = 30 * time.Second
+		ackWait = DefaultAckWait
 	}
 	if maxDeliver <= 0 {
 		maxDeliver = 5

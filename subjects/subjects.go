@@ -197,6 +197,21 @@ func ToolProgress(agent, callID string) string { return ToolProgressPrefix + age
 // ToolCancel returns tool.cancel.<agent>.<call_id>.
 func ToolCancel(agent, callID string) string { return ToolCancelPrefix + agent + "." + callID }
 
+// Cancel is the optional body of a tool.cancel.<agent>.<call_id> message.
+type Cancel struct {
+	// Server and Tool name the call, so an answer given before any worker
+	// took it carries them.
+	Server string `json:"server,omitempty"`
+	Tool   string `json:"tool,omitempty"`
+	// Reason is "" (the caller cancels: the answer is cancelled) or
+	// CancelDeadline (the caller's deadline passed: the answer is timeout).
+	Reason string `json:"reason,omitempty"`
+}
+
+// CancelDeadline is the Cancel.Reason of a caller whose deadline passed
+// while its call waited in the queue.
+const CancelDeadline = "deadline"
+
 // ParseCallRef returns the agent and call id of a
 // <prefix><agent>.<call_id> subject (tool.result, tool.reply,
 // tool.progress, tool.cancel).

@@ -24,18 +24,19 @@ const (
 type Code string
 
 const (
-	CodeInvalidRequest    Code = "invalid_request"    // the call message itself is malformed
-	CodeUnknownServer     Code = "unknown_server"     // no server of that name is registered
-	CodeUnknownTool       Code = "unknown_tool"       // the server has no such tool
-	CodeInvalidArguments  Code = "invalid_arguments"  // arguments are not an object or break the schema
-	CodeServerUnavailable Code = "server_unavailable" // the MCP server cannot be started or reached
-	CodeTimeout           Code = "timeout"            // the deadline passed
-	CodeCancelled         Code = "cancelled"          // cancelled on tool.cancel.<agent>.<call_id>
-	CodeOutcomeUnknown    Code = "outcome_unknown"    // a non-idempotent call was interrupted mid-run
-	CodeTooLarge          Code = "too_large"          // a payload or result exceeds a limit
-	CodeProtocol          Code = "protocol_error"     // the MCP server answered with a JSON-RPC error
-	CodeDeadLetter        Code = "dead_letter"        // the call exhausted its deliveries
-	CodeInternal          Code = "internal"           // a toolbus bug; the message says more
+	CodeInvalidRequest     Code = "invalid_request"     // the call message itself is malformed
+	CodeUnknownServer      Code = "unknown_server"      // no server of that name is registered
+	CodeUnknownTool        Code = "unknown_tool"        // the server has no such tool
+	CodeInvalidArguments   Code = "invalid_arguments"   // arguments are not an object or break the schema
+	CodeServerUnavailable  Code = "server_unavailable"  // the MCP server cannot be started or reached
+	CodeCatalogUnavailable Code = "catalog_unavailable" // registered, but its tool list is not read yet; retry shortly
+	CodeTimeout            Code = "timeout"             // the deadline passed
+	CodeCancelled          Code = "cancelled"           // cancelled on tool.cancel.<agent>.<call_id>
+	CodeOutcomeUnknown     Code = "outcome_unknown"     // a non-idempotent call was interrupted mid-run
+	CodeTooLarge           Code = "too_large"           // a payload or result exceeds a limit
+	CodeProtocol           Code = "protocol_error"      // the MCP server answered with a JSON-RPC error
+	CodeDeadLetter         Code = "dead_letter"         // the call exhausted its deliveries
+	CodeInternal           Code = "internal"            // a toolbus bug; the message says more
 )
 
 // HTTPish returns the numeric code set in Nats-Service-Error-Code, in the
@@ -54,6 +55,8 @@ func (c Code) HTTPish() int {
 		return 504
 	case CodeServerUnavailable, CodeProtocol:
 		return 502
+	case CodeCatalogUnavailable:
+		return 503
 	default:
 		return 500
 	}

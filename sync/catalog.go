@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	gosync "sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -36,12 +38,27 @@ func (e *Entry) validator() *argsValidator {
 // Catalog is the worker's live copy of the catalog KV bucket: lookups and
 // argument checks are a read lock and a map, with no I/O. It follows the
 // bucket with a KV watch until Stop or its context ends.
+//
+// It never fails open: until a server's first sync has been read in full,
+// a tool the catalog does not have is refused with ErrCatalogUnavailable
+// (retryable), not let through unchecked.
 type Catalog struct {
-	log zerolog.Logger
+	log   zerolog.Logger
+	catKV jetstream.KeyValue
 
 	mu     gosync.RWMutex
-	tools  map[string]map[string]*Entry // server → tool → entry
-	synced map[string]bool              // servers whose status says they synced once
+	tools  map[string]map[string]*Entry   // server → tool → entry
+	status map[string]subjects.SyncStatus // server → its last sync status
+	// synced holds the servers whose status says they synced once and
+	// whose tools from that sync are all in view.
+	synced map[string]bool
+	// pending holds the servers whose status says they synced once while
+	// the tools watch has not yet applied the catalog up to this revision:
+	// the two buckets are watched apart, so a status can arrive before the
+	// tools written ahead of it.
+	pending map[string]uint64
+	applied uint64        // the highest catalog revision the tools watch applied
+	changed chan struct{} // closed and replaced when a server's sync state changes
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -58,7 +75,10 @@ func WithCatalogLogger(l zerolog.Logger) CatalogOption { return func(c *Catalog)
 // the current values are in, and keeps following both until ctx ends or
 // Stop is called.
 func NewCatalog(ctx context.Context, js jetstream.JetStream, opts ...CatalogOption) (*Catalog, error) {
-	c := &Catalog{log: zerolog.Nop(), tools: map[string]map[string]*Entry{}, synced: map[string]bool{}, done: make(chan struct{})}
+	c := &Catalog{
+		log: zerolog.Nop(), tools: map[string]map[string]*Entry{}, status: map[string]subjects.SyncStatus{},
+		synced: map[string]bool{}, pending: map[string]uint64{}, changed: make(chan struct{}), done: make(chan struct{}),
+	}
 	for _, o := range opts {
 		o(c)
 	}
@@ -66,6 +86,7 @@ func NewCatalog(ctx context.Context, js jetstream.JetStream, opts ...CatalogOpti
 	if err != nil {
 		return nil, fmt.Errorf("KV bucket %s: %w", subjects.BucketCatalog, err)
 	}
+	c.catKV = catKV
 	srvKV, err := js.KeyValue(ctx, subjects.BucketServers)
 	if err != nil {
 		return nil, fmt.Errorf("KV bucket %s: %w", subjects.BucketServers, err)
@@ -125,7 +146,7 @@ func (c *Catalog) run(ctx context.Context, tw, sw jetstream.KeyWatcher, ready ch
 				ready <- struct{}{}
 				continue
 			}
-			c.applyStatus(e)
+			c.applyStatus(ctx, e)
 		}
 	}
 }
@@ -138,6 +159,7 @@ func (c *Catalog) fail(ctx context.Context, what string) {
 }
 
 func (c *Catalog) applyTool(e jetstream.KeyValueEntry) {
+	defer c.advance(e.Revision())
 	if e.Operation() != jetstream.KeyValuePut {
 		// The key names the tool: <server>.<tool>, both escaped.
 		server, tool, err := subjects.ParseCatalogKey(e.Key())
@@ -169,25 +191,97 @@ func (c *Catalog) applyTool(e jetstream.KeyValueEntry) {
 	c.mu.Unlock()
 }
 
-func (c *Catalog) applyStatus(e jetstream.KeyValueEntry) {
+// advance records that the tools watch applied the catalog up to rev and
+// marks synced the servers that were waiting for it.
+func (c *Catalog) advance(rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applied = max(c.applied, rev)
+	done := false
+	for name, want := range c.pending {
+		if want <= c.applied {
+			delete(c.pending, name)
+			c.synced[name] = true
+			done = true
+		}
+	}
+	if done {
+		c.notifyLocked()
+	}
+}
+
+// notifyLocked wakes WaitFirstSync.
+func (c *Catalog) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Catalog) applyStatus(ctx context.Context, e jetstream.KeyValueEntry) {
 	name, err := subjects.UnescapeToken(e.Key()[len(subjects.SyncStatusPrefix):])
 	if err != nil {
 		return
 	}
-	ok := false
-	if e.Operation() == jetstream.KeyValuePut {
-		var st subjects.SyncStatus
-		if json.Unmarshal(e.Value(), &st) == nil {
-			ok = st.OK || !st.LastOK.IsZero()
-		}
+	if e.Operation() != jetstream.KeyValuePut {
+		// Removed with its server.
+		c.mu.Lock()
+		delete(c.status, name)
+		delete(c.synced, name)
+		delete(c.pending, name)
+		c.notifyLocked()
+		c.mu.Unlock()
+		return
+	}
+	st := subjects.SyncStatus{Server: name}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		c.log.Warn().Err(err).Str("server", name).Msg("catalog: sync status is not valid JSON; treating the server as not synced")
+		st = subjects.SyncStatus{Server: name, Message: "its sync status is not valid JSON"}
+	}
+	ok := st.OK || !st.LastOK.IsZero()
+	// Only this goroutine writes the maps: reading without the lock first
+	// is safe.
+	known := c.synced[name]
+	_, waiting := c.pending[name]
+	var want uint64
+	var revErr error
+	if ok && !known && !waiting {
+		// A first sync: its tools were written before this status, but the
+		// tools watch may not have applied them yet. The server counts as
+		// synced once the catalog is applied up to its current end.
+		want, revErr = c.lastRevision(ctx)
 	}
 	c.mu.Lock()
-	if ok {
-		c.synced[name] = true
-	} else {
+	defer c.mu.Unlock()
+	c.status[name] = st
+	switch {
+	case !ok:
 		delete(c.synced, name)
+		delete(c.pending, name)
+	case known || waiting:
+	case revErr != nil:
+		c.log.Warn().Err(revErr).Str("server", name).Msg("catalog: cannot read the catalog's last revision; taking the synced server's tools as in view")
+		c.synced[name] = true
+	case want <= c.applied:
+		c.synced[name] = true
+	default:
+		c.pending[name] = want
 	}
-	c.mu.Unlock()
+	c.notifyLocked()
+}
+
+// lastRevision is the catalog stream's last sequence: every tool written
+// before now has a revision at most this.
+func (c *Catalog) lastRevision(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := c.catKV.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return 0, fmt.Errorf("KV status of %s carries no stream info", subjects.BucketCatalog)
+	}
+	return bs.StreamInfo().State.LastSeq, nil
 }
 
 // Lookup returns a tool that may be called. A tool held for approval is
@@ -210,12 +304,53 @@ func (c *Catalog) Entry(server, tool string) (*Entry, bool) {
 	return e, ok
 }
 
-// Known reports whether server has catalog entries or has synced at least
-// once (a server with no tools is known once synced).
+// Known reports whether the catalog has anything of server: a sync status
+// (it is registered) or tools.
 func (c *Catalog) Known(server string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.tools[server]) > 0 || c.synced[server]
+	_, st := c.status[server]
+	return st || len(c.tools[server]) > 0
+}
+
+// Synced reports whether server has synced at least once and the tools of
+// that sync are all in view, so a tool it lacks does not exist.
+func (c *Catalog) Synced(server string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.synced[server]
+}
+
+// WaitFirstSync waits until each of servers has synced (Synced) or has a
+// failed sync on record, so a call to it is either checked or refused with
+// the reason at once, or until ctx ends. It returns the servers still
+// waiting for their first sync to end.
+func (c *Catalog) WaitFirstSync(ctx context.Context, servers []string) []string {
+	for {
+		c.mu.RLock()
+		var waiting []string
+		for _, name := range servers {
+			st, ok := c.status[name]
+			// A failed first sync has a time; the status of a fresh
+			// registration has none.
+			failed := ok && !st.OK && st.LastOK.IsZero() && !st.At.IsZero()
+			if !c.synced[name] && !failed {
+				waiting = append(waiting, name)
+			}
+		}
+		changed := c.changed
+		c.mu.RUnlock()
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return waiting
+		case <-c.done:
+			return waiting
+		}
+	}
 }
 
 // Tools returns the names of a server's tools (held ones included).
@@ -230,26 +365,29 @@ func (c *Catalog) Tools(server string) []string {
 }
 
 // ValidateArgs checks args against the tool's input schema, compiled once
-// per catalog revision. It returns ErrUnknownServer, ErrUnknownTool or
-// ErrToolHeld (wrapped, with a message), or an *ArgumentsError (errors.Is
-// ErrInvalidArguments) naming the failing fields.
+// per catalog revision. It returns ErrUnknownServer, ErrCatalogUnavailable,
+// ErrUnknownTool or ErrToolHeld (wrapped, with a message), or an
+// *ArgumentsError (errors.Is ErrInvalidArguments) naming the failing fields.
 func (c *Catalog) ValidateArgs(server, tool string, args json.RawMessage) error {
 	_, err := c.Check(server, tool, args)
 	return err
 }
 
 // Check is Lookup and ValidateArgs in one: the entry to call, or why not.
+// A tool the catalog has is checked even before its server's first sync is
+// in view in full; a tool it lacks is unknown only once it is.
 func (c *Catalog) Check(server, tool string, args json.RawMessage) (*Entry, error) {
 	c.mu.RLock()
-	m := c.tools[server]
-	e, ok := m[tool]
+	e, ok := c.tools[server][tool]
+	st, registered := c.status[server]
 	synced := c.synced[server]
+	_, arriving := c.pending[server]
 	c.mu.RUnlock()
 	switch {
+	case !ok && !synced && !registered:
+		return nil, fmt.Errorf("%w: the catalog has no server %q: it is not registered (toolbus servers list), or was registered a moment ago", ErrUnknownServer, server)
 	case !ok && !synced:
-		// Not synced to the end yet (entries of a first sync may be
-		// arriving): the catalog cannot say the tool does not exist.
-		return nil, fmt.Errorf("%w: %q is not registered or has not synced yet (toolbus servers list; toolbus sync %s)", ErrUnknownServer, server, server)
+		return nil, fmt.Errorf("%w: %s", ErrCatalogUnavailable, notSyncedYet(server, st, arriving))
 	case !ok:
 		return nil, fmt.Errorf("%w: server %q has no tool %q (toolbus tools %s)", ErrUnknownTool, server, tool, server)
 	case e.Held:
@@ -281,11 +419,26 @@ func (c *Catalog) Err() error {
 	}
 }
 
+// notSyncedYet says why a registered server's catalog cannot be used yet,
+// and what to do.
+func notSyncedYet(server string, st subjects.SyncStatus, arriving bool) string {
+	what := "its first sync is queued or running"
+	switch {
+	case arriving:
+		what = "its first sync just ended and its tools are still arriving"
+	case !st.At.IsZero():
+		what = fmt.Sprintf("its last sync, at %s, failed (%s: %s) and is retried with backoff", st.At.UTC().Format(time.RFC3339), st.ErrorClass, st.Message)
+	}
+	return fmt.Sprintf("server %q is registered but its tool list has not been read yet: %s. Retry the call shortly (with a new call id), or run `toolbus sync %s` to sync it now and see why it fails", server, what, server)
+}
+
 // CheckCall is Check in the worker's terms, in one lookup: refusal is nil
-// when the call may go to the server — including when the server has not
-// synced yet, so a registry without a catalog still works — or the error
-// result to answer with. known says whether the catalog has the tool, and
-// safe whether its annotations (MCP's defaults when absent) make running it
+// when the call may go to the server, or the error result to answer with.
+// The worker asks only about servers it has registered, so a server the
+// catalog knows nothing of yet — like one whose first sync has not been
+// read in full — is refused with catalog_unavailable (retryable), never let
+// through unchecked. known says whether the catalog has the tool, and safe
+// whether its annotations (MCP's defaults when absent) make running it
 // twice harmless (read-only, idempotent or not destructive).
 func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool) {
 	e, err := c.Check(server, tool, args)
@@ -293,8 +446,14 @@ func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) (refusal 
 		safe, known = e.SafeToRetry(), true
 	}
 	switch {
-	case err == nil, errors.Is(err, ErrUnknownServer):
+	case err == nil:
 		return nil, safe, known
+	case errors.Is(err, ErrUnknownServer):
+		// Registered (the worker checked) but not in the catalog yet: its
+		// status has not arrived.
+		return &subjects.Error{Code: subjects.CodeCatalogUnavailable, Message: notSyncedYet(server, subjects.SyncStatus{}, false)}, safe, known
+	case errors.Is(err, ErrCatalogUnavailable):
+		return &subjects.Error{Code: subjects.CodeCatalogUnavailable, Message: strings.TrimPrefix(err.Error(), ErrCatalogUnavailable.Error()+": ")}, safe, known
 	case errors.Is(err, ErrUnknownTool), errors.Is(err, ErrToolHeld):
 		return &subjects.Error{Code: subjects.CodeUnknownTool, Message: err.Error()}, safe, known
 	case errors.Is(err, ErrInvalidArguments):

@@ -35,6 +35,16 @@
 // server with credentials that listed tools before (most likely it ignored
 // or rejected them): the status records the error class instead.
 //
+// The catalog never fails open: until a registered server's first sync is
+// read in full, Catalog refuses a tool it does not have with
+// ErrCatalogUnavailable (the worker answers catalog_unavailable, which is
+// retryable) instead of letting the call through unchecked. A failed first
+// sync is retried through CATALOG_RESYNC with backoff (2s doubling to 60s,
+// with jitter) until one succeeds, one chain per server across replicas
+// (see retry.go). Given the worker's mcppool.Pool (WithPool), a Syncer
+// lists tools over the pool's sessions, so each stdio server runs once per
+// process.
+//
 // Import it as toolsync "toolbus/sync"; inside, the standard library's sync
 // is gosync.
 package sync

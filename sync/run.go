@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -22,7 +23,8 @@ import (
 // missing), so replicas split the work, and, unless Config.NoListen, keeps a
 // session to every registered server that offers
 // notifications/tools/list_changed and turns each burst of them into one
-// queued sync. It returns nil when ctx ends.
+// queued sync (with a pool, a stdio server's changes are heard on the
+// pool's session instead). It returns nil when ctx ends.
 func (s *Syncer) Run(ctx context.Context) error {
 	cons, err := s.consumer(ctx)
 	if err != nil {
@@ -101,7 +103,10 @@ func (s *Syncer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // handle runs one resync request and decides its ack: a request for all
 // servers fans out into one request per server (so replicas share them); a
 // request for one server syncs it. A failed sync is acked too — its status
-// records the failure, and retrying at once would only fail again.
+// records the failure, and retrying at once would only fail again; a
+// server that never synced has a retry queued by the failure itself. A
+// retry is held back for its delay on its first delivery, and dropped when
+// it is no longer due (see retry.go).
 func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 	name, err := subjects.ParseCatalogResync(msg.Subject())
 	if err != nil {
@@ -124,6 +129,13 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
+	var rt retryRequest
+	if json.Unmarshal(msg.Data(), &rt) != nil || rt.Attempt < 1 {
+		rt = retryRequest{} // any other body (a schedule's, say): a plain request
+	}
+	if rt.Attempt > 0 && s.settleRetry(ctx, msg, name, rt) {
+		return
+	}
 	// Keep the lease while a slow server is listed.
 	done := make(chan struct{})
 	var lease gosync.WaitGroup
@@ -139,7 +151,7 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 			}
 		}
 	})
-	_, err, _ = s.syncCoalesced(ctx, name)
+	_, err, _ = s.syncCoalesced(ctx, name, rt.Attempt)
 	close(done)
 	lease.Wait() // no InProgress after the ack below
 	switch {
@@ -224,7 +236,7 @@ func (s *Syncer) stopDebouncers() {
 }
 
 // listenAll keeps one listener per registered server, following the
-// registry live.
+// registry live; with a pool, none for stdio servers.
 func (s *Syncer) listenAll(ctx context.Context) {
 	type listener struct {
 		srv    subjects.Server
@@ -253,6 +265,11 @@ func (s *Syncer) listenAll(ctx context.Context) {
 			return
 		}
 		stop(name)
+		if s.pool != nil && srv.Transport == subjects.TransportStdio {
+			// A listener session would be a second process: the pool's
+			// session passes list changes on instead (see WithPool).
+			return
+		}
 		lctx, cancel := context.WithCancel(ctx)
 		l := &listener{srv: *srv, cancel: cancel, done: make(chan struct{})}
 		ls[name] = l

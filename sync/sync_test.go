@@ -157,7 +157,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 
 	// The worker cache follows, compiles, validates.
 	natstest.CheckFor(t, 5*time.Second, func() error {
-		if !cat.Known("demo") || len(cat.Tools("demo")) != 13 {
+		if !cat.Synced("demo") || len(cat.Tools("demo")) != 13 {
 			return fmt.Errorf("catalog has %d tools", len(cat.Tools("demo")))
 		}
 		return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	gosync "sync"
 	"sync/atomic"
@@ -26,6 +27,22 @@ import (
 // notifications, and listen opens streamable HTTP's standing notification
 // stream (servers before 2026-07-28 need it). The caller closes the client.
 type Dialer func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
+
+// Pool is an MCP session pool shared with the worker; *mcppool.Pool is the
+// real one. A Syncer given one (WithPool) lists tools over the pool's
+// session, so a stdio server runs once per process for calls and syncs
+// alike, and a first sync's connect is the one calls then use.
+type Pool interface {
+	// Server returns the definition (secrets resolved) the pool holds.
+	Server(name string) (subjects.Server, bool)
+	// ListTools lists every tool of server over the pool's session.
+	ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
+}
+
+// notifier is a Pool that passes on the notifications its sessions hear.
+type notifier interface {
+	OnNotification(f func(server string, n mcp.JSONRPCNotification))
+}
 
 // MCPPoolDialer dials with mcppool.Dial, sharing one HTTP client.
 func MCPPoolDialer(log zerolog.Logger) Dialer {
@@ -56,6 +73,12 @@ type Config struct {
 	// AckWait is the CATALOG_RESYNC consumer's ack wait when Run creates it
 	// (default 2m); long syncs report progress meanwhile.
 	AckWait time.Duration
+	// RetryInitial and RetryMax space the retries of a server that has
+	// never synced (default 2s, doubling with jitter up to 60s): each failed
+	// sync of it queues the next on CATALOG_RESYNC, until one succeeds. A
+	// server that synced once waits for the next scheduled resync instead.
+	RetryInitial time.Duration
+	RetryMax     time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +94,13 @@ func (c *Config) setDefaults() {
 	if c.AckWait <= 0 {
 		c.AckWait = 2 * time.Minute
 	}
+	if c.RetryInitial <= 0 {
+		c.RetryInitial = 2 * time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = time.Minute
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryInitial)
 }
 
 // Diff is what one sync changed in a server's catalog (tool names, sorted).
@@ -92,12 +122,13 @@ func (d Diff) Empty() bool { return len(d.Added)+len(d.Updated)+len(d.Removed) =
 // against the same NATS: they share CATALOG_RESYNC through one durable
 // consumer.
 type Syncer struct {
-	js  jetstream.JetStream
-	reg *Registry
-	dl  Dialer
-	cfg Config
-	log zerolog.Logger
-	now func() time.Time
+	js   jetstream.JetStream
+	reg  *Registry
+	dl   Dialer
+	pool Pool
+	cfg  Config
+	log  zerolog.Logger
+	now  func() time.Time
 
 	hook func(server string, d Diff, err error)
 	// onListening, for tests, is called when a list_changed session is up.
@@ -126,6 +157,14 @@ func WithSyncLogger(l zerolog.Logger) SyncerOption { return func(s *Syncer) { s.
 // WithDialer replaces mcppool's dialer.
 func WithDialer(d Dialer) SyncerOption { return func(s *Syncer) { s.dl = d } }
 
+// WithPool lists tools over p's sessions instead of dialling: for each
+// server p holds with the registry's definition (secrets resolved); one it
+// does not hold yet (just registered) is dialled for that sync. Run then
+// opens no listener session to a stdio server, which would be a second
+// process; with p passing notifications on (*mcppool.Pool does), the
+// server's tools/list_changed is heard on p's session instead.
+func WithPool(p Pool) SyncerOption { return func(s *Syncer) { s.pool = p } }
+
 // WithSyncHook calls f after every sync attempt (metrics, tests).
 func WithSyncHook(f func(server string, d Diff, err error)) SyncerOption {
 	return func(s *Syncer) { s.hook = f }
@@ -143,6 +182,13 @@ func NewSyncer(js jetstream.JetStream, reg *Registry, cfg Config, opts ...Syncer
 	}
 	if s.dl == nil {
 		s.dl = MCPPoolDialer(s.log)
+	}
+	if n, ok := s.pool.(notifier); ok && !cfg.NoListen {
+		n.OnNotification(func(server string, n mcp.JSONRPCNotification) {
+			if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+				s.notifyChanged(server)
+			}
+		})
 	}
 	return s
 }
@@ -166,13 +212,14 @@ func (s *Syncer) SyncServer(ctx context.Context, name string) (Diff, error) {
 	st := s.state(name)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return s.syncLocked(ctx, name)
+	return s.syncLocked(ctx, name, 0)
 }
 
 // syncCoalesced is SyncServer for queued requests: when another request for
 // the same server is already waiting to run, this one is covered by it and
-// returns at once with ran false.
-func (s *Syncer) syncCoalesced(ctx context.Context, name string) (d Diff, err error, ran bool) {
+// returns at once with ran false. attempt numbers a retry of a failed first
+// sync (0: not a retry).
+func (s *Syncer) syncCoalesced(ctx context.Context, name string, attempt int) (d Diff, err error, ran bool) {
 	st := s.state(name)
 	if st.waiting.Add(1) > 1 {
 		st.waiting.Add(-1)
@@ -181,11 +228,14 @@ func (s *Syncer) syncCoalesced(ctx context.Context, name string) (d Diff, err er
 	st.mu.Lock()
 	st.waiting.Add(-1)
 	defer st.mu.Unlock()
-	d, err = s.syncLocked(ctx, name)
+	d, err = s.syncLocked(ctx, name, attempt)
 	return d, err, true
 }
 
-func (s *Syncer) syncLocked(ctx context.Context, name string) (d Diff, err error) {
+// syncLocked syncs name; attempt numbers a retry of its failed first sync
+// (0: not a retry). A failed sync of a server that never synced queues the
+// next retry.
+func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Diff, err error) {
 	start := s.now()
 	d.Server = name
 	defer func() {
@@ -233,6 +283,9 @@ func (s *Syncer) syncLocked(ctx context.Context, name string) (d Diff, err error
 			s.log.Warn().Err(err).Str("server", name).Msg("could not store sync status")
 		}
 		s.log.Warn().Str("server", name).Str("class", string(se.Class)).Msg("sync failed: " + se.Message)
+		if status.LastOK.IsZero() {
+			s.queueRetry(ctx, status, attempt+1)
+		}
 		return d, se
 	}
 	d, err = s.apply(ctx, srv, status.ServerID, tools, existing)
@@ -274,6 +327,20 @@ func (s *Syncer) list(ctx context.Context, srv subjects.Server) ([]mcp.Tool, err
 	// Errors become the status message, printed and logged: mcp-go and
 	// net/http quote URLs with their query, and a child's stderr is quoted.
 	scrub := scrubber(res)
+	if s.pool != nil {
+		if def, ok := s.pool.Server(srv.Name); ok && reflect.DeepEqual(def, res) {
+			// The pool's session, dialled now if it has none: connecting
+			// may take the first connect's allowance, then listing.
+			lctx, cancel := context.WithTimeout(ctx, mcppool.ConnectTimeout(res, true)+s.cfg.ListTimeout)
+			defer cancel()
+			tools, err := s.pool.ListTools(lctx, srv.Name)
+			if err != nil {
+				return nil, scrub(err)
+			}
+			return tools, nil
+		}
+		s.log.Debug().Str("server", srv.Name).Msg("the pool does not hold this definition yet; dialling for this sync")
+	}
 	c, err := s.dl(ctx, res, nil, false)
 	if err != nil {
 		return nil, scrub(err)

@@ -98,21 +98,21 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	// answer with its result and do not run the tool again — or died
 	// mid-call. A redelivery stays silent: storing the result delivered it
 	// to the caller's subscription (tool.reply.<agent>.<call_id>), and a
-	// caller that was away reads tool.result.<agent>.<call_id>. A first delivery that finds a result
-	// is a call id re-sent (after the duplicate window, or after a restart
-	// forgot the ids of removed calls): its caller is listening again, so
-	// the stored answer is announced again.
-	//
-	// The lookup is skipped for the first delivery of a tool whose
-	// annotations make re-running harmless: only a re-send after the window
-	// could find a result, the tool may then run again, and the write-once
-	// store still answers with the first result. That keeps a round trip
-	// off the common call.
+	// caller that was away reads tool.result.<agent>.<call_id>. A first
+	// delivery that finds a result is a call id re-sent (after the
+	// duplicate window, or after a restart forgot the ids of removed
+	// calls): its caller is listening again, so the stored answer is
+	// announced again. Every call looks, whatever its annotations: a
+	// re-sent call id never runs the tool again while its result is kept.
 	var m *jetstream.RawStreamMsg
-	var err error = jetstream.ErrMsgNotFound
-	if res.Attempt > 1 || !(known && safe) {
+	err := tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
+		var err error
 		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.agent, c.id))
-	}
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return final(err)
+		}
+		return err
+	})
 	switch {
 	case err == nil:
 		return outcome{stored: m.Data, storedSeq: m.Sequence, res: res, announce: res.Attempt == 1}
@@ -170,6 +170,9 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 			return outcome{res: res}
 		}
 		var te *mcppool.TransportError
+		if errors.As(err, &te) && unsafe && te.MaybeDelivered && callCtx.Err() == nil {
+			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the connection to the server failed after the request was sent (%v): it may have run. It was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool, err)
+		}
 		if !errors.As(err, &te) || callCtx.Err() != nil || unsafe && !te.Down || permanent(err) {
 			return w.classify(callCtx, res, err, deadline, start)
 		}

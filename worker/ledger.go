@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"toolbus/subjects"
 )
@@ -28,6 +29,10 @@ type ledgerEntry struct {
 	State   string    `json:"state"` // "started"
 	Worker  string    `json:"worker,omitempty"`
 	Started time.Time `json:"started"`
+	// Mark is unique to the attempt that wrote the entry, so a retried
+	// create whose first try succeeded (its answer lost) knows the entry
+	// is its own.
+	Mark string `json:"mark"`
 }
 
 // claim records that this attempt starts the call, atomically: a KV
@@ -35,16 +40,43 @@ type ledgerEntry struct {
 // call (another worker, a delivery a restarted NATS server counted as the
 // first) already recorded its start. One round trip both marks and checks,
 // whatever the delivery count says.
+//
+// Each try has its own timeout and tries go on while ctx allows, so a
+// reconnect costs a try, not the call.
 func (l *ledger) claim(ctx context.Context, key, worker string) error {
-	b, _ := json.Marshal(ledgerEntry{State: "started", Worker: worker, Started: time.Now().UTC()})
-	_, err := l.kv.Create(ctx, key, b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return errStartedBefore
+	mark := nuid.Next()
+	b, _ := json.Marshal(ledgerEntry{State: "started", Worker: worker, Started: time.Now().UTC(), Mark: mark})
+	budget := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d)
 	}
-	return err
+	return tryFor(ctx, budget, attemptTimeout, func(ctx context.Context) error {
+		_, err := l.kv.Create(ctx, key, b)
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+		e, gerr := l.kv.Get(ctx, key)
+		if gerr != nil {
+			return gerr // not knowing whose it is: try again
+		}
+		var le ledgerEntry
+		if json.Unmarshal(e.Value(), &le) == nil && le.Mark == mark {
+			return nil // our own create, whose answer was lost
+		}
+		return final(errStartedBefore)
+	})
 }
 
 var errStartedBefore = errors.New("an earlier attempt started this call")
+
+// marked reports whether the call has a start mark (or whether that cannot
+// be told now: then it says yes, leaving the answer to the worker).
+func (l *ledger) marked(key string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	_, err := l.kv.Get(ctx, key)
+	return !errors.Is(err, jetstream.ErrKeyNotFound)
+}
 
 // cancelSet remembers call ids cancelled before any worker ran them. Every
 // worker hears every tool.cancel.<id>, so each keeps its own set; entries

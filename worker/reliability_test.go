@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"toolbus/client"
 	"toolbus/demo"
 	"toolbus/internal/natstest"
+	"toolbus/internal/testbin"
 	"toolbus/mcppool"
 	"toolbus/subjects"
 	toolsync "toolbus/sync"
@@ -28,7 +32,7 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
 	execLog := t.TempDir() + "/exec.log"
-	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true, ExecLog: execLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,26 +164,71 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	}
 }
 
-// A call cancelled while it waits in the queue is answered "cancelled"
-// without running.
+// A call cancelled while it waits in the queue is answered "cancelled" at
+// once — while the only slot is still busy — and never runs.
 func TestCancelQueuedCall(t *testing.T) {
 	r := newRig(t, worker.Config{Concurrency: 1}, 1)
-	// Occupy the only slot.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Occupy the only slot until the test cancels it.
+	blockerID := client.NewCallID()
 	blocker := make(chan *subjects.Result, 1)
-	go func() { blocker <- call(t, r.client, "demo-http", "sleep", `{"ms":1500}`) }()
-	time.Sleep(200 * time.Millisecond)
-	id := client.NewCallID()
+	var progressed gosync.Once
+	running := make(chan struct{})
+	go func() {
+		res, _ := r.client.Call(ctx, "demo-http", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blockerID),
+			client.WithProgress(func(subjects.Progress) { progressed.Do(func() { close(running) }) }))
+		blocker <- res
+	}()
+	<-running
+	id, key := client.NewCallID(), "queued-"+client.NewCallID()
 	done := make(chan *subjects.Result, 1)
-	go func() { done <- call(t, r.client, "demo-http", "echo", `{"message":"x"}`, client.WithCallID(id)) }()
-	time.Sleep(200 * time.Millisecond)
+	go func() {
+		res, _ := r.client.Call(ctx, "demo-http", "count", map[string]string{"key": key}, client.WithCallID(id))
+		done <- res
+	}()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 2 {
+			return fmt.Errorf("%d calls in TOOL_CALLS, want the running one and the queued one", n)
+		}
+		return nil
+	})
 	if err := r.client.Cancel(id); err != nil {
 		t.Fatal(err)
 	}
-	res := <-done
-	if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
+	var res *subjects.Result
+	select {
+	case res = <-done:
+	case b := <-blocker:
+		t.Fatalf("the slot freed (%+v) before the queued call's cancel was answered", b)
+	}
+	if res == nil || res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled || res.Tool != "count" {
 		t.Fatalf("got %+v, want cancelled", res)
 	}
-	<-blocker
+	if err := r.client.Cancel(blockerID); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-blocker; b == nil || b.Error == nil || b.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("blocker: %+v, want cancelled", b)
+	}
+	// The queued call, delivered now, finds its answer and does not run.
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
+		}
+		return nil
+	})
+	if n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key}); text(t, n) != fmt.Sprintf(`{%q:0}`, key) {
+		t.Fatalf("the cancelled call ran: %s", text(t, n))
+	}
 }
 
 // A deleted consumer is recreated and the worker keeps consuming.
@@ -230,14 +279,21 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 // ran.
 func catalogRig(t *testing.T) (ns *natstest.Server, cl *client.Client, execLog string) {
 	t.Helper()
-	ns = natstest.Start(t)
-	ctx := context.Background()
 	execLog = t.TempDir() + "/exec.log"
-	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{ExecLog: execLog})
+	url, stop, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true, ExecLog: execLog})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
+	ns, cl = catalogRigFor(t, url)
+	return ns, cl, execLog
+}
+
+// catalogRigFor is catalogRig for a demo server already running at url.
+func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Client) {
+	t.Helper()
+	ns = natstest.Start(t)
+	ctx := context.Background()
 	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
 	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
 	if err != nil {
@@ -260,7 +316,7 @@ func catalogRig(t *testing.T) (ns *natstest.Server, cl *client.Client, execLog s
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
 	cl, _ = client.New(ns.NC)
 	t.Cleanup(func() { cl.Close() })
-	return ns, cl, execLog
+	return ns, cl
 }
 
 // With the catalog, an unknown tool and arguments that break the tool's
@@ -317,5 +373,99 @@ func TestDestructiveCallStartedBeforeIsNotRunAgain(t *testing.T) {
 	log, _ := os.ReadFile(execLog)
 	if string(log) != "destroy fresh\n" {
 		t.Fatalf("the MCP server ran %q; want only the fresh destroy", log)
+	}
+}
+
+// A destructive, non-idempotent call whose HTTP MCP server dies after the
+// request reached it ends outcome_unknown — it may have run — and is not
+// run again; server_unavailable would invite a blind retry.
+func TestDestructiveCallCutOffIsOutcomeUnknown(t *testing.T) {
+	bin := testbin.Build(t, "toolbus/cmd/mcp-demo")
+	execLog := t.TempDir() + "/exec.log"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srvProc := exec.Command(bin, "--transport", "http", "--addr", addr, "--faults", "--exec-log", execLog)
+	if err := srvProc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvProc.Process.Kill(); _ = srvProc.Wait() })
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	_, cl := catalogRigFor(t, "http://"+addr+"/mcp")
+
+	done := make(chan *subjects.Result, 1)
+	go func() { done <- call(t, cl, "demo", "destroy", `{"key":"cut","ms":30000}`) }()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if b, _ := os.ReadFile(execLog); string(b) != "destroy cut\n" {
+			return fmt.Errorf("destroy has not reached the server yet")
+		}
+		return nil
+	})
+	if err := srvProc.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.Error == nil || res.Error.Code != subjects.CodeOutcomeUnknown || !strings.Contains(res.Error.Message, "may have run") {
+		t.Fatalf("got %+v; want outcome_unknown", res)
+	}
+}
+
+// A call whose deadline passes while it waits in the queue is answered
+// timeout at its deadline — while the only slot is still busy — not when a
+// slot frees, and never runs.
+func TestQueuedCallPastItsDeadlineIsAnswered(t *testing.T) {
+	r := newRig(t, worker.Config{Concurrency: 1}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	blockerID := client.NewCallID()
+	blocker := make(chan *subjects.Result, 1)
+	var progressed gosync.Once
+	running := make(chan struct{})
+	go func() {
+		res, _ := r.client.Call(ctx, "demo-http", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blockerID),
+			client.WithProgress(func(subjects.Progress) { progressed.Do(func() { close(running) }) }))
+		blocker <- res
+	}()
+	<-running
+	key := "late-" + client.NewCallID()
+	done := make(chan *subjects.Result, 1)
+	go func() {
+		res, _ := r.client.Call(ctx, "demo-http", "count", map[string]string{"key": key}, client.WithTimeout(time.Second))
+		done <- res
+	}()
+	var res *subjects.Result
+	select {
+	case res = <-done:
+	case b := <-blocker:
+		t.Fatalf("the slot freed (%+v) before the queued call's deadline was answered", b)
+	}
+	if res == nil || res.Error == nil || res.Error.Code != subjects.CodeTimeout || res.Tool != "count" {
+		t.Fatalf("got %+v, want timeout", res)
+	}
+	if err := r.client.Cancel(blockerID); err != nil {
+		t.Fatal(err)
+	}
+	<-blocker
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
+		}
+		return nil
+	})
+	if n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key}); text(t, n) != fmt.Sprintf(`{%q:0}`, key) {
+		t.Fatalf("the expired call ran: %s", text(t, n))
 	}
 }

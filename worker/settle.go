@@ -148,36 +148,31 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 }
 
 // store publishes the result to subject only if none is stored there yet,
-// and waits for the PubAck, retrying through a NATS reconnect for up to
-// AckWait. When a result already exists it returns that one.
+// and waits for the PubAck. Each try has its own timeout, and tries go on
+// through NATS reconnects and leader changes for storeBudget (at least
+// twice AckWait; the lease is renewed meanwhile): a finished result is not
+// thrown away while there is time to store it. When a result already
+// exists it returns that one.
 func (w *Worker) store(subject string, hdr nats.Header, data []byte) (existing []byte, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
-	defer cancel()
 	msg := &nats.Msg{Subject: subject, Header: hdr, Data: data}
-	for attempt := 0; ; attempt++ {
+	err = tryFor(context.Background(), max(storeBudget, 2*w.cfg.AckWait), attemptTimeout, func(ctx context.Context) error {
 		// Write-once by the expected last sequence, not by a message id:
 		// the subject is the call id, and the server keeps no id map.
 		_, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(0))
 		var apiErr *jetstream.APIError
-		switch {
-		case err == nil:
-			return nil, nil
-		case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
-			m, gerr := w.results.GetLastMsgForSubject(ctx, msg.Subject)
-			if gerr == nil {
-				if bytes.Equal(m.Data, data) {
-					return nil, nil // ours: an earlier try stored it, its PubAck was lost
-				}
-				return m.Data, nil
-			}
-			err = gerr
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+		m, err := w.results.GetLastMsgForSubject(ctx, msg.Subject)
+		if err != nil {
+			return err
 		}
-	}
+		if !bytes.Equal(m.Data, data) {
+			existing = m.Data
+		} // else ours: an earlier try stored it, its PubAck was lost
+		return nil
+	})
+	return existing, err
 }
 
 func resultHeader(res *subjects.Result) nats.Header {

@@ -30,11 +30,14 @@ type Caller interface {
 }
 
 // Catalog refuses calls that cannot succeed before they reach a server.
-// Optional: without one, every call to a registered server is attempted.
+// Optional: without one (tests), every call to a registered server is
+// attempted.
 type Catalog interface {
-	// CheckCall returns nil when the server has no catalog yet (never
-	// synced) or the tool exists and args fit its schema; otherwise the
-	// error result to answer with (unknown_tool, invalid_arguments). known
+	// CheckCall returns nil when the tool exists and args fit its schema;
+	// otherwise the error result to answer with: unknown_tool,
+	// invalid_arguments, or catalog_unavailable (retryable) while the
+	// server's first sync has not been read — a call to an unsynced server
+	// never goes through unchecked. known
 	// says whether the catalog has the tool, safe whether its annotations
 	// make running it twice harmless; a known, unsafe tool is never re-run
 	// blindly after a worker died mid-call.
@@ -50,7 +53,9 @@ type Config struct {
 	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an ack before redelivering
-	// (default 30s); a running call renews it with InProgress at AckWait/3.
+	// (default subjects.DefaultAckWait, 5s): a running call renews it with
+	// InProgress at AckWait/3, and the calls of a worker that died go to
+	// another within it.
 	AckWait time.Duration
 	// MaxDeliver is the number of deliveries before a call is dead (default 5).
 	MaxDeliver int
@@ -81,7 +86,7 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 		c.MaxAckPending = 1024
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = subjects.DefaultAckWait
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
@@ -178,11 +183,18 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if w.ledger, err = openLedger(ctx, w.js); err != nil {
 		return fmt.Errorf("KV bucket %s: %w", subjects.BucketLedger, err)
 	}
+	// Every worker hears every cancel (the one running the call stops it);
+	// one of them, through the queue group, answers it at once.
 	cancelSub, err := w.nc.Subscribe(subjects.ToolCancelAll, w.onCancel)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
 	}
 	defer cancelSub.Unsubscribe()
+	answerSub, err := w.nc.QueueSubscribe(subjects.ToolCancelAll, "toolbus-cancel", w.answerCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
+	}
+	defer answerSub.Unsubscribe()
 	var bg gosync.WaitGroup
 	defer bg.Wait()
 	// Leases are renewed until the last call is settled, through the
@@ -331,6 +343,11 @@ func (w *Worker) onCancel(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	var why subjects.Cancel
+	_ = json.Unmarshal(m.Data, &why)
+	if why.Reason == subjects.CancelDeadline {
+		return // a running call has its own deadline; a queued one is answered by answerCancel
+	}
 	key := subjects.LedgerKey(agent, id)
 	w.mu.Lock()
 	cancel, ok := w.running[key]
@@ -340,6 +357,44 @@ func (w *Worker) onCancel(m *nats.Msg) {
 		return
 	}
 	w.cancelled.add(key)
+}
+
+// answerCancel stores the answer to a cancel of a call this worker is not
+// running: a cancelled result, written once like any other, so the caller
+// hears it at once, even while the call waits in the queue for a free slot.
+// When the call is delivered, its lookup finds the answer and it does not
+// run. A call that already has a result keeps it (the store is
+// write-once), and a worker running the call stores its own cancelled
+// result, whichever comes first. The cancel's body (subjects.Cancel) may
+// name the call's server and tool so the answer carries them, and a reason:
+// a caller whose deadline passed asks for a timeout answer the same way.
+func (w *Worker) answerCancel(m *nats.Msg) {
+	agent, id, err := subjects.ParseCallRef(m.Subject, subjects.ToolCancelPrefix)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	_, here := w.running[subjects.LedgerKey(agent, id)]
+	w.mu.Unlock()
+	if here {
+		return // the running call answers for itself
+	}
+	// A call that must not run twice has a start mark once a worker
+	// started it: that worker answers, truthfully (it may have finished).
+	if w.ledger.marked(subjects.LedgerKey(agent, id)) {
+		return
+	}
+	var about subjects.Cancel
+	_ = json.Unmarshal(m.Data, &about)
+	why := &subjects.Error{Code: subjects.CodeCancelled, Message: "cancelled on " + m.Subject}
+	if about.Reason == subjects.CancelDeadline {
+		why = &subjects.Error{Code: subjects.CodeTimeout, Message: "the call's deadline passed before a worker ran it (it waited in the queue); it did not run"}
+	}
+	res := &subjects.Result{CallID: id, Agent: agent, Server: about.Server, Tool: about.Tool, Worker: w.cfg.Name,
+		Status: subjects.StatusError, Error: why}
+	if _, err := w.record(res, time.Now()); err != nil {
+		w.log.Warn().Err(err).Str("call_id", id).Str("agent_id", agent).Msg("cancel not answered yet; the call is answered when a worker takes it")
+	}
 }
 
 // track registers a running call's cancel under its ledger key until the

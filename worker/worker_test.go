@@ -43,12 +43,12 @@ func servers(t testing.TB) []subjects.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	httpURL, stopHTTP, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	httpURL, stopHTTP, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopHTTP)
-	sseURL, stopSSE, err := demo.Serve(ctx, demo.TransportSSE, "127.0.0.1:0", demo.Options{})
+	sseURL, stopSSE, err := demo.Serve(ctx, demo.TransportSSE, "127.0.0.1:0", demo.Options{Faults: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,6 +457,9 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 // — the tool runs for it — and never the first agent's stored result.
 func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 	r := newRig(t, worker.Config{}, 1)
+	// A window the in-window check below fits in, set before the first
+	// call (the server keeps the purge timer of the window it started with).
+	shrinkDuplicateWindow(t, r.ns, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice, err := client.New(r.ns.NC, client.WithAgent("alice"))
@@ -491,7 +494,6 @@ func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 	if _, err := bob.Result(ctx, id); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("bob reads a result for alice's id: %v", err)
 	}
-	shrinkDuplicateWindow(t, r.ns)
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if publish().Duplicate {
 			return fmt.Errorf("still inside the duplicate window")
@@ -513,9 +515,9 @@ func TestCallIDsAreScopedToTheirAgent(t *testing.T) {
 	}
 }
 
-// shrinkDuplicateWindow sets TOOL_CALLS' duplicate window to 100ms, so
-// "after the window" comes soon.
-func shrinkDuplicateWindow(t *testing.T, ns *natstest.Server) {
+// shrinkDuplicateWindow sets TOOL_CALLS' duplicate window to d, so "after
+// the window" comes soon.
+func shrinkDuplicateWindow(t *testing.T, ns *natstest.Server, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -524,7 +526,7 @@ func shrinkDuplicateWindow(t *testing.T, ns *natstest.Server) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	cfg.Duplicates = 100 * time.Millisecond
+	cfg.Duplicates = d
 	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -534,6 +536,7 @@ func shrinkDuplicateWindow(t *testing.T, ns *natstest.Server) {
 // tool.reply.<agent>.<call_id> again, and the tool does not run again.
 func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	r := newRig(t, worker.Config{}, 1)
+	shrinkDuplicateWindow(t, r.ns, 100*time.Millisecond) // before the first call: the server keeps its purge timer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	id, key := client.NewCallID(), "resent-"+client.NewCallID()
@@ -541,7 +544,6 @@ func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	if err != nil || res.Status != subjects.StatusOK {
 		t.Fatalf("first: %+v %v", res, err)
 	}
-	shrinkDuplicateWindow(t, r.ns)
 	sub, err := r.ns.NC.SubscribeSync(subjects.ToolReply(subjects.DefaultAgent, id))
 	if err != nil {
 		t.Fatal(err)

@@ -17,10 +17,14 @@ import (
 const usage = `mcp-demo: toolbus's demo MCP server.
 
 Usage:
-  mcp-demo [--transport stdio|sse|http] [--addr HOST:PORT] [--exec-log FILE]
+  mcp-demo [--transport stdio|sse|http] [--addr HOST:PORT] [--faults [--exec-log FILE]]
 
-Tools: echo, add, sleep (with progress), fail (tool error), crash (exits the
-process with status 3), count and destroy (execution counters), executions.
+Tools: echo, add, sleep (with progress), fail (tool error), whoami.
+
+--faults adds fault-injection tools, for tests only: crash (exits the process
+with status 3), kill_parent (SIGKILLs the process that started this one, e.g.
+a toolbus worker, then exits with status 4), destroy (poses as destructive),
+count and executions (execution counters).
 
 Transports:
   stdio  JSON-RPC on stdin/stdout (default); stdout carries only the protocol
@@ -34,7 +38,8 @@ func main() {
 	fs := flag.NewFlagSet("mcp-demo", flag.ContinueOnError)
 	transport := fs.String("transport", demo.TransportStdio, "stdio, sse or http (streamable HTTP)")
 	addr := fs.String("addr", demo.DefaultAddr, "listen address for sse and http")
-	execLog := fs.String("exec-log", "", "append one line \"<tool> <key>\" per count/destroy execution to this file")
+	faults := fs.Bool("faults", false, "also offer the fault-injection tools crash, kill_parent, destroy, count and executions (for tests only)")
+	execLog := fs.String("exec-log", "", "append one line \"<tool> <key>\" per count/destroy execution to this file (needs --faults)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -50,13 +55,17 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
+	if *execLog != "" && !*faults {
+		fmt.Fprintln(os.Stderr, "mcp-demo: --exec-log records count and destroy, which only --faults offers")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := demo.Run(ctx, demo.RunOptions{
 		Transport: *transport,
 		Addr:      *addr,
-		Options:   demo.Options{ExecLog: *execLog},
+		Options:   demo.Options{Faults: *faults, ExecLog: *execLog},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mcp-demo: %v\n", err)

@@ -220,7 +220,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	if strings.Contains(out, "t0ken") {
 		t.Fatalf("servers list leaks: %s", out)
 	}
-	must("10 tools", "sync", "search")
+	must("5 tools", "sync", "search")
 	natstest.CheckFor(t, 20*time.Second, func() error {
 		out, errOut, code := run(t, env, bin, "call", "search", "echo", `{"message":"found"}`)
 		if code != 0 || out != "found\n" {

@@ -129,7 +129,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopHTTP)
-	cfg := fmt.Sprintf("servers:\n  demo:\n    command: %s\n    args: [demo]\n    protocol_version: \"2025-11-25\"\n  demo-http:\n    transport: http\n    url: %s\n    protocol_version: \"2025-11-25\"\n", r.bin, httpURL)
+	cfg := fmt.Sprintf("servers:\n  demo:\n    command: %s\n    args: [demo, --faults]\n    protocol_version: \"2025-11-25\"\n  demo-http:\n    transport: http\n    url: %s\n    protocol_version: \"2025-11-25\"\n", r.bin, httpURL)
 	if err := os.WriteFile(filepath.Join(dir, "toolbus.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -156,6 +156,10 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
+// firstSyncWait bounds how long a starting worker waits for the first syncs
+// of registered servers (see runStack).
+const firstSyncWait = 10 * time.Second
+
 // runStack provisions the bus and runs the worker (and, with all, the other
 // services) until ctx ends, then shuts down in order: stop publishing,
 // drain the worker, close MCP sessions, drain NATS.
@@ -203,15 +207,25 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		return err
 	}
 	defer catalog.Stop()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
 
 	svc := &services{}
-	svc.run(ctx, "worker", w.Run)
 	// Every process is a sync replica (they share the resync queue), so a
-	// fleet of plain workers keeps its catalog too; only serve holds
-	// sessions open to hear notifications/tools/list_changed.
-	syncer := toolsync.NewSyncer(js, reg, toolsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all}, toolsync.WithSyncLogger(log))
+	// fleet of plain workers keeps its catalog too; only serve listens for
+	// notifications/tools/list_changed. The syncer lists tools over the
+	// worker's pool: one process per stdio server per toolbus process.
+	syncer := toolsync.NewSyncer(js, reg, toolsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all},
+		toolsync.WithSyncLogger(log), toolsync.WithPool(pool))
 	svc.run(ctx, "sync", syncer.Run)
+	// The catalog refuses calls to a server until its first sync is read
+	// (catalog_unavailable): give first syncs a moment before taking calls,
+	// which wait in TOOL_CALLS meanwhile.
+	wctx, cancel := context.WithTimeout(ctx, firstSyncWait)
+	if waiting := catalog.WaitFirstSync(wctx, pool.Names()); len(waiting) > 0 && ctx.Err() == nil {
+		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
+	}
+	cancel()
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
+	svc.run(ctx, "worker", w.Run)
 	if all {
 		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
 			return err

@@ -50,7 +50,7 @@ func init() {
 	c := &command{
 		name:    "servers",
 		summary: "register, list, show or remove MCP servers",
-		usage: `toolbus servers add [flags] <name> ['{"transport":"http","url":...}']
+		usage: `toolbus servers add [flags] <name> ['{"transport":"http","url":...}'] [--no-wait]
        toolbus servers list [--json]
        toolbus servers show <name>
        toolbus servers rm <name>
@@ -62,7 +62,11 @@ encrypted under $TOOLBUS_SECRET_KEY
 (32 bytes, base64: openssl rand -base64 32), or give references such as
 env:GITHUB_TOKEN, read where the server is dialed. They are never printed.
 toolbus serve upserts its config file's servers at every start, so for a name
-in both, the file wins at the next start.`,
+in both, the file wins at the next start.
+
+servers add waits for the first sync and exits 1 when it fails or no sync
+replica answers (the server stays registered and is retried at the next
+resync); --no-wait exits 0 once the server is registered.`,
 	}
 	c.run = func(ctx context.Context, args []string) error {
 		if len(args) == 0 {
@@ -133,13 +137,17 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	fs.IntVar(&srv.MaxConcurrency, "max-concurrency", 0, "in-flight calls per worker (default 64)")
 	fs.BoolVar(&srv.RetryUnsafe, "retry-unsafe", false, "re-run destructive, non-idempotent tools after a worker crash")
 	local := fs.Bool("local", false, "sync in this process instead of asking the running sync replicas")
-	wait := fs.Duration("wait", 20*time.Second, "how long to wait for the first sync's outcome (0: don't wait)")
+	wait := fs.Duration("wait", 20*time.Second, "how long to wait for the first sync's outcome (0: as --no-wait)")
+	noWait := fs.Bool("no-wait", false, "exit 0 once registered, without waiting for the first sync (it runs in the background)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) == 0 || len(rest) > 2 {
 		return usagef("want <name> and optionally a JSON object")
+	}
+	if *local && (*noWait || *wait <= 0) {
+		return usagef("--local runs the first sync here and waits for it; drop --no-wait, or --local to let the sync replicas run it")
 	}
 	if len(rest) == 2 {
 		var js subjects.Server
@@ -203,13 +211,12 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 		s := toolsync.NewSyncer(reg.js, reg.Registry, toolsync.Config{}, toolsync.WithSyncLogger(newLogger("error")))
 		d, err := s.SyncServer(ctx, srv.Name)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "warning: first sync failed (the server stays registered): %v\n", err)
-			return nil
+			return fmt.Errorf("first sync failed: %w\n%s", err, retried(srv.Name))
 		}
 		printDiff(os.Stdout, d)
 		return nil
 	}
-	if *wait <= 0 {
+	if *noWait || *wait <= 0 {
 		fmt.Println("sync queued")
 		return nil
 	}
@@ -217,7 +224,10 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	for time.Now().Before(deadline) {
 		st, err := reg.Status(ctx, srv.Name)
 		if err == nil && st.At.After(before.At) {
-			printStatus(os.Stdout, st)
+			if !st.OK {
+				return fmt.Errorf("first sync failed (%s): %s\n%s", st.ErrorClass, st.Message, retried(srv.Name))
+			}
+			printSynced(os.Stdout, st)
 			return nil
 		}
 		select {
@@ -226,8 +236,12 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(os.Stderr, "no sync replica answered within %s: is toolbus serve running? The sync stays queued; or run: toolbus sync %s\n", *wait, srv.Name)
-	return nil
+	return fmt.Errorf("no sync replica answered within %s: is toolbus serve (or a worker) running? The sync stays queued and %s stays registered; run it here with: toolbus sync %s (or pass --no-wait to not wait)", *wait, srv.Name, srv.Name)
+}
+
+// retried says what becomes of a server whose first sync failed.
+func retried(name string) string {
+	return fmt.Sprintf("%s stays registered and will be retried at the next resync; fix it and run: toolbus sync %s", name, name)
 }
 
 // merge copies the explicitly set flag values of f over j.
@@ -369,15 +383,12 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func printStatus(w *os.File, st subjects.SyncStatus) {
-	if st.OK {
-		fmt.Fprintf(w, "synced %s: %d tools (%.0f ms)\n", st.Server, st.Tools, st.DurationMS)
-		if st.Message != "" {
-			fmt.Fprintln(w, "  "+st.Message)
-		}
-		return
+// printSynced prints a successful sync status.
+func printSynced(w *os.File, st subjects.SyncStatus) {
+	fmt.Fprintf(w, "synced %s: %d tools (%.0f ms)\n", st.Server, st.Tools, st.DurationMS)
+	if st.Message != "" {
+		fmt.Fprintln(w, "  "+st.Message)
 	}
-	fmt.Fprintf(w, "sync of %s failed (%s): %s\nThe server stays registered; fix it and run: toolbus sync %s\n", st.Server, st.ErrorClass, st.Message, st.Server)
 }
 
 func printDiff(w *os.File, d toolsync.Diff) {

@@ -38,6 +38,11 @@ read from this environment. --queue instead asks the running sync replicas.`,
 		}
 		defer reg.Close()
 		if *queue {
+			if server != "" {
+				if _, err := reg.Get(ctx, server); errors.Is(err, toolsync.ErrNotFound) {
+					return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
+				}
+			}
 			if err := toolsync.RequestResync(ctx, reg.js, server); err != nil {
 				return err
 			}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	toolsync "toolbus/sync"
 )
 
 func init() {
@@ -52,9 +55,11 @@ func toolsList(ctx context.Context, c *command, args []string) error {
 	}
 	if len(es) == 0 {
 		if server != "" {
+			if _, err := reg.Get(ctx, server); errors.Is(err, toolsync.ErrNotFound) {
+				return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
+			}
 			if st, err := reg.Status(ctx, server); err == nil && !st.OK && st.ErrorClass != "" {
-				fmt.Printf("no tools for %s: last sync failed (%s): %s\n", server, st.ErrorClass, st.Message)
-				return nil
+				return fmt.Errorf("no tools for %s: last sync failed (%s): %s", server, st.ErrorClass, st.Message)
 			}
 			fmt.Printf("no tools for %s (toolbus servers list; toolbus sync %s)\n", server, server)
 			return nil

@@ -2,6 +2,11 @@
 // a tool that exits the process, one that writes to stderr, one that reports
 // progress, one that tells its pid (to see respawns), and ones that tell
 // its environment and arguments (to see what reaches a child).
+//
+// STDIOSRV_SPAWN_LOG names a file it appends its pid to at start, to count
+// the processes a test ran. With STDIOSRV_LIST_CHANGED set it declares
+// tools.listChanged, and its tool "addtool" adds a tool (named by "name"),
+// which sends notifications/tools/list_changed.
 package main
 
 import (
@@ -20,7 +25,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stdiosrv: refusing to start: STDIOSRV_FAIL_START is set")
 		os.Exit(2)
 	}
-	s := server.NewMCPServer("stdiosrv", "1", server.WithToolCapabilities(false))
+	if path := os.Getenv("STDIOSRV_SPAWN_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, os.Getpid())
+			err = f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "stdiosrv: spawn log:", err)
+			os.Exit(2)
+		}
+	}
+	listChanged := os.Getenv("STDIOSRV_LIST_CHANGED") != ""
+	s := server.NewMCPServer("stdiosrv", "1", server.WithToolCapabilities(listChanged))
+	if listChanged {
+		s.AddTool(mcp.NewTool("addtool", mcp.WithString("name", mcp.Required())), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			s.AddTool(mcp.NewTool(req.GetString("name", "")), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText("added"), nil
+			})
+			return mcp.NewToolResultText("added"), nil
+		})
+	}
 	s.AddTool(mcp.NewTool("echo"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		raw, _ := json.Marshal(req.GetArguments())
 		return mcp.NewToolResultText(string(raw)), nil
