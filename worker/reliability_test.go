@@ -469,3 +469,45 @@ func TestQueuedCallPastItsDeadlineIsAnswered(t *testing.T) {
 		t.Fatalf("the expired call ran: %s", text(t, n))
 	}
 }
+
+// A re-sent call id of a tool safe to re-run (read-only) skips the lookup
+// and may run again, but its caller hears the first, stored answer.
+func TestResentSafeCallIDGetsTheStoredAnswer(t *testing.T) {
+	ns, cl, _ := catalogRig(t)
+	shrinkDuplicateWindow(t, ns, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := client.NewCallID()
+	first := call(t, cl, "demo", "echo", `{"message":"once"}`, client.WithCallID(id))
+	if first.Status != subjects.StatusOK {
+		t.Fatalf("first: %+v", first)
+	}
+	sub, err := ns.NC.SubscribeSync(subjects.ToolReply(subjects.DefaultAgent, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		msg := nats.NewMsg("tool.call.default.demo.echo")
+		msg.Header.Set(subjects.HeaderCallID, id)
+		msg.Data = []byte(`{"message":"twice"}`)
+		ack, err := ns.JS.PublishMsg(ctx, msg)
+		if err != nil {
+			return err
+		}
+		if ack.Duplicate {
+			return fmt.Errorf("still inside the duplicate window")
+		}
+		return nil
+	})
+	m, err := sub.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("the re-sent call id was not answered: %v", err)
+	}
+	var again subjects.Result
+	if err := json.Unmarshal(m.Data, &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.DurationMS != first.DurationMS || !strings.Contains(string(again.Result), "once") {
+		t.Fatalf("re-sent: %+v %s; want the stored first answer", again, again.Result)
+	}
+}

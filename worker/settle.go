@@ -93,12 +93,18 @@ func (w *Worker) settleUnaddressable(msg jetstream.Msg, res *subjects.Result) {
 func (w *Worker) record(res *subjects.Result, start time.Time) (raced bool, err error) {
 	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	data := w.encode(res)
-	stored, err := w.store(subjects.ToolResult(res.Agent, res.CallID), resultHeader(res), data)
+	stored, seq, err := w.store(subjects.ToolResult(res.Agent, res.CallID), resultHeader(res), data)
 	if err != nil {
 		return false, err
 	}
 	if stored != nil {
 		_ = json.Unmarshal(stored, res)
+		if res.Attempt == 1 {
+			// A first delivery that lost to an earlier result: its call id
+			// was re-sent (a tool safe to re-run skips the lookup), and its
+			// caller listens for that earlier answer.
+			w.announce(res, stored, seq)
+		}
 		return true, nil
 	}
 	return false, nil
@@ -153,7 +159,7 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 // twice AckWait; the lease is renewed meanwhile): a finished result is not
 // thrown away while there is time to store it. When a result already
 // exists it returns that one.
-func (w *Worker) store(subject string, hdr nats.Header, data []byte) (existing []byte, err error) {
+func (w *Worker) store(subject string, hdr nats.Header, data []byte) (existing []byte, seq uint64, err error) {
 	msg := &nats.Msg{Subject: subject, Header: hdr, Data: data}
 	err = tryFor(context.Background(), max(storeBudget, 2*w.cfg.AckWait), attemptTimeout, func(ctx context.Context) error {
 		// Write-once by the expected last sequence, not by a message id:
@@ -168,11 +174,11 @@ func (w *Worker) store(subject string, hdr nats.Header, data []byte) (existing [
 			return err
 		}
 		if !bytes.Equal(m.Data, data) {
-			existing = m.Data
+			existing, seq = m.Data, m.Sequence
 		} // else ours: an earlier try stored it, its PubAck was lost
 		return nil
 	})
-	return existing, err
+	return existing, seq, err
 }
 
 func resultHeader(res *subjects.Result) nats.Header {
