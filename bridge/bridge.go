@@ -26,12 +26,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"toolbus/broker"
 	"toolbus/subjects"
 )
 
@@ -76,6 +78,7 @@ type Bridge struct {
 	pubTimeout time.Duration
 	now        func() time.Time
 	memory     *memory
+	woken      gosync.Map // agent -> struct{}: its wake-up consumer exists
 }
 
 // hook is a validated Hook with its secrets resolved.
@@ -268,11 +271,32 @@ func (b *Bridge) handle(r *http.Request, h *hook, now time.Time) (*Accepted, *ht
 			return nil, refuse(http.StatusBadRequest, CodeBadRequest, "body: %v", err)
 		}
 	}
+	if h.Route == RouteWake {
+		if herr := b.ensureWake(r.Context(), h.Agent); herr != nil {
+			return nil, herr
+		}
+	}
 	acc, herr := b.publish(r.Context(), msg, id)
 	if herr == nil && !d.until.IsZero() {
 		b.memory.remember(id, d.until, now)
 	}
 	return acc, herr
+}
+
+// ensureWake makes sure agent's durable wake-up consumer exists before the
+// first wake-up the bridge publishes for it, so an agent that is offline
+// gets it when it comes back (client.Wakeups).
+func (b *Bridge) ensureWake(ctx context.Context, agent string) *httpError {
+	if _, ok := b.woken.Load(agent); ok || b.js == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.pubTimeout)
+	defer cancel()
+	if err := broker.EnsureWakeConsumer(ctx, b.js, agent); err != nil {
+		return refuse(http.StatusServiceUnavailable, CodeUnavailable, "cannot prepare the wake-up consumer of agent %q: %v; retry later", agent, err)
+	}
+	b.woken.Store(agent, struct{}{})
+	return nil
 }
 
 // publish waits for the PubAck; anything short of one is a 503. A

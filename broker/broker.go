@@ -269,6 +269,17 @@ func GetOrCreateConsumer(ctx context.Context, js jetstream.JetStream, stream str
 	return c, err
 }
 
+// EnsureWakeConsumer creates agent's durable wake-up consumer on EVENTS
+// if it is missing (subjects.WakeConsumerConfig), so wake-ups published
+// from now on wait for the agent even while it is offline.
+func EnsureWakeConsumer(ctx context.Context, js jetstream.JetStream, agent string) error {
+	if err := subjects.ValidateAgent(agent); err != nil {
+		return err
+	}
+	_, err := GetOrCreateConsumer(ctx, js, subjects.StreamEvents, subjects.WakeConsumerConfig(agent))
+	return err
+}
+
 // redactURLs hides passwords in a comma-separated list of NATS URLs.
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")

@@ -407,3 +407,80 @@ func encodeArgs(args any) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Wakeup is one wake-up of this client's agent: an event published on
+// agent.wake.<agent> by the scheduler, the webhook bridge or anyone allowed
+// to.
+type Wakeup struct {
+	Subject string
+	Data    []byte
+	Header  nats.Header
+	// Seq is the event's sequence in the EVENTS stream; Time when it was
+	// stored; Delivered how many times it has been delivered (1 unless
+	// an earlier handler failed or its process died).
+	Seq       uint64
+	Time      time.Time
+	Delivered uint64
+}
+
+// ErrNoWakeConsumer is returned by Wakeups when the agent's wake-up
+// consumer does not exist and this connection may not create it.
+var ErrNoWakeConsumer = errors.New("no wake-up consumer for this agent")
+
+// Wakeups delivers this agent's wake-ups to handle, one at a time and in
+// order, until ctx ends (it then returns nil). They come from the agent's
+// durable consumer on EVENTS (subjects.WakeConsumer), so wake-ups published
+// while the agent was offline are delivered when it comes back, each once:
+// a wake-up is acknowledged when handle returns nil, and delivered again
+// (after a short delay) when handle returns an error or the process dies
+// before returning. The consumer is created here if missing and the
+// connection may (without NATS authentication); with authentication it is
+// created by the scheduler or the bridge at their first wake-up for the
+// agent, or by an admin (`toolbus agents add`).
+func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeup) error) error {
+	name := subjects.WakeConsumer(c.agent)
+	cons, err := c.js.Consumer(ctx, subjects.StreamEvents, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = c.js.CreateConsumer(ctx, subjects.StreamEvents, subjects.WakeConsumerConfig(c.agent))
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+			return fmt.Errorf("%w %q (%s on %s): %v", ErrNoWakeConsumer, c.agent, name, subjects.StreamEvents, err)
+		}
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = c.js.Consumer(ctx, subjects.StreamEvents, name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("wake-up consumer %s: %w", name, err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		return fmt.Errorf("wake-up consumer %s: %w", name, err)
+	}
+	stop := context.AfterFunc(ctx, msgs.Stop)
+	defer stop()
+	defer msgs.Stop()
+	for {
+		m, err := msgs.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("wake-ups of %s: %w", c.agent, err)
+		}
+		w := Wakeup{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()}
+		if md, err := m.Metadata(); err == nil {
+			w.Seq, w.Time, w.Delivered = md.Sequence.Stream, md.Timestamp, md.NumDelivered
+		}
+		if err := handle(ctx, w); err != nil {
+			c.log.Warn().Err(err).Uint64("seq", w.Seq).Msg("wake-up handler failed; it will be delivered again")
+			_ = m.NakWithDelay(time.Second)
+			continue
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = m.DoubleAck(actx)
+		cancel()
+		if err != nil {
+			c.log.Warn().Err(err).Uint64("seq", w.Seq).Msg("wake-up ack not confirmed; it may be delivered again")
+		}
+	}
+}

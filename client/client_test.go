@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +114,62 @@ func TestClientAgent(t *testing.T) {
 	cl.Close()
 	if _, err := client.New(ns.NC, client.WithAgent("a.b")); !errors.Is(err, subjects.ErrInvalidAgent) {
 		t.Fatalf("agent a.b: %v, want ErrInvalidAgent", err)
+	}
+}
+
+// Wakeups delivers what was published while nobody listened, in order; a
+// handler error has the wake-up delivered again, and an acknowledged one is
+// never delivered again.
+func TestWakeups(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New(ns.NC, client.WithAgent("sleeper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// Without authentication the client makes its consumer; the first
+	// wake-ups must wait for it, so make it before publishing, as the
+	// scheduler and the bridge do.
+	if _, err := ns.JS.CreateConsumer(ctx, subjects.StreamEvents, subjects.WakeConsumerConfig("sleeper")); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"one", "two", "three"} {
+		if _, err := ns.JS.Publish(ctx, "agent.wake.sleeper", []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ns.JS.Publish(ctx, "agent.wake.other", []byte("not mine")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	failedOnce := false
+	run := func(stopAt int) {
+		t.Helper()
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		err := cl.Wakeups(wctx, func(_ context.Context, w client.Wakeup) error {
+			if string(w.Data) == "two" && !failedOnce {
+				failedOnce = true
+				return errors.New("not now")
+			}
+			got = append(got, fmt.Sprintf("%s#%d", w.Data, w.Delivered))
+			if len(got) == stopAt {
+				wcancel()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(2)
+	if _, err := ns.JS.Publish(ctx, "agent.wake.sleeper", []byte("four")); err != nil {
+		t.Fatal(err)
+	}
+	run(4)
+	if want := "one#1 two#2 three#1 four#1"; strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
 	}
 }

@@ -161,6 +161,28 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 	}
 }
 
+// WakeConsumer is the name of an agent's durable consumer of its wake-ups
+// on EVENTS: wake-<agent>.
+func WakeConsumer(agent string) string { return "wake-" + agent }
+
+// WakeConsumerConfig is an agent's durable consumer of agent.wake.<agent>
+// on EVENTS: everything retained (so wake-ups published while the agent was
+// offline wait for it), one at a time in order, each until acked. The
+// filter is the one subject, so the consumer API subject names it and NATS
+// permissions can scope it. Created by whoever publishes the first wake-up
+// (scheduler, bridge) or by the agent's client where it may.
+func WakeConsumerConfig(agent string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       WakeConsumer(agent),
+		Description:   "toolbus: wake-ups of agent " + agent,
+		FilterSubject: AgentWakePrefix + agent,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1,
+	}
+}
+
 // DeadLetterConsumer is the durable consumer on TOOL_ADVISORIES.
 func DeadLetterConsumer() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{

@@ -254,8 +254,14 @@ func ParseCatalogResync(subject string) (string, error) {
 // CatalogChanged returns catalog.changed.<server>.
 func CatalogChanged(server string) (string, error) { return withName(CatalogChangedPrefix, server) }
 
-// AgentWake returns agent.wake.<agent>.
-func AgentWake(agent string) (string, error) { return withName(AgentWakePrefix, agent) }
+// AgentWake returns agent.wake.<agent>. The agent is an agent id
+// (ValidateAgent), the token its NATS permissions name.
+func AgentWake(agent string) (string, error) {
+	if err := ValidateAgent(agent); err != nil {
+		return "", err
+	}
+	return AgentWakePrefix + agent, nil
+}
 
 // Webhook returns events.webhook.<hook>.
 func Webhook(hook string) (string, error) { return withName(WebhookPrefix, hook) }

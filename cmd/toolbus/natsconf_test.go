@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"toolbus/broker"
 	"toolbus/client"
 	"toolbus/demo"
 	"toolbus/internal/natstest"
@@ -215,6 +216,24 @@ func TestNatsConfPermissions(t *testing.T) {
 	})
 
 	t.Run("isolation matrix", func(t *testing.T) { isolationMatrix(t, r) })
+	t.Run("nats CLI wake-ups", func(t *testing.T) {
+		cli := os.Getenv("TOOLBUS_NATS_CLI")
+		if cli == "" {
+			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
+		}
+		asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
+		if out, errOut, code := run(t, asAdmin, bin, "agents", "add", "agent1"); code != 0 {
+			t.Fatalf("agents add: %d %s%s", code, out, errOut)
+		}
+		if out, errOut, code := run(t, asAdmin, cli, "pub", "agent.wake.agent1", "wake-from-cli"); code != 0 {
+			t.Fatalf("nats pub: %d %s%s", code, out, errOut)
+		}
+		// The README's command, as agent1.
+		out, errOut, code := run(t, asAgent, cli, "--inbox-prefix", "_INBOX.agent1", "consumer", "next", "EVENTS", "wake-agent1", "--ack", "--count", "1", "--wait", "5s")
+		if !strings.Contains(out+errOut, "wake-from-cli") {
+			t.Fatalf("nats consumer next: %d\n%s%s", code, out, errOut)
+		}
+	})
 
 	for _, p := range []string{r.serverLog, r.wlog} {
 		b, _ := os.ReadFile(p)
@@ -471,6 +490,40 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	dup.Data = []byte(`{"a":1,"b":1}`)
 	if ack, err := ajs.PublishMsg(ctx, dup); err != nil || !ack.Duplicate {
 		t.Errorf("agent2 re-sending agent1's id inside the window: %+v %v", ack, err)
+	}
+
+	// Wake-ups: agent1 consumes its own from the durable consumer toolbus
+	// made (an admin here, as `toolbus agents add` does), even those
+	// published before it listened; agent2 can neither read them nor make
+	// consumers of its own.
+	if err := broker.EnsureWakeConsumer(ctx, adminJS, "agent1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminJS.Publish(ctx, "agent.wake.agent1", []byte(`{"reason":"matrix"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{
+		"$JS.API.CONSUMER.MSG.NEXT.EVENTS.wake-agent1",
+		"$JS.API.CONSUMER.INFO.EVENTS.wake-agent1",
+		"$JS.API.CONSUMER.CREATE.EVENTS.spy.agent.wake.agent1",
+		"$JS.API.CONSUMER.CREATE.EVENTS.wake-agent2.agent.wake.agent2",
+		"$JS.ACK.EVENTS.wake-agent1.1.1.1.1.1.1",
+	} {
+		if err := attacker.PublishRequest(subj, "_INBOX.agent2.y", []byte(`{"batch":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		denied("read another agent's wake-ups", "Publish", subj)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	var woke []byte
+	err = victimCl.Wakeups(wctx, func(_ context.Context, w client.Wakeup) error {
+		woke = w.Data
+		wcancel()
+		return nil
+	})
+	wcancel()
+	if err != nil || string(woke) != `{"reason":"matrix"}` {
+		t.Errorf("agent1's wake-ups: %q %v", woke, err)
 	}
 
 	// The victim still works, and still reads its own stored result.
