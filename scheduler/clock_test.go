@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"sort"
 	"sync"
 	"time"
 )
@@ -75,15 +76,26 @@ func (c *fakeClock) Waiters() int {
 	return len(c.timers)
 }
 
-// NextAt returns the earliest pending timer's time, or the zero time.
-func (c *fakeClock) NextAt() time.Time {
+// HasTimerAt reports whether a timer is pending for exactly at.
+func (c *fakeClock) HasTimerAt(at time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var min time.Time
 	for t := range c.timers {
-		if min.IsZero() || t.at.Before(min) {
-			min = t.at
+		if t.at.Equal(at) {
+			return true
 		}
 	}
-	return min
+	return false
+}
+
+// Pending returns the times of the pending timers, earliest first.
+func (c *fakeClock) Pending() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Time
+	for t := range c.timers {
+		out = append(out, t.at)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
 }

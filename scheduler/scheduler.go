@@ -3,10 +3,14 @@
 // included). Schedules come from the config file and from the schedules KV
 // bucket, watched live.
 //
-// Several schedulers may run at once for availability; each tick is still
-// published once, because every replica publishes it with the same
-// Nats-Msg-Id (schedule name and scheduled time) and JetStream drops the
-// copies inside the stream's duplicate window.
+// Several schedulers may run at once for availability. They elect one
+// leader with a lease in the schedules bucket (see lease); only the leader
+// runs the schedules, so a core subscriber hears each tick once. A new
+// leader resumes from the last fire each schedule recorded, publishing the
+// ticks still within the grace period that fell during the hand-over. Each
+// tick keeps a Nats-Msg-Id made of the schedule name and scheduled time, the
+// same on every replica, so should two replicas briefly both publish (a
+// leader paused past its lease), JetStream stores one copy.
 //
 // The timing loop is the scheduler's own, one goroutine per schedule, driven
 // by an injected Clock; robfig/cron supplies the parser and Next, not its
@@ -27,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"toolbus/broker"
 	"toolbus/subjects"
 )
 
@@ -41,7 +46,9 @@ const (
 // DefaultGrace is how late a tick may be published and still count as on
 // time; an older tick counts as missed and follows the schedule's Missed
 // policy. It must stay below the streams' duplicate window (2m), or a late
-// replica could publish a tick again.
+// replica could publish a tick again, and well above the time a dead
+// leader takes to be replaced (lease plus renewal, 4s by default), or the
+// ticks of a hand-over are missed rather than published late.
 const DefaultGrace = 30 * time.Second
 
 // Fire reports one publish attempt of one tick, to the WithOnFire observer.
@@ -78,15 +85,36 @@ func WithGrace(d time.Duration) Option { return func(s *Scheduler) { s.grace = d
 // tests). It must not block.
 func WithOnFire(f func(Fire)) Option { return func(s *Scheduler) { s.onFire = f } }
 
+// WithName sets the replica's name, in its logs and in the lease while it
+// leads (default host-pid).
+func WithName(name string) Option { return func(s *Scheduler) { s.name = name } }
+
+// WithLease sets how long the leader's lease lasts without renewal and how
+// often the leader renews it (and followers look at it): default
+// DefaultLease and DefaultRenew. renew 0 means a third of the lease. A dead
+// leader is replaced within about lease+renew; keep that well below the
+// grace period, or ticks of the hand-over are missed rather than late.
+func WithLease(lease, renew time.Duration) Option {
+	return func(s *Scheduler) { s.leaseTTL, s.leaseRenew = lease, renew }
+}
+
 // Scheduler publishes the ticks of its schedules. Create it with New and
 // start it with Run.
 type Scheduler struct {
+	woken  sync.Map // agent -> struct{}: its wake-up consumer exists
 	js     jetstream.JetStream
 	log    zerolog.Logger
 	clock  Clock
 	config []Schedule
 	grace  time.Duration
 	onFire func(Fire)
+	name   string
+
+	leaseTTL, leaseRenew time.Duration
+	lease                *lease
+	// lead is the context of this replica's leadership, nil while it
+	// follows; schedules run under it only.
+	lead context.Context
 
 	kv       jetstream.KeyValue
 	fromConf map[string]*compiled
@@ -108,7 +136,6 @@ type runner struct {
 func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler, error) {
 	s := &Scheduler{
 		js:       js,
-		log:      log.With().Str("component", "scheduler").Logger(),
 		clock:    RealClock{},
 		grace:    DefaultGrace,
 		fromConf: map[string]*compiled{},
@@ -121,6 +148,20 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 	if s.grace <= 0 {
 		s.grace = DefaultGrace
 	}
+	if s.name == "" {
+		s.name = defaultName()
+	}
+	if s.leaseTTL <= 0 {
+		s.leaseTTL, s.leaseRenew = DefaultLease, DefaultRenew
+	}
+	if s.leaseRenew <= 0 {
+		s.leaseRenew = s.leaseTTL / 3
+	}
+	if s.leaseRenew >= s.leaseTTL {
+		return nil, fmt.Errorf("lease: the renewal interval (%v) must be shorter than the lease (%v)", s.leaseRenew, s.leaseTTL)
+	}
+	s.log = log.With().Str("component", "scheduler").Str("replica", s.name).Logger()
+	s.lease = newLease(js.Conn(), s.clock, s.log, s.name, s.leaseTTL, s.leaseRenew)
 	for i := range s.config {
 		c, err := s.config[i].compile()
 		if err != nil {
@@ -134,10 +175,11 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 	return s, nil
 }
 
-// Run publishes ticks until ctx ends. It watches the schedules bucket and
-// starts, restarts or stops a schedule as soon as it is added, changed or
-// removed. It returns nil when ctx ends, or an error if the bucket cannot be
-// reached at start. Call it once per Scheduler.
+// Run publishes ticks until ctx ends, while this replica holds the lease. It
+// watches the schedules bucket and starts, restarts or stops a schedule as
+// soon as it is added, changed or removed. It returns nil when ctx ends,
+// after stopping its schedules and releasing the lease, or an error if the
+// bucket cannot be reached at start. Call it once per Scheduler.
 func (s *Scheduler) Run(ctx context.Context) error {
 	kv, err := bucket(ctx, s.js)
 	if err != nil {
@@ -147,7 +189,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	s.kv = kv
-	defer s.stopAll()
 
 	w, err := kv.Watch(ctx, defPrefix+">")
 	if err != nil {
@@ -156,12 +197,39 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("watch schedules: %w", err)
 	}
+	s.lease.kv = kv
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		s.lease.run(leaseCtx)
+	}()
+	// Stop publishing, then hand the lease over: the next leader reads the
+	// last fires recorded by then.
+	defer func() {
+		stopLease()
+		<-leaseDone
+		s.stopAll()
+		s.lead = nil
+		s.lease.release(context.WithoutCancel(ctx))
+	}()
+
 	initial := true
 	for {
 		select {
 		case <-ctx.Done():
 			_ = w.Stop()
 			return nil
+		case <-s.lease.notify:
+			lead := s.lease.current()
+			if lead == s.lead {
+				continue
+			}
+			s.stopAll()
+			s.lead = lead
+			if lead != nil && !initial {
+				s.reconcileAll()
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				// The watcher ended without us asking; start a new one.
@@ -178,19 +246,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if e == nil { // initial values delivered
 				if initial {
 					initial = false
-					for name := range s.fromConf {
-						s.reconcile(ctx, name)
-					}
-					for name := range s.fromKV {
-						s.reconcile(ctx, name)
-					}
-					s.log.Info().Int("config", len(s.fromConf)).Int("kv", len(s.fromKV)).Msg("scheduler started")
+					s.reconcileAll()
+					s.log.Info().Int("config", len(s.fromConf)).Int("kv", len(s.fromKV)).Bool("leading", s.lead != nil).Msg("scheduler started")
 				}
 				continue
 			}
 			name := s.applyEntry(e)
 			if name != "" && !initial {
-				s.reconcile(ctx, name)
+				s.reconcile(name)
 			}
 		}
 	}
@@ -241,10 +304,10 @@ func (s *Scheduler) reload(ctx context.Context, kv jetstream.KeyValue) {
 		}
 	}
 	for name := range s.running {
-		s.reconcile(ctx, name)
+		s.reconcile(name)
 	}
 	for name := range s.fromKV {
-		s.reconcile(ctx, name)
+		s.reconcile(name)
 	}
 }
 
@@ -278,9 +341,22 @@ func (s *Scheduler) applyEntry(e jetstream.KeyValueEntry) string {
 	return name
 }
 
+func (s *Scheduler) reconcileAll() {
+	for name := range s.fromConf {
+		s.reconcile(name)
+	}
+	for name := range s.fromKV {
+		s.reconcile(name)
+	}
+}
+
 // reconcile makes the running schedule of this name match its definition:
-// the bucket's if any, else the config file's, else none.
-func (s *Scheduler) reconcile(ctx context.Context, name string) {
+// the bucket's if any, else the config file's, else none. A follower runs
+// none; it only keeps the definitions, to start them when it leads.
+func (s *Scheduler) reconcile(name string) {
+	if s.lead == nil {
+		return
+	}
 	want, src := s.fromKV[name], SourceKV
 	if want == nil {
 		want, src = s.fromConf[name], SourceConfig
@@ -306,7 +382,7 @@ func (s *Scheduler) reconcile(ctx context.Context, name string) {
 	if want == nil {
 		return
 	}
-	rctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(s.lead)
 	r := &runner{c: want, source: src, raw: raw, cancel: cancel, done: make(chan struct{})}
 	s.running[name] = r
 	s.wg.Add(1)
@@ -325,24 +401,35 @@ func (s *Scheduler) stopAll() {
 	s.wg.Wait()
 }
 
-// runSchedule is one schedule's timing loop. prev is the last tick dealt
-// with; the loop waits for the next one after it, so a slow wake-up never
-// skips a tick that is still on time.
+// runSchedule is one schedule's timing loop, run by the leader. prev is
+// the last tick dealt with; the loop takes the ticks after it one by one, so
+// neither a slow wake-up nor a change of leader skips a tick that is still
+// on time (within the grace period): they are published late, each once.
+// Older ticks were missed and follow the schedule's Missed policy.
 func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 	c := r.c
 	log := s.log.With().Str("schedule", c.Name).Str("subject", c.subject).Logger()
 	now := s.clock.Now()
 	prev := now
+	var last time.Time
 	st, err := getStatus(ctx, s.kv, c.key)
 	if err != nil && ctx.Err() == nil {
 		log.Warn().Err(err).Msg("read schedule status; missed ticks cannot be told")
 	}
 	if st != nil {
+		last = st.LastFire
+	}
+	// A leader that died between publishing a tick and recording it left
+	// the tick in the stream only.
+	if t := s.lastStored(ctx, c); t.After(last) && now.Sub(t) <= s.grace {
+		last = t
+	}
+	if !last.IsZero() {
 		switch floor := now.Add(-s.grace); {
-		case c.Missed == MissedOnce && st.LastFire.Before(floor):
-			prev = st.LastFire // ticks after it were missed: the loop fires the latest once
-		case st.LastFire.After(floor):
-			prev = st.LastFire // a restart: a tick due since is still on time
+		case c.Missed == MissedOnce && last.Before(floor):
+			prev = last // ticks after it were missed: the loop fires the latest once
+		case last.After(floor):
+			prev = last // a restart or a new leader: ticks due since are still on time
 		default:
 			prev = floor
 		}
@@ -366,22 +453,58 @@ func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 			}
 			continue
 		}
-		tick := c.latest(prev, now)
-		late := now.Sub(tick) > s.grace
-		if late && c.Missed != MissedOnce {
-			log.Warn().Time("tick", tick).Msg("missed tick skipped (policy skip)")
-			prev = tick
-			continue
+		tick, catchUp := next, false
+		if now.Sub(next) > s.grace {
+			// Missed: next and maybe more, up to the last tick past the grace.
+			missed := c.latest(prev, now.Add(-s.grace))
+			if after := c.next(missed); !after.IsZero() && !after.After(now) {
+				log.Warn().Time("tick", missed).Time("last", prev).Msg("missed ticks skipped; the next is still on time")
+				prev = missed
+				continue
+			}
+			if c.Missed != MissedOnce {
+				log.Warn().Time("tick", missed).Msg("missed tick skipped (policy skip)")
+				prev = missed
+				continue
+			}
+			log.Info().Time("tick", missed).Time("last", prev).Msg("firing once for missed ticks (policy once)")
+			tick, catchUp = missed, true
 		}
-		if late {
-			log.Info().Time("tick", tick).Time("last", prev).Msg("firing once for missed ticks (policy once)")
+		if !s.lease.hold(ctx) {
+			return // leadership ended: the next leader takes it from here
 		}
-		s.fire(ctx, r, tick, now, late, log)
+		s.fire(ctx, r, tick, now, catchUp, log)
 		prev = tick
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// lastStored returns the scheduled time of this schedule's newest tick in
+// the stream its subject is bound to, or the zero time if it cannot tell
+// (none there, consumed from a work queue, or another publisher's message
+// came after it).
+func (s *Scheduler) lastStored(ctx context.Context, c *compiled) time.Time {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	name, err := s.js.StreamNameBySubject(ctx, c.subject)
+	if err != nil {
+		return time.Time{}
+	}
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return time.Time{}
+	}
+	m, err := st.GetLastMsgForSubject(ctx, c.subject)
+	if err != nil || m.Header.Get(HeaderSchedule) != c.Name {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, m.Header.Get(HeaderScheduledAt))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 func (s *Scheduler) message(c *compiled, tick, now time.Time) *nats.Msg {
@@ -417,6 +540,23 @@ func (s *Scheduler) message(c *compiled, tick, now time.Time) *nats.Msg {
 // fire publishes one tick, retrying while NATS is unreachable for at most
 // the grace period, and records the status when this replica's copy is the
 // one stored.
+// ensureWake makes sure the agent of a wake schedule has its durable
+// wake-up consumer before the first tick for it, so an agent that is
+// offline gets its wake-ups when it comes back (client.Wakeups).
+func (s *Scheduler) ensureWake(ctx context.Context, c *compiled) error {
+	if c.Kind != KindWake {
+		return nil
+	}
+	if _, ok := s.woken.Load(c.Agent); ok {
+		return nil
+	}
+	if err := broker.EnsureWakeConsumer(ctx, s.js, c.Agent); err != nil {
+		return fmt.Errorf("wake-up consumer of agent %q: %w", c.Agent, err)
+	}
+	s.woken.Store(c.Agent, struct{}{})
+	return nil
+}
+
 func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, catchUp bool, log zerolog.Logger) {
 	c := r.c
 	msg := s.message(c, tick, now)
@@ -424,8 +564,20 @@ func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, ca
 	var ack *jetstream.PubAck
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(s.grace))
 	f.Err = backoff.Retry(func() error {
+		if ctx.Err() != nil {
+			return backoff.Permanent(context.Cause(ctx))
+		}
+		if !s.lease.holding() {
+			return backoff.Permanent(ErrNotLeader)
+		}
+		if !s.lease.connected() {
+			return errDisconnected // published now, it would go out on reconnect, maybe no longer ours
+		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
+		if err := s.ensureWake(pctx, c); err != nil {
+			return err
+		}
 		var err error
 		ack, err = s.js.PublishMsg(pctx, msg)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
@@ -434,7 +586,10 @@ func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, ca
 		return err
 	}, backoff.WithContext(b, ctx))
 	if f.Err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case errors.Is(f.Err, ErrNotLeader):
+			log.Info().Time("tick", tick).Msg("tick left to the next leader: this replica lost the lease")
+		case ctx.Err() == nil:
 			log.Error().Err(f.Err).Time("tick", tick).Msg("tick not published")
 		}
 		s.observe(f)
@@ -445,9 +600,13 @@ func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, ca
 		log.Info().Time("tick", tick).Str("msg_id", f.MsgID).Uint64("seq", ack.Sequence).Msg("tick published")
 		st := Status{Schedule: c.Schedule, Source: r.source, LastFire: tick.UTC(), FiredAt: s.clock.Now().UTC(), MsgID: f.MsgID, Subject: c.subject, Seq: ack.Sequence}
 		b, _ := json.Marshal(st)
-		if _, err := s.kv.Put(ctx, statusPrefix+c.key, b); err != nil && ctx.Err() == nil {
+		// Recorded even if leadership ends meanwhile: the next leader
+		// starts from it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, err := s.kv.Put(sctx, statusPrefix+c.key, b); err != nil {
 			log.Warn().Err(err).Msg("record schedule status")
 		}
+		cancel()
 	} else {
 		log.Debug().Time("tick", tick).Str("msg_id", f.MsgID).Msg("tick already published by another replica")
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
@@ -44,31 +46,61 @@ func (r *recorder) count(pred func(Fire) bool) int {
 
 func all(Fire) bool { return true }
 
-// startScheduler runs a scheduler on its own connection until the test ends.
-func startScheduler(t *testing.T, srv *natstest.Server, opts ...Option) context.CancelFunc {
+// replica is a scheduler running on its own connection until the test
+// ends, or until stop (graceful: it releases the lease) or kill (its
+// connection is cut first, as if the process died: the lease stays behind).
+type replica struct {
+	s     *Scheduler
+	nc    *nats.Conn
+	stop  func()
+	alive atomic.Bool
+}
+
+func (r *replica) kill() {
+	r.nc.Close()
+	r.stop()
+}
+
+func (r *replica) leading() bool { return r.alive.Load() && r.s.lease.isLeading() }
+
+func startReplica(t *testing.T, srv *natstest.Server, opts ...Option) *replica {
 	t.Helper()
-	js, err := jetstream.New(srv.Conn(t))
+	return startReplicaOn(t, srv.Conn(t), opts...)
+}
+
+func startReplicaOn(t *testing.T, nc *nats.Conn, opts ...Option) *replica {
+	t.Helper()
+	r := &replica{nc: nc}
+	js, err := jetstream.New(r.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(js, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), opts...)
+	r.s, err = New(js, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	r.alive.Store(true)
+	go func() { done <- r.s.Run(ctx) }()
 	var once sync.Once
-	stop := func() {
+	r.stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("Run: %v", err)
 			}
+			r.alive.Store(false)
 		})
 	}
-	t.Cleanup(stop)
-	return stop
+	t.Cleanup(r.stop)
+	return r
+}
+
+// startScheduler runs one scheduler until the test ends or stop.
+func startScheduler(t *testing.T, srv *natstest.Server, opts ...Option) (stop func()) {
+	t.Helper()
+	return startReplica(t, srv, opts...).stop
 }
 
 // streamMsgs returns every message stored in a stream on subjects matching filter.
@@ -99,6 +131,8 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream, filter string) []*
 	return out
 }
 
+// waitWaiters waits until n timers are pending: one per schedule of the
+// leader, plus the lease's of every replica.
 func waitWaiters(t *testing.T, c *fakeClock, n int) {
 	t.Helper()
 	natstest.CheckFor(t, 10*time.Second, func() error {
@@ -109,55 +143,6 @@ func waitWaiters(t *testing.T, c *fakeClock, n int) {
 	})
 }
 
-func TestThreeReplicasFireEachTickOnce(t *testing.T) {
-	for _, spec := range []string{"@every 1s", "* * * * * *"} {
-		t.Run(spec, func(t *testing.T) {
-			t.Parallel()
-			srv := natstest.Start(t)
-			t0 := time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC)
-			clock := newFakeClock(t0)
-			rec := &recorder{}
-			sched := Schedule{Name: "heartbeat", Spec: spec, Kind: KindWake, Agent: "a1"}
-			for range 3 {
-				startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{sched}), WithOnFire(rec.add))
-			}
-			waitWaiters(t, clock, 3)
-			for i := 1; i <= 10; i++ {
-				clock.Advance(time.Second)
-				natstest.CheckFor(t, 10*time.Second, func() error {
-					if n := rec.count(all); n != 3*i {
-						return fmt.Errorf("tick %d: %d publish attempts, want %d", i, n, 3*i)
-					}
-					if w := clock.Waiters(); w != 3 {
-						return fmt.Errorf("tick %d: %d replicas waiting, want 3", i, w)
-					}
-					return nil
-				})
-			}
-			if n := rec.count(func(f Fire) bool { return f.Err != nil }); n != 0 {
-				t.Fatalf("%d publish errors", n)
-			}
-			if n := rec.count(func(f Fire) bool { return !f.Duplicate }); n != 10 {
-				t.Fatalf("%d first publishes, want 10", n)
-			}
-			msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1")
-			perID := map[string]int{}
-			for _, m := range msgs {
-				perID[m.Header.Get(subjects.HeaderCallID)]++
-			}
-			if len(msgs) != 10 {
-				t.Fatalf("%d messages stored, want 10: %v", len(msgs), perID)
-			}
-			for i := 1; i <= 10; i++ {
-				id := fmt.Sprintf("sched:heartbeat:%d", t0.Add(time.Duration(i)*time.Second).Truncate(time.Second).Unix())
-				if perID[id] != 1 {
-					t.Errorf("tick %s stored %d times, want 1", id, perID[id])
-				}
-			}
-		})
-	}
-}
-
 func TestWakeInTimeZone(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -166,18 +151,19 @@ func TestWakeInTimeZone(t *testing.T) {
 	sched := Schedule{Name: "morning", Spec: "0 9 * * *", TZ: "America/New_York", Kind: KindWake, Agent: "planner", Payload: json.RawMessage(`{"task":"plan the day"}`)}
 	rec := &recorder{}
 	startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{sched}), WithOnFire(rec.add))
-	waitWaiters(t, clock, 1)
+	waitWaiters(t, clock, 2)
 
 	want := []time.Time{
 		time.Date(2026, 3, 7, 14, 0, 0, 0, time.UTC), // 09:00 EST
 		time.Date(2026, 3, 8, 13, 0, 0, 0, time.UTC), // 09:00 EDT
 	}
 	for i, at := range want {
-		if got := clock.NextAt(); !got.Equal(at) {
-			t.Fatalf("wake %d: timer at %v, want %v", i, got, at)
+		if !clock.HasTimerAt(at) {
+			t.Fatalf("wake %d: no timer at %v: %v", i, at, clock.Pending())
 		}
 		clock.Set(at.Add(-time.Second))
-		if rec.count(all) != i || clock.Waiters() != 1 {
+		waitWaiters(t, clock, 2)
+		if rec.count(all) != i || !clock.HasTimerAt(at) {
 			t.Fatalf("wake %d fired a second early", i)
 		}
 		clock.Set(at)
@@ -198,7 +184,16 @@ func TestWakeInTimeZone(t *testing.T) {
 		if string(m.Data) != `{"task":"plan the day"}` {
 			t.Errorf("payload %s", m.Data)
 		}
-		waitWaiters(t, clock, 1)
+		waitWaiters(t, clock, 2)
+	}
+	// The agent's durable wake-up consumer was made before the first
+	// tick, so both wait for the agent there.
+	cons, err := srv.JS.Consumer(context.Background(), subjects.StreamEvents, subjects.WakeConsumer("planner"))
+	if err != nil {
+		t.Fatalf("wake-up consumer of planner: %v", err)
+	}
+	if info, err := cons.Info(context.Background()); err != nil || info.NumPending != 2 {
+		t.Fatalf("wake-up consumer: %+v %v; want 2 waiting", info, err)
 	}
 }
 
@@ -221,7 +216,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	if err := Put(ctx, srv.JS, sched); err != nil {
 		t.Fatal(err)
 	}
-	waitWaiters(t, clock, 1)
+	waitWaiters(t, clock, 2)
 	clock.Advance(7 * time.Second) // to 12:00:10
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if n := rec.count(all); n != 1 {
@@ -260,14 +255,14 @@ func TestBucketScheduleLive(t *testing.T) {
 	}
 
 	// A change restarts it with the new spec.
-	waitWaiters(t, clock, 1)
+	waitWaiters(t, clock, 2)
 	sched.Spec = "@every 1m"
 	if err := Put(ctx, srv.JS, sched); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 10*time.Second, func() error {
-		if at := clock.NextAt(); !at.Equal(time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC)) {
-			return fmt.Errorf("timer at %v", at)
+		if at := time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC); !clock.HasTimerAt(at) || clock.Waiters() != 2 {
+			return fmt.Errorf("timers at %v, want the lease's and %v", clock.Pending(), at)
 		}
 		return nil
 	})
@@ -276,7 +271,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	if err := Delete(ctx, srv.JS, "nightly report"); err != nil {
 		t.Fatal(err)
 	}
-	waitWaiters(t, clock, 0)
+	waitWaiters(t, clock, 1)
 	if err := Delete(ctx, srv.JS, "nightly report"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
@@ -298,8 +293,8 @@ func TestMissedTickPolicies(t *testing.T) {
 		return len(streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake."+agent))
 	}
 	rec := &recorder{}
-	stop := startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
-	waitWaiters(t, clock, 2)
+	stop := startScheduler(t, srv, WithName("first"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
+	waitWaiters(t, clock, 3)
 	clock.Advance(30 * time.Second) // 12:01:00, both fire
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if n := rec.count(all); n != 2 {
@@ -307,21 +302,22 @@ func TestMissedTickPolicies(t *testing.T) {
 		}
 		return nil
 	})
-	waitWaiters(t, clock, 2)
+	waitWaiters(t, clock, 3)
 	stop()
 
 	// Every replica is down from 12:01:00 to 12:10:45, past the grace
-	// (30s) of the 12:10:00 tick.
+	// (30s) of the 12:10:00 tick. Another replica leads on return: it
+	// reads the last fires the first one recorded.
 	clock.Set(time.Date(2026, 3, 1, 12, 10, 45, 0, time.UTC))
 	rec2 := &recorder{}
-	startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
+	startScheduler(t, srv, WithName("second"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if n := rec2.count(all); n != 1 {
 			return fmt.Errorf("%d fires on return, want 1", n)
 		}
 		return nil
 	})
-	waitWaiters(t, clock, 2)
+	waitWaiters(t, clock, 3)
 	rec2.mu.Lock()
 	f := rec2.fires[0]
 	rec2.mu.Unlock()
@@ -348,7 +344,7 @@ func TestRestartWithinGraceKeepsDueTick(t *testing.T) {
 	scheds := []Schedule{{Name: "s", Spec: "0 * * * * *", Kind: KindResync}}
 	rec := &recorder{}
 	stop := startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
-	waitWaiters(t, clock, 1)
+	waitWaiters(t, clock, 2)
 	clock.Advance(30 * time.Second)
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if rec.count(all) != 1 {
@@ -356,7 +352,7 @@ func TestRestartWithinGraceKeepsDueTick(t *testing.T) {
 		}
 		return nil
 	})
-	waitWaiters(t, clock, 1)
+	waitWaiters(t, clock, 2)
 	stop()
 	// Down across the 12:02:00 tick, back 10s later: still on time.
 	clock.Set(time.Date(2026, 3, 1, 12, 2, 10, 0, time.UTC))
@@ -381,7 +377,7 @@ func TestStartStop(t *testing.T) {
 	for i := range 20 {
 		stop := startScheduler(t, srv, WithClock(clock), WithSchedules([]Schedule{{Name: "x", Spec: "@hourly", Kind: KindResync, Server: "github"}}))
 		if i%2 == 0 {
-			waitWaiters(t, clock, 1)
+			waitWaiters(t, clock, 2)
 		}
 		stop()
 		stop()

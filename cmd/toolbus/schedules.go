@@ -24,7 +24,7 @@ func init() {
 		usage: `toolbus schedules add [flags] <name>
        toolbus schedules list [--json]
        toolbus schedules rm <name>
-       toolbus schedules run [--config toolbus.yaml]`,
+       toolbus schedules run [--config toolbus.yaml] [--name replica]`,
 	}
 	c.run = func(ctx context.Context, args []string) error {
 		if len(args) == 0 {
@@ -108,13 +108,22 @@ func schedulesList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	infos, err := scheduler.List(ctx, js, time.Now())
+	now := time.Now()
+	infos, err := scheduler.List(ctx, js, now)
+	if err != nil {
+		return err
+	}
+	leader, err := scheduler.CurrentLeader(ctx, js, now)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(infos)
+		return printJSON(struct {
+			Leader    *scheduler.LeaderInfo `json:"leader"`
+			Schedules []scheduler.Info      `json:"schedules"`
+		}{leader, infos})
 	}
+	fmt.Println(leaderLine(leader, now))
 	if len(infos) == 0 {
 		fmt.Println("no schedules (config schedules appear here once they have fired)")
 		return nil
@@ -134,6 +143,18 @@ func schedulesList(ctx context.Context, c *command, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, tz, s.Kind, s.Target(), fmtTime(in.Next, s.TZ), last, in.Source)
 	}
 	return tw.Flush()
+}
+
+// leaderLine says which scheduler replica publishes the ticks.
+func leaderLine(l *scheduler.LeaderInfo, now time.Time) string {
+	if l == nil {
+		return "leader: none (no scheduler running)"
+	}
+	ago := now.Sub(l.RenewedAt).Round(100 * time.Millisecond)
+	if l.Expired {
+		return fmt.Sprintf("leader: none (%s stopped renewing its lease %s ago; the next replica to look takes over)", l.Name, ago)
+	}
+	return fmt.Sprintf("leader: %s since %s (lease renewed %s ago)", l.Name, fmtTime(l.Since, ""), max(ago, 0))
 }
 
 func schedulesRm(ctx context.Context, c *command, args []string) error {
@@ -161,12 +182,14 @@ func schedulesRm(ctx context.Context, c *command, args []string) error {
 }
 
 // schedulesRun runs one scheduler replica: the config file's schedules and
-// the bucket's. Run several for availability; each tick still fires once.
+// the bucket's. Run several for availability: they elect a leader, which
+// alone publishes, so each tick fires once.
 func schedulesRun(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
 	configPath := fs.String("config", "", "config file with a schedules: section (default ./toolbus.yaml if present)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	name := fs.String("name", "", "replica name, in logs and in schedules list while it leads (default host-pid)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -184,7 +207,7 @@ func schedulesRun(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds), scheduler.WithName(*name))
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
