@@ -107,16 +107,7 @@ func TestFaultRestartNATS(t *testing.T) {
 	start := time.Now()
 	done := lg.start(ctx, calls, loadConc)
 	waitProgress(t, ctx, done, "a third of the results", func() bool { return lg.delivered() >= n/3 })
-	if err := c.nats.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	fault := time.Now()
-	t.Logf("killed nats-server (kill -9) after %d results", lg.delivered())
-	time.Sleep(time.Second) // the outage
-	if err := c.nats.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	back := time.Now()
+	fault, back := c.killRestart(c.nats, lg)
 	t.Logf("nats-server back after %v", back.Sub(fault).Round(time.Millisecond))
 	waitDone(t, ctx, done)
 
@@ -324,16 +315,7 @@ func TestFaultDestroyNATSKill(t *testing.T) {
 	start := time.Now()
 	done := lg.start(ctx, calls, loadConc)
 	waitProgress(t, ctx, done, "a third of the results", func() bool { return lg.delivered() >= n/3 })
-	if err := c.nats.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	fault := time.Now()
-	t.Logf("killed nats-server (kill -9) after %d results", lg.delivered())
-	time.Sleep(time.Second) // the outage
-	if err := c.nats.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	back := time.Now()
+	fault, back := c.killRestart(c.nats, lg)
 	waitDone(t, ctx, done)
 
 	r := lg.report(c, "destroy, kill -9 NATS", calls, time.Since(start))
@@ -373,16 +355,8 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 	done := lg.start(ctx, calls, loadConc)
 	waitProgress(t, ctx, done, "a third of the results", func() bool { return lg.delivered() >= n/3 })
 	leader := c.streamLeader(subjects.StreamCalls)
-	if err := leader.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	fault := time.Now()
-	t.Logf("killed %s, the %s leader (kill -9), after %d results", leader.name, subjects.StreamCalls, lg.delivered())
-	time.Sleep(time.Second) // the outage of that node
-	if err := leader.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	back := time.Now()
+	t.Logf("%s leads %s", leader.name, subjects.StreamCalls)
+	fault, back := c.killRestart(leader, lg)
 	waitDone(t, ctx, done)
 
 	r := lg.report(c, "3-node cluster, leader kill -9", calls, time.Since(start))

@@ -1277,3 +1277,22 @@ func (c *cluster) streamLeader(stream string) *natsProc {
 	c.t.Fatalf("leader %q of %s is none of the nodes", info.Cluster.Leader, stream)
 	return nil
 }
+
+// killRestart kills -9 a nats-server, leaves it down a second and starts it
+// again on the same port and store; it returns when it was killed and when
+// it was back.
+func (c *cluster) killRestart(n *natsProc, lg *loadGen) (fault, back time.Time) {
+	c.t.Helper()
+	if err := n.Kill(); err != nil {
+		c.t.Fatal(err)
+	}
+	fault = time.Now()
+	c.t.Logf("killed nats-server %s (kill -9) after %d results", n.name, lg.delivered())
+	time.Sleep(time.Second) // the outage
+	if err := n.Restart(); err != nil {
+		c.t.Fatal(err)
+	}
+	back = time.Now()
+	c.t.Logf("nats-server %s back after %v", n.name, back.Sub(fault).Round(time.Millisecond))
+	return fault, back
+}

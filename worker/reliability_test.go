@@ -164,23 +164,29 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	}
 }
 
+// occupySlot starts a long call and returns once it runs, holding a slot
+// until it is cancelled (by its id); its result arrives on the channel.
+func occupySlot(ctx context.Context, r *rig) (id string, result <-chan *subjects.Result) {
+	id = client.NewCallID()
+	ch := make(chan *subjects.Result, 1)
+	var progressed gosync.Once
+	running := make(chan struct{})
+	go func() {
+		res, _ := r.client.Call(ctx, "demo-http", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(id),
+			client.WithProgress(func(subjects.Progress) { progressed.Do(func() { close(running) }) }))
+		ch <- res
+	}()
+	<-running
+	return id, ch
+}
+
 // A call cancelled while it waits in the queue is answered "cancelled" at
 // once — while the only slot is still busy — and never runs.
 func TestCancelQueuedCall(t *testing.T) {
 	r := newRig(t, worker.Config{Concurrency: 1}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// Occupy the only slot until the test cancels it.
-	blockerID := client.NewCallID()
-	blocker := make(chan *subjects.Result, 1)
-	var progressed gosync.Once
-	running := make(chan struct{})
-	go func() {
-		res, _ := r.client.Call(ctx, "demo-http", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blockerID),
-			client.WithProgress(func(subjects.Progress) { progressed.Do(func() { close(running) }) }))
-		blocker <- res
-	}()
-	<-running
+	blockerID, blocker := occupySlot(ctx, r)
 	id, key := client.NewCallID(), "queued-"+client.NewCallID()
 	done := make(chan *subjects.Result, 1)
 	go func() {
@@ -426,16 +432,7 @@ func TestQueuedCallPastItsDeadlineIsAnswered(t *testing.T) {
 	r := newRig(t, worker.Config{Concurrency: 1}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	blockerID := client.NewCallID()
-	blocker := make(chan *subjects.Result, 1)
-	var progressed gosync.Once
-	running := make(chan struct{})
-	go func() {
-		res, _ := r.client.Call(ctx, "demo-http", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blockerID),
-			client.WithProgress(func(subjects.Progress) { progressed.Do(func() { close(running) }) }))
-		blocker <- res
-	}()
-	<-running
+	blockerID, blocker := occupySlot(ctx, r)
 	key := "late-" + client.NewCallID()
 	done := make(chan *subjects.Result, 1)
 	go func() {
@@ -475,8 +472,6 @@ func TestQueuedCallPastItsDeadlineIsAnswered(t *testing.T) {
 func TestResentSafeCallIDGetsTheStoredAnswer(t *testing.T) {
 	ns, cl, _ := catalogRig(t)
 	shrinkDuplicateWindow(t, ns, 100*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	id := client.NewCallID()
 	first := call(t, cl, "demo", "echo", `{"message":"once"}`, client.WithCallID(id))
 	if first.Status != subjects.StatusOK {
@@ -486,19 +481,7 @@ func TestResentSafeCallIDGetsTheStoredAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		msg := nats.NewMsg("tool.call.default.demo.echo")
-		msg.Header.Set(subjects.HeaderCallID, id)
-		msg.Data = []byte(`{"message":"twice"}`)
-		ack, err := ns.JS.PublishMsg(ctx, msg)
-		if err != nil {
-			return err
-		}
-		if ack.Duplicate {
-			return fmt.Errorf("still inside the duplicate window")
-		}
-		return nil
-	})
+	resendAfterWindow(t, ns, "tool.call.default.demo.echo", id, []byte(`{"message":"twice"}`))
 	m, err := sub.NextMsg(20 * time.Second)
 	if err != nil {
 		t.Fatalf("the re-sent call id was not answered: %v", err)
@@ -510,4 +493,25 @@ func TestResentSafeCallIDGetsTheStoredAnswer(t *testing.T) {
 	if again.DurationMS != first.DurationMS || !strings.Contains(string(again.Result), "once") {
 		t.Fatalf("re-sent: %+v %s; want the stored first answer", again, again.Result)
 	}
+}
+
+// resendAfterWindow publishes a call with id until JetStream stores it
+// rather than dropping it as a duplicate (the window must be short).
+func resendAfterWindow(t *testing.T, ns *natstest.Server, subject, id string, body []byte) {
+	t.Helper()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		msg := nats.NewMsg(subject)
+		msg.Header.Set(subjects.HeaderCallID, id)
+		msg.Data = body
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ack, err := ns.JS.PublishMsg(ctx, msg)
+		if err != nil {
+			return err
+		}
+		if ack.Duplicate {
+			return fmt.Errorf("still inside the duplicate window")
+		}
+		return nil
+	})
 }

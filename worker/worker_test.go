@@ -548,19 +548,7 @@ func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		msg := nats.NewMsg("tool.call.default.demo-http.destroy")
-		msg.Header.Set(subjects.HeaderCallID, id)
-		msg.Data = fmt.Appendf(nil, `{"key":%q}`, key)
-		ack, err := r.ns.JS.PublishMsg(ctx, msg)
-		if err != nil {
-			return err
-		}
-		if ack.Duplicate {
-			return fmt.Errorf("still inside the duplicate window")
-		}
-		return nil
-	})
+	resendAfterWindow(t, r.ns, "tool.call.default.demo-http.destroy", id, fmt.Appendf(nil, `{"key":%q}`, key))
 	m, err := sub.NextMsg(20 * time.Second)
 	if err != nil {
 		t.Fatalf("the re-sent call id was not answered: %v", err)
