@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,35 +284,13 @@ func TestCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--faults")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	send := func(msg string) {
-		t.Helper()
-		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
-			t.Fatalf("write: %v", err)
-		}
-	}
-	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"crash-test","version":"0"}}}`)
-	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
-		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
-	}
-	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	_, lines, send := startRaw(t, cmd, "crash-test")
 	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash","arguments":{}}}`)
 	// The process dies without answering: stdout ends.
 	for lines.Scan() {
 		t.Errorf("unexpected output after crash: %s", lines.Text())
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != demo.CrashExitCode {
 		t.Fatalf("wait = %v, want exit status %d", err, demo.CrashExitCode)
@@ -331,34 +310,12 @@ func TestKillParent(t *testing.T) {
 	// The shell waits for the server (a command follows it), so it is the
 	// server's parent; "survived" is printed only if the shell lives on.
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0" --faults; echo survived`, bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	send := func(msg string) {
-		t.Helper()
-		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
-			t.Fatalf("write: %v", err)
-		}
-	}
-	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"kill-test","version":"0"}}}`)
-	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
-		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
-	}
-	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	_, lines, send := startRaw(t, cmd, "kill-test")
 	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"kill_parent","arguments":{}}}`)
 	for lines.Scan() {
 		t.Errorf("unexpected output after kill_parent: %s", lines.Text())
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
 		t.Fatalf("wait = %v, want the shell killed", err)
@@ -535,29 +492,7 @@ func TestKillParentWithoutFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0"; echo survived`, bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	send := func(msg string) {
-		t.Helper()
-		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
-			t.Fatalf("write: %v", err)
-		}
-	}
-	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"kill-test","version":"0"}}}`)
-	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
-		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
-	}
-	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	stdin, lines, send := startRaw(t, cmd, "kill-test")
 	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"kill_parent","arguments":{}}}`)
 	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":2`) || !strings.Contains(lines.Text(), `"error"`) || !strings.Contains(lines.Text(), "not found") {
 		t.Fatalf("kill_parent without --faults: got %q, %v; want a tool-not-found error", lines.Text(), lines.Err())
@@ -583,4 +518,35 @@ func TestExecLogNeedsFaults(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "--faults") {
 		t.Fatalf("mcp-demo --exec-log without --faults: %v %q, want exit 2 naming --faults", err, out)
 	}
+}
+
+// startRaw starts cmd, a demo server over stdio, and completes the MCP
+// handshake by hand as client name; send writes one JSON-RPC line, lines
+// reads the server's.
+func startRaw(t *testing.T, cmd *exec.Cmd, name string) (stdin io.WriteCloser, lines *bufio.Scanner, send func(string)) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines = bufio.NewScanner(stdout)
+	send = func(msg string) {
+		t.Helper()
+		if _, err := stdin.Write([]byte(msg + "\n")); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"` + name + `","version":"0"}}}`)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"id":1`) {
+		t.Fatalf("initialize: got %q, %v", lines.Text(), lines.Err())
+	}
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	return stdin, lines, send
 }

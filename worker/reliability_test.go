@@ -127,16 +127,7 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	if dm.Header.Get(subjects.HeaderDeadReason) == "" || string(dm.Data) != `{"a":1,"b":2}` || dm.Header.Get(subjects.HeaderOrigSubject) != "tool.call.a1.demo.add" {
 		t.Fatalf("dead letter %v %s", dm.Header, dm.Data)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
-		s, err := ns.JS.Stream(ctx, subjects.StreamCalls)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d calls still queued", n)
-		}
-		return nil
-	})
+	waitQueued(t, ns, 0)
 
 	// `toolbus dlq list` / `replay`: the dead call runs again under a new id.
 	dls, err := worker.ListDeadLetters(ctx, ns.JS, 0)
@@ -193,16 +184,7 @@ func TestCancelQueuedCall(t *testing.T) {
 		res, _ := r.client.Call(ctx, "demo-http", "count", map[string]string{"key": key}, client.WithCallID(id))
 		done <- res
 	}()
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 2 {
-			return fmt.Errorf("%d calls in TOOL_CALLS, want the running one and the queued one", n)
-		}
-		return nil
-	})
+	waitQueued(t, r.ns, 2)
 	if err := r.client.Cancel(id); err != nil {
 		t.Fatal(err)
 	}
@@ -222,16 +204,7 @@ func TestCancelQueuedCall(t *testing.T) {
 		t.Fatalf("blocker: %+v, want cancelled", b)
 	}
 	// The queued call, delivered now, finds its answer and does not run.
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
-		}
-		return nil
-	})
+	waitQueued(t, r.ns, 0)
 	if n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key}); text(t, n) != fmt.Sprintf(`{%q:0}`, key) {
 		t.Fatalf("the cancelled call ran: %s", text(t, n))
 	}
@@ -452,16 +425,7 @@ func TestQueuedCallPastItsDeadlineIsAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-blocker
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		s, err := r.ns.JS.Stream(ctx, subjects.StreamCalls)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
-		}
-		return nil
-	})
+	waitQueued(t, r.ns, 0)
 	if n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key}); text(t, n) != fmt.Sprintf(`{%q:0}`, key) {
 		t.Fatalf("the expired call ran: %s", text(t, n))
 	}

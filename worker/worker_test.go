@@ -302,16 +302,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		return nil
 	})
 	// Nothing stays in the work queue: every bad call was acked.
-	natstest.CheckFor(t, 5*time.Second, func() error {
-		info, err := r.ns.JS.Stream(context.Background(), subjects.StreamCalls)
-		if err != nil {
-			return err
-		}
-		if n := info.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d calls left in TOOL_CALLS", n)
-		}
-		return nil
-	})
+	waitQueued(t, r.ns, 0)
 }
 
 func TestThreeWorkersShareOneConsumer(t *testing.T) {
@@ -564,4 +555,20 @@ func TestResentCallIDIsAnsweredAgain(t *testing.T) {
 	if text(t, n) != fmt.Sprintf(`{%q:1}`, key) {
 		t.Fatalf("destroy ran %s times", text(t, n))
 	}
+}
+
+// waitQueued waits until TOOL_CALLS holds exactly n calls (0: every call
+// was settled).
+func waitQueued(t *testing.T, ns *natstest.Server, n uint64) {
+	t.Helper()
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := ns.JS.Stream(context.Background(), subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if got := s.CachedInfo().State.Msgs; got != n {
+			return fmt.Errorf("%d calls in TOOL_CALLS, want %d", got, n)
+		}
+		return nil
+	})
 }
