@@ -41,7 +41,7 @@ test: build test-deps
 	$(GO) vet ./...
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server TOOLBUS_NATS_CLI=$(BIN)/nats $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /faulttest)
 	@echo "fault-injection runs (SOAK_CALLS=$(SOAK_CALLS)):"
-	@TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFault' ./faulttest/ > $(BIN)/faulttest.log 2>&1; \
+	@TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFault' ./internal/faulttest/ > $(BIN)/faulttest.log 2>&1; \
 		status=$$?; grep -E '^(--- |ok|FAIL|\|)' $(BIN)/faulttest.log; \
 		if [ $$status -ne 0 ]; then tail -100 $(BIN)/faulttest.log; fi; exit $$status
 
@@ -49,12 +49,12 @@ bench: build
 	$(BIN)/toolbus bench
 
 soak: build test-deps
-	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./faulttest/ -v
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./internal/faulttest/ -v
 
 # The destructive-call and 3-node cluster fault scenarios alone (make test runs
 # them too, at SOAK_CALLS).
 cluster-test: build test-deps
-	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFaultCluster|TestFaultDestroy' ./faulttest/ | grep -E '^(--- |ok|FAIL|\|)'
+	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFaultCluster|TestFaultDestroy' ./internal/faulttest/ | grep -E '^(--- |ok|FAIL|\|)'
 
 fuzz:
 	$(GO) test ./subjects/ -run XXX -fuzz FuzzEscapeToken -fuzztime 30s

@@ -1,4 +1,4 @@
-module toolbus
+module github.com/toolbus-dev/toolbus
 
 go 1.26.8
 

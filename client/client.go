@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // DefaultTimeout is a call's deadline when neither the context nor

@@ -11,9 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/client"
-	"toolbus/internal/natstest"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // A result that does not answer the call — another call id, agent, server

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"toolbus/demo"
+	"github.com/toolbus-dev/toolbus/internal/demo"
 )
 
 const usage = `mcp-demo: toolbus's demo MCP server.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/broker"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func init() {

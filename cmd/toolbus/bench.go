@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"toolbus/bench"
+	"github.com/toolbus-dev/toolbus/internal/bench"
 )
 
 func init() {

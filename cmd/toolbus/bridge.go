@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/bridge"
-	"toolbus/broker"
-	"toolbus/config"
+	"github.com/toolbus-dev/toolbus/internal/bridge"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/config"
 )
 
 // defaultBridgeAddr is where the webhook bridge listens unless told otherwise.

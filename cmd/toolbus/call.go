@@ -12,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"toolbus/client"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func init() {

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"toolbus/broker"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // connFlags are the NATS connection flags every client command takes.

@@ -3,8 +3,8 @@ package main
 import (
 	"testing"
 
-	"toolbus/config"
-	"toolbus/scheduler"
+	"github.com/toolbus-dev/toolbus/internal/config"
+	"github.com/toolbus-dev/toolbus/internal/scheduler"
 )
 
 // toolbus.example.yaml's hooks and schedules are valid for the bridge and

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"toolbus/demo"
+	"github.com/toolbus-dev/toolbus/internal/demo"
 )
 
 func init() {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"toolbus/worker"
+	"github.com/toolbus-dev/toolbus/internal/worker"
 )
 
 func init() {

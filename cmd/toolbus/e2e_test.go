@@ -17,10 +17,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"toolbus/client"
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func freePort(t *testing.T) int {
@@ -69,7 +69,7 @@ func run(t *testing.T, env []string, name string, args ...string) (stdout, stder
 // The README's walk-through: `toolbus serve` on a fresh directory (no
 // config: the built-in demo server), then `toolbus call demo add` prints 5.
 func TestReadmeWalkthrough(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
 	url := serve(t, bin, dir, "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
@@ -103,7 +103,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 // A webhook routed to a tool call produces a result from the demo MCP
 // server, end to end through `toolbus serve`.
 func TestWebhookToToolCall(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
 	bridgePort := freePort(t)
 	cfg := fmt.Sprintf(`
@@ -183,7 +183,7 @@ func (b *syncBuffer) String() string {
 // against `toolbus serve`.
 func TestReadmeCatalogCommands(t *testing.T) {
 	t.Setenv("SEARCH_TOKEN", "t0ken") // the env: reference below resolves in serve and in `toolbus sync`
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	url := serve(t, bin, t.TempDir(), "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
 	must := func(want string, args ...string) string {

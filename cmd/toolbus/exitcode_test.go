@@ -12,15 +12,15 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"toolbus/demo"
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
 // Bare `toolbus` is a usage error (help on stderr, exit 2); --help is not.
 func TestBareCommandExits2(t *testing.T) {
 	t.Parallel()
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	out, errOut, code := run(t, nil, bin)
 	if code != 2 || out != "" || !strings.Contains(errOut, "Commands:") {
 		t.Fatalf("toolbus: exit %d, stdout %q, stderr %q; want help on stderr, exit 2", code, out, errOut)
@@ -60,7 +60,7 @@ func demoTools(t *testing.T, bin string, args ...string) []string {
 // its help says so.
 func TestDemoFaultsFlag(t *testing.T) {
 	t.Parallel()
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	if got, want := demoTools(t, bin), slices.Sorted(slices.Values(demo.SafeTools)); !slices.Equal(got, want) {
 		t.Errorf("toolbus demo lists %v, want %v", got, want)
 	}
@@ -86,7 +86,7 @@ func TestDemoFaultsFlag(t *testing.T) {
 // sync fails (the server stays registered), `tools` and `sync --queue` of an
 // unregistered server.
 func TestDefaultServeRefusesFaultsAndServersAddExitCodes(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	url := serve(t, bin, t.TempDir(), "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
 	natstest.CheckFor(t, 30*time.Second, func() error {
@@ -153,7 +153,7 @@ func TestDefaultServeRefusesFaultsAndServersAddExitCodes(t *testing.T) {
 // `servers add` exits 1 when no sync replica answers within --wait.
 func TestServersAddWithoutReplicaExits1(t *testing.T) {
 	t.Parallel()
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	ns := natstest.Start(t)
 	env := []string{"NATS_URL=" + ns.URL}
 	out, errOut, code := run(t, env, bin, "servers", "add", "lonely", "--command", bin, "--arg", "demo", "--wait", "1s")

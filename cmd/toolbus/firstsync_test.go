@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
 // Under `toolbus serve` a stdio server runs once: the catalog sync lists
@@ -17,8 +17,8 @@ import (
 // process. A server whose first sync failed is refused with
 // catalog_unavailable and the reason, never called unchecked.
 func TestServeOneProcessPerStdioServer(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	srv := testbin.Build(t, "toolbus/mcppool/testdata/stdiosrv")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	srv := testbin.Build(t, "github.com/toolbus-dev/toolbus/internal/mcppool/testdata/stdiosrv")
 	dir := t.TempDir()
 	spawnLog := filepath.Join(dir, "spawns")
 	cfg := fmt.Sprintf(`

@@ -3,7 +3,7 @@ package main_test
 import (
 	"context"
 
-	"toolbus/demo"
+	"github.com/toolbus-dev/toolbus/internal/demo"
 )
 
 func demoServe(ctx context.Context) (string, func(), error) {

@@ -20,12 +20,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"toolbus/broker"
-	"toolbus/client"
-	"toolbus/demo"
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // background runs a process until stop or the end of the test (SIGTERM,
@@ -102,7 +102,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	if ns == "" {
 		t.Skip("TOOLBUS_NATS_SERVER not set: run via `make test` (it installs bin/nats-server)")
 	}
-	r := &natsConfRig{bin: testbin.Build(t, "toolbus/cmd/toolbus"), dir: t.TempDir()}
+	r := &natsConfRig{bin: testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus"), dir: t.TempDir()}
 	dir := r.dir
 	port := freePort(t)
 	conf, err := os.ReadFile("../../nats.conf")
@@ -538,7 +538,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 // SIGTERM drains (in-flight calls may finish); a second SIGTERM exits at
 // once, with status 130.
 func TestSecondSigtermExitsNow(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
 	port := freePort(t)
 	logPath := filepath.Join(dir, "serve.log")

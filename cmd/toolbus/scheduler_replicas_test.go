@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
-	"toolbus/scheduler"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // proc is a background process the test may kill -9 (background() only
@@ -148,7 +148,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	if ns == "" {
 		t.Skip("TOOLBUS_NATS_SERVER not set: run via `make test` (it installs bin/nats-server)")
 	}
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
 	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)

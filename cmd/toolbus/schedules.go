@@ -12,9 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"toolbus/config"
-	"toolbus/scheduler"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/config"
+	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func init() {

@@ -13,14 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"toolbus/bridge"
-	"toolbus/broker"
-	"toolbus/config"
-	"toolbus/mcppool"
-	"toolbus/scheduler"
-	"toolbus/subjects"
-	toolsync "toolbus/sync"
-	"toolbus/worker"
+	"github.com/toolbus-dev/toolbus/internal/bridge"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/config"
+	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	"github.com/toolbus-dev/toolbus/subjects"
+	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	"github.com/toolbus-dev/toolbus/internal/worker"
 )
 
 // runFlags are shared by serve and worker.

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/subjects"
-	toolsync "toolbus/sync"
+	"github.com/toolbus-dev/toolbus/subjects"
+	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 )
 
 // Which wins, the config file or `servers add`: `toolbus serve` upserts the

@@ -7,7 +7,7 @@ import (
 	"os"
 	"sort"
 
-	toolsync "toolbus/sync"
+	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 )
 
 func init() {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	toolsync "toolbus/sync"
+	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 )
 
 func init() {

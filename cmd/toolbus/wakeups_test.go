@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"toolbus/internal/natstest"
-	"toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
 // A webhook routed to an agent's wake-ups reaches the agent even though it
@@ -19,8 +19,8 @@ import (
 // a tool on each and acknowledges it, so a second run gets only what came
 // after.
 func TestWakeupsReachAnOfflineAgent(t *testing.T) {
-	bin := testbin.Build(t, "toolbus/cmd/toolbus")
-	agentBin := testbin.Build(t, "toolbus/examples/agent")
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	agentBin := testbin.Build(t, "github.com/toolbus-dev/toolbus/examples/agent")
 	dir := t.TempDir()
 	bridgePort := freePort(t)
 	cfg := fmt.Sprintf(`

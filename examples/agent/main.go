@@ -21,7 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"toolbus/client"
+	"github.com/toolbus-dev/toolbus/client"
 )
 
 func main() {

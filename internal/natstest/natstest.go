@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"toolbus/broker"
-	"toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Server is a running in-process test server with a connection to it.

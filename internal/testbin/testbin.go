@@ -31,7 +31,7 @@ type build struct {
 }
 
 // Build compiles the main package pkg (an import path such as
-// "toolbus/cmd/mcp-demo") and returns the path of the binary. The first call
+// "github.com/toolbus-dev/toolbus/cmd/mcp-demo") and returns the path of the binary. The first call
 // for a pkg builds it; later calls, from any test in the process, reuse the
 // result. A build failure fails t with the compiler's output.
 func Build(t testing.TB, pkg string) string {

@@ -4,11 +4,11 @@ import (
 	"os"
 	"testing"
 
-	"toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
 func TestBuildOnce(t *testing.T) {
-	a := testbin.Build(t, "toolbus/cmd/mcp-demo")
+	a := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/mcp-demo")
 	st, err := os.Stat(a)
 	if err != nil {
 		t.Fatal(err)
@@ -16,7 +16,7 @@ func TestBuildOnce(t *testing.T) {
 	if st.Mode()&0o111 == 0 {
 		t.Fatalf("%s is not executable", a)
 	}
-	if b := testbin.Build(t, "toolbus/cmd/mcp-demo"); b != a {
+	if b := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/mcp-demo"); b != a {
 		t.Fatalf("second build gave %s, want cached %s", b, a)
 	}
 }

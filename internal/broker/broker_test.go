@@ -1,0 +1,56 @@
+package broker
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+// The embedded server starts on a data dir, takes in-process connections,
+// and provisioning is idempotent (every start runs it).
+func TestEmbeddedAndProvision(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{Port: -1, DataDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		if err := Provision(ctx, js, subjects.StreamOptions{}, subjects.WorkerConsumer(0, 0, 0)); err != nil {
+			t.Fatalf("provision #%d: %v", i+1, err)
+		}
+	}
+	for _, cfg := range subjects.Streams(subjects.StreamOptions{}) {
+		if _, err := js.Stream(ctx, cfg.Name); err != nil {
+			t.Errorf("stream %s: %v", cfg.Name, err)
+		}
+	}
+}
+
+// A taken port is reported at once, in words a person can act on.
+func TestEmbeddedPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	_, err = StartEmbedded(EmbeddedConfig{Port: port, DataDir: t.TempDir()}, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "cannot listen on") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,269 @@
+// Package config reads toolbus.yaml: NATS settings, the worker's knobs, the
+// MCP servers (toolbus's own `servers:` map, or the `mcpServers` JSON that
+// Claude Desktop and Cursor use, so people can bring what they have),
+// webhook hooks and schedules. Errors name the file, the field and what is
+// wrong.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+// DefaultFile is read when it exists in the working directory and no
+// --config is given.
+const DefaultFile = "toolbus.yaml"
+
+// Config is the whole file. Zero values take the defaults of the package
+// that uses them.
+type Config struct {
+	NATS   NATS   `yaml:"nats"`
+	Worker Worker `yaml:"worker"`
+	// Servers maps a server name to its definition.
+	Servers map[string]subjects.Server `yaml:"servers"`
+	// MCPServers is Claude Desktop's / Cursor's format.
+	MCPServers map[string]MCPServer `yaml:"mcpServers"`
+	Bridge     Bridge               `yaml:"bridge"`
+	// Hooks and Schedules are passed as they are to the bridge and scheduler.
+	Hooks     []yaml.Node `yaml:"hooks"`
+	Schedules []yaml.Node `yaml:"schedules"`
+	Sync      Sync        `yaml:"sync"`
+
+	// Path is the file this was read from ("" for the built-in default).
+	Path string `yaml:"-"`
+}
+
+// NATS is where the bus lives.
+type NATS struct {
+	// URL of an external NATS; empty runs the embedded server (serve only).
+	URL string `yaml:"url"`
+	// DataDir of the embedded server's JetStream (default ./data).
+	DataDir string `yaml:"data_dir"`
+	// Host and Port the embedded server listens on (default 127.0.0.1:4222).
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// Replicas per stream (1; use 3 on a cluster).
+	Replicas int `yaml:"replicas"`
+	// ResultMaxAge is how long results are kept (default 24h).
+	ResultMaxAge subjects.Duration `yaml:"result_max_age"`
+	// SyncAlways makes the embedded server fsync every JetStream write before
+	// confirming it: nothing confirmed is lost to a crash of the machine or
+	// a kill -9, at a large cost in throughput (see `toolbus bench --sync-always`).
+	SyncAlways bool `yaml:"sync_always"`
+}
+
+// Worker tunes workers; see worker.Config for the defaults.
+type Worker struct {
+	Concurrency    int               `yaml:"concurrency"`
+	MaxAckPending  int               `yaml:"max_ack_pending"`
+	AckWait        subjects.Duration `yaml:"ack_wait"`
+	MaxDeliver     int               `yaml:"max_deliver"`
+	DefaultTimeout subjects.Duration `yaml:"default_timeout"`
+	Grace          subjects.Duration `yaml:"grace"`
+	MaxResultBytes int               `yaml:"max_result_bytes"`
+	RetryFor       subjects.Duration `yaml:"retry_for"`
+}
+
+// Bridge configures the webhook bridge's listener.
+type Bridge struct {
+	// Addr to listen on (default 127.0.0.1:8088; "off" disables it in serve).
+	Addr string `yaml:"addr"`
+}
+
+// Sync configures the catalog sync.
+type Sync struct {
+	// HoldChanged keeps a tool whose definition changed out of use until
+	// `toolbus tools approve`.
+	HoldChanged bool `yaml:"hold_changed"`
+	// Interval of the default resync schedule (default 15m; "0s" disables).
+	Interval *subjects.Duration `yaml:"interval"`
+}
+
+// MCPServer is one entry of Claude Desktop's / Cursor's mcpServers.
+type MCPServer struct {
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"`
+	Env     map[string]string `yaml:"env"`
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+	// Type (or transport) is "stdio", "sse", "http" or "streamable-http";
+	// guessed when absent: command → stdio, URL ending in /sse → sse, else http.
+	Type      string `yaml:"type"`
+	Transport string `yaml:"transport"`
+	// Disabled entries are skipped, as Claude Desktop does.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Load reads path; an empty path reads ./toolbus.yaml when present and
+// otherwise returns Default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		if _, err := os.Stat(DefaultFile); err != nil {
+			return Default(), nil
+		}
+		path = DefaultFile
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse reads YAML or JSON (JSON is YAML). Unknown fields are errors, with
+// their line.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, cleanYAMLError(err)
+	}
+	if err := c.normalize(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, "in type config.Config", "")
+	return errors.New(msg)
+}
+
+// normalize folds mcpServers into Servers and validates every server.
+func (c *Config) normalize() error {
+	if c.Servers == nil {
+		c.Servers = map[string]subjects.Server{}
+	}
+	for name, s := range c.Servers {
+		if s.Name != "" && s.Name != name {
+			return fmt.Errorf("servers.%s.name: %q differs from its key; drop the field", name, s.Name)
+		}
+		s.Name = name
+		if s.Transport == "" {
+			s.Transport = guessTransport(s.Command, s.URL)
+		}
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("servers.%s: %w", name, stripServer(err, name))
+		}
+		c.Servers[name] = s
+	}
+	for name, m := range c.MCPServers {
+		if m.Disabled {
+			continue
+		}
+		if _, dup := c.Servers[name]; dup {
+			return fmt.Errorf("mcpServers.%s: also defined under servers; keep one", name)
+		}
+		s, err := m.server(name)
+		if err != nil {
+			return fmt.Errorf("mcpServers.%s: %w", name, err)
+		}
+		c.Servers[name] = s
+	}
+	return nil
+}
+
+func (m MCPServer) server(name string) (subjects.Server, error) {
+	t := m.Type
+	if t == "" {
+		t = m.Transport
+	}
+	s := subjects.Server{Name: name, Command: m.Command, Args: m.Args, Env: m.Env, URL: m.URL, Headers: m.Headers}
+	switch strings.ToLower(t) {
+	case "":
+		s.Transport = guessTransport(m.Command, m.URL)
+	case "stdio":
+		s.Transport = subjects.TransportStdio
+	case "sse":
+		s.Transport = subjects.TransportSSE
+	case "http", "streamable-http", "streamablehttp", "streamable_http":
+		s.Transport = subjects.TransportHTTP
+	default:
+		return s, fmt.Errorf("type: %q is not one of stdio, sse, http, streamable-http", t)
+	}
+	if err := s.Validate(); err != nil {
+		return s, stripServer(err, name)
+	}
+	return s, nil
+}
+
+func guessTransport(command, url string) subjects.Transport {
+	switch {
+	case command != "":
+		return subjects.TransportStdio
+	case strings.HasSuffix(strings.TrimRight(url, "/"), "/sse"):
+		return subjects.TransportSSE
+	case url != "":
+		return subjects.TransportHTTP
+	}
+	return ""
+}
+
+// stripServer drops the `server "x": ` prefix Validate adds, since the
+// caller already names the server as the field path.
+func stripServer(err error, name string) error {
+	return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("server %q: ", name)))
+}
+
+// ServerList returns the servers sorted by name.
+func (c *Config) ServerList() []subjects.Server {
+	out := make([]subjects.Server, 0, len(c.Servers))
+	for _, s := range c.Servers {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Decode decodes the hooks or schedules section into out (a pointer to a
+// slice of the bridge's or scheduler's type), naming the section on error.
+func Decode(section string, nodes []yaml.Node, out any) error {
+	seq := yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for i := range nodes {
+		seq.Content = append(seq.Content, &nodes[i])
+	}
+	if err := seq.Decode(out); err != nil {
+		return fmt.Errorf("%s: %w", section, cleanYAMLError(err))
+	}
+	return nil
+}
+
+// Default is the configuration used when there is no file: the demo MCP
+// server, run as a stdio child of this very binary (`toolbus demo`).
+func Default() *Config {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "toolbus"
+	} else if abs, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = abs
+	}
+	return &Config{Servers: map[string]subjects.Server{
+		"demo": {
+			Name:      "demo",
+			Transport: subjects.TransportStdio,
+			Command:   exe,
+			Args:      []string{"demo", "--transport", "stdio"},
+			// The demo server speaks 2025-11-25 and newer; pinning skips the
+			// server/discover probe and keeps calls on the faster handshake.
+			ProtocolVersion: "2025-11-25",
+		},
+	}}
+}

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+func TestParseYAML(t *testing.T) {
+	c, err := Parse([]byte(`
+nats:
+  url: nats://127.0.0.1:4333
+worker:
+  concurrency: 8
+  ack_wait: 45s
+servers:
+  fs:
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]
+  api:
+    transport: http
+    url: http://127.0.0.1:9000/mcp
+    auth_token: env:API_TOKEN
+    protocol_version: "2025-11-25"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Worker.Concurrency != 8 || c.Worker.AckWait.D().Seconds() != 45 || c.NATS.URL != "nats://127.0.0.1:4333" {
+		t.Fatalf("settings: %+v %+v", c.Worker, c.NATS)
+	}
+	fs := c.Servers["fs"]
+	if fs.Name != "fs" || fs.Transport != subjects.TransportStdio || len(fs.Args) != 3 {
+		t.Fatalf("fs = %+v", fs)
+	}
+	if api := c.Servers["api"]; api.Transport != subjects.TransportHTTP || api.AuthToken != "env:API_TOKEN" {
+		t.Fatalf("api = %+v", api)
+	}
+}
+
+func TestParseClaudeDesktopJSON(t *testing.T) {
+	c, err := Parse([]byte(`{
+  "mcpServers": {
+    "everything": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"], "env": {"A": "1"}},
+    "remote": {"url": "https://example.test/mcp", "headers": {"X-Api-Key": "k"}},
+    "legacy": {"url": "http://127.0.0.1:8000/sse"},
+    "typed": {"type": "streamable-http", "url": "http://127.0.0.1:8001/"},
+    "off": {"command": "x", "disabled": true}
+  }
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]subjects.Transport{"everything": "stdio", "remote": "http", "legacy": "sse", "typed": "http"}
+	if len(c.Servers) != len(want) {
+		t.Fatalf("servers = %v", c.ServerList())
+	}
+	for name, tr := range want {
+		if c.Servers[name].Transport != tr {
+			t.Errorf("%s transport = %q, want %q", name, c.Servers[name].Transport, tr)
+		}
+	}
+	if c.Servers["everything"].Env["A"] != "1" || c.Servers["remote"].Headers["X-Api-Key"] != "k" {
+		t.Errorf("env/headers lost: %+v", c.Servers)
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	cases := map[string]string{
+		"servers:\n  x:\n    transport: stdio\n":                              "servers.x: command: required for transport stdio",
+		"servers:\n  x:\n    transport: smtp\n    command: a\n":               `servers.x: transport: "smtp" is not one of stdio, sse, http`,
+		"servers:\n  x:\n    url: ftp://h/\n":                                 `servers.x: url: "ftp://h/" is not an http(s) URL`,
+		"mcpServers:\n  y:\n    type: pigeon\n    command: a\n":               `mcpServers.y: type: "pigeon"`,
+		"worker:\n  concurrenc: 3\n":                                          "line 2: field concurrenc not found",
+		"worker:\n  ack_wait: soon\n":                                         `"soon" is not a duration`,
+		"servers:\n  a:\n    command: x\nmcpServers:\n  a:\n    command: y\n": "mcpServers.a: also defined under servers",
+	}
+	for in, want := range cases {
+		_, err := Parse([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) error = %v, want it to contain %q", in, err, want)
+		}
+	}
+}
+
+func TestDefaultHasDemo(t *testing.T) {
+	d := Default()
+	demo, ok := d.Servers["demo"]
+	if !ok || demo.Transport != subjects.TransportStdio || demo.Args[0] != "demo" {
+		t.Fatalf("default config = %+v", d.Servers)
+	}
+	if err := demo.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The documented example must stay loadable.
+func TestExampleFileLoads(t *testing.T) {
+	c, err := Load("../../toolbus.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Servers["demo"].Args[0] != "demo" || len(c.Hooks) == 0 || len(c.Schedules) == 0 {
+		t.Fatalf("example config: %+v", c)
+	}
+}

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	gosync "sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+// ledger is the call ledger's running state, in the KV bucket
+// toolbus_ledger keyed by <agent>.<call_id>. The results half of the ledger
+// is TOOL_RESULTS itself: one write-once message per call, kept for the
+// result max age. A "started" record is created only for calls that must
+// not run twice (destructive, not idempotent), so the common call pays no
+// extra write; any attempt whose create finds one, and no result, ends
+// outcome_unknown.
+type ledger struct {
+	kv jetstream.KeyValue
+}
+
+// ledgerEntry is the value stored under a call's ledger key.
+type ledgerEntry struct {
+	State   string    `json:"state"` // "started"
+	Worker  string    `json:"worker,omitempty"`
+	Started time.Time `json:"started"`
+	// Mark is unique to the attempt that wrote the entry, so a retried
+	// create whose first try succeeded (its answer lost) knows the entry
+	// is its own.
+	Mark string `json:"mark"`
+}
+
+// claim records that this attempt starts the call, atomically: a KV
+// create, which fails with errStartedBefore when any earlier attempt of the
+// call (another worker, a delivery a restarted NATS server counted as the
+// first) already recorded its start. One round trip both marks and checks,
+// whatever the delivery count says.
+//
+// Each try has its own timeout and tries go on while ctx allows, so a
+// reconnect costs a try, not the call.
+func (l *ledger) claim(ctx context.Context, key, worker string) error {
+	mark := nuid.Next()
+	b, _ := json.Marshal(ledgerEntry{State: "started", Worker: worker, Started: time.Now().UTC(), Mark: mark})
+	budget := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d)
+	}
+	return tryFor(ctx, budget, attemptTimeout, func(ctx context.Context) error {
+		_, err := l.kv.Create(ctx, key, b)
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+		e, gerr := l.kv.Get(ctx, key)
+		if gerr != nil {
+			return gerr // not knowing whose it is: try again
+		}
+		var le ledgerEntry
+		if json.Unmarshal(e.Value(), &le) == nil && le.Mark == mark {
+			return nil // our own create, whose answer was lost
+		}
+		return final(errStartedBefore)
+	})
+}
+
+var errStartedBefore = errors.New("an earlier attempt started this call")
+
+// marked reports whether the call has a start mark (or whether that cannot
+// be told now: then it says yes, leaving the answer to the worker).
+func (l *ledger) marked(key string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	_, err := l.kv.Get(ctx, key)
+	return !errors.Is(err, jetstream.ErrKeyNotFound)
+}
+
+// cancelSet remembers call ids cancelled before any worker ran them. Every
+// worker hears every tool.cancel.<id>, so each keeps its own set; entries
+// expire after the duplicate window's worth of queueing.
+type cancelSet struct {
+	mu  gosync.Mutex
+	ids map[string]time.Time
+	ttl time.Duration
+}
+
+func (s *cancelSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]time.Time{}
+	}
+	now := time.Now()
+	s.ids[id] = now.Add(s.ttl)
+	if len(s.ids) > 1024 {
+		for k, exp := range s.ids {
+			if now.After(exp) {
+				delete(s.ids, k)
+			}
+		}
+	}
+}
+
+func (s *cancelSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.ids[id]
+	return ok && time.Now().Before(exp)
+}
+
+func openLedger(ctx context.Context, js jetstream.JetStream) (*ledger, error) {
+	kv, err := js.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger{kv: kv}, nil
+}

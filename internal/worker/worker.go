@@ -1,0 +1,450 @@
+// Package worker consumes tool calls from the shared durable JetStream
+// consumer, runs each against its MCP server, stores and sends the result,
+// and only then acknowledges the call. Any number of worker processes share
+// the one consumer and so split the load.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	gosync "sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+// Caller runs MCP tool calls; *mcppool.Pool is the real one.
+type Caller interface {
+	Call(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions) (json.RawMessage, bool, error)
+	Server(name string) (subjects.Server, bool)
+}
+
+// Catalog refuses calls that cannot succeed before they reach a server.
+// Optional: without one (tests), every call to a registered server is
+// attempted.
+type Catalog interface {
+	// CheckCall returns nil when the tool exists and args fit its schema;
+	// otherwise the error result to answer with: unknown_tool,
+	// invalid_arguments, or catalog_unavailable (retryable) while the
+	// server's first sync has not been read — a call to an unsynced server
+	// never goes through unchecked. known
+	// says whether the catalog has the tool, safe whether its annotations
+	// make running it twice harmless; a known, unsafe tool is never re-run
+	// blindly after a worker died mid-call.
+	CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool)
+}
+
+// Config tunes a worker. Zero values take the documented defaults.
+type Config struct {
+	// Name identifies this worker in results and logs (default host-pid).
+	Name string
+	// Concurrency is the number of calls run at once (default 64).
+	Concurrency int
+	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
+	MaxAckPending int
+	// AckWait is how long JetStream waits for an ack before redelivering
+	// (default subjects.DefaultAckWait, 5s): a running call renews it with
+	// InProgress at AckWait/3, and the calls of a worker that died go to
+	// another within it.
+	AckWait time.Duration
+	// MaxDeliver is the number of deliveries before a call is dead (default 5).
+	MaxDeliver int
+	// DefaultTimeout bounds a call with no deadline header when its server
+	// sets no call_timeout (default 60s).
+	DefaultTimeout time.Duration
+	// Grace is how long shutdown lets in-flight calls finish (default 20s).
+	Grace time.Duration
+	// MaxResultBytes caps an encoded result; larger ones become too_large
+	// errors (default: the server's max payload less 64 KiB).
+	MaxResultBytes int
+	// RetryFor bounds how long transport failures (server down, connection
+	// reset, crashed stdio child) are retried with backoff, inside the
+	// call's deadline (default 10s). A missing or non-executable command
+	// is not retried.
+	RetryFor time.Duration
+}
+
+func (c *Config) setDefaults(nc *nats.Conn) {
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		c.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 1024
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = subjects.DefaultAckWait
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 60 * time.Second
+	}
+	if c.RetryFor <= 0 {
+		c.RetryFor = 10 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 20 * time.Second
+	}
+	if c.MaxResultBytes <= 0 {
+		mp := int(nc.MaxPayload())
+		if mp <= 0 {
+			mp = 1 << 20
+		}
+		c.MaxResultBytes = mp - 64<<10
+		if c.MaxResultBytes < mp/2 {
+			c.MaxResultBytes = mp / 2
+		}
+	}
+}
+
+// ConsumerConfig is the durable consumer this configuration asks for.
+func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
+	return subjects.WorkerConsumer(c.MaxAckPending, c.AckWait, c.MaxDeliver)
+}
+
+// Worker consumes and runs tool calls.
+type Worker struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	caller  Caller
+	catalog Catalog
+	log     zerolog.Logger
+
+	results   jetstream.Stream // TOOL_RESULTS, for answering redeliveries
+	calls     jetstream.Stream // TOOL_CALLS, for dead letters
+	ledger    *ledger
+	cancelled cancelSet
+
+	mu      gosync.Mutex
+	running map[string]context.CancelCauseFunc // ledger key -> cancel of the call being run
+	leases  map[jetstream.Msg]struct{}         // calls taken and not yet settled
+
+	pullWait time.Duration // how long one pull request waits for calls
+}
+
+// Option configures optional collaborators.
+type Option func(*Worker)
+
+// WithCatalog makes the worker refuse unknown tools and bad arguments.
+func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
+
+// New returns a worker. It does no I/O until Run.
+func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
+	cfg.setDefaults(nc)
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, pullWait: 5 * time.Second}
+	w.cancelled.ttl = 10 * time.Minute
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+// Run consumes calls until ctx ends, then drains: it stops fetching, lets
+// in-flight calls finish within Config.Grace, hands the rest back to
+// JetStream (Nak) for other workers, and returns nil.
+func (w *Worker) Run(ctx context.Context) (err error) {
+	defer func() {
+		if ctx.Err() != nil {
+			err = nil // stopped while starting: not a failure
+		}
+	}()
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	// Leases are renewed at a third of the consumer's own AckWait, whatever
+	// this worker's config says.
+	if aw := cons.CachedInfo().Config.AckWait; aw > 0 && aw != w.cfg.AckWait {
+		w.log.Info().Dur("ack_wait", aw).Msg("using the consumer's ack_wait")
+		w.cfg.AckWait = aw
+	}
+	if w.results, err = w.js.Stream(ctx, subjects.StreamResults); err != nil {
+		return fmt.Errorf("stream %s: %w", subjects.StreamResults, err)
+	}
+	if w.calls, err = w.js.Stream(ctx, subjects.StreamCalls); err != nil {
+		return fmt.Errorf("stream %s: %w", subjects.StreamCalls, err)
+	}
+	if w.ledger, err = openLedger(ctx, w.js); err != nil {
+		return fmt.Errorf("KV bucket %s: %w", subjects.BucketLedger, err)
+	}
+	// Every worker hears every cancel (the one running the call stops it);
+	// one of them, through the queue group, answers it at once.
+	cancelSub, err := w.nc.Subscribe(subjects.ToolCancelAll, w.onCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
+	}
+	defer cancelSub.Unsubscribe()
+	answerSub, err := w.nc.QueueSubscribe(subjects.ToolCancelAll, "toolbus-cancel", w.answerCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subjects.ToolCancelAll, err)
+	}
+	defer answerSub.Unsubscribe()
+	var bg gosync.WaitGroup
+	defer bg.Wait()
+	// Leases are renewed until the last call is settled, through the
+	// shutdown grace period; dead letters stop with ctx.
+	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBeat()
+	bg.Add(2)
+	go func() { defer bg.Done(); w.heartbeat(beatCtx) }()
+	go func() { defer bg.Done(); w.deadLetters(ctx) }()
+
+	// calls run under callCtx, not ctx: shutdown gives them Grace first.
+	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopCalls(errShutdown)
+
+	var inflight gosync.WaitGroup
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	run := func(msg jetstream.Msg) {
+		inflight.Add(1)
+		go func() {
+			defer func() { <-slots; inflight.Done() }()
+			w.process(callCtx, msg)
+		}()
+	}
+	// Two pullers share the slots, so one has a pull request out while the
+	// other's batch ends: no gap in deliveries under load.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- w.pull(ctx, cons, slots, run) }()
+	}
+	err = errors.Join(<-errs, <-errs)
+	w.drain(&inflight, stopCalls)
+	return err
+}
+
+// pull fetches only as many calls as there are free slots, and hands each
+// to run with its slot taken. No call waits in this process without a
+// lease being renewed, and no worker hoards calls another could run. It
+// returns when ctx ends; a call that arrives after that is handed back.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, run func(jetstream.Msg)) error {
+	release := func(n int) {
+		for range n {
+			<-slots
+		}
+	}
+	var bo backoff.BackOff = backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(3*time.Second), backoff.WithMaxElapsedTime(0))
+	for {
+		// Wait for one free slot, then take every other free one.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+	take:
+		for n < cap(slots) {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break take
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, w.pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(w.pullWait/4))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				if ctx.Err() != nil {
+					// Shutting down: another worker takes it now.
+					w.settle(msg, outcome{action: handBack}, time.Now())
+					<-slots
+					continue
+				}
+				run(msg)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		release(n - got)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			bo.Reset()
+		default:
+			// The consumer was deleted, NATS is away (reconnecting), or the
+			// pull stalled (missed heartbeats): wait, make sure the consumer
+			// exists (creating it is idempotent), pull again.
+			wait := bo.NextBackOff()
+			w.log.Warn().Err(err).Dur("retry_in", wait).Msg("pulling calls failed")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			if c, err := broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig()); err == nil {
+				cons = c
+			}
+		}
+	}
+}
+
+func (w *Worker) drain(inflight *gosync.WaitGroup, stopCalls context.CancelCauseFunc) {
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	w.log.Info().Dur("grace", w.cfg.Grace).Msg("draining: no new calls, waiting for in-flight ones")
+	select {
+	case <-done:
+	case <-time.After(w.cfg.Grace):
+		w.log.Warn().Msg("grace period over: handing in-flight calls back to JetStream")
+		stopCalls(errShutdown)
+		<-done
+	}
+}
+
+// consumer returns the shared durable consumer as it is (settings are the
+// provisioner's: `toolbus serve` or an admin), creating it from this
+// worker's config only if it is missing.
+func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		cons, err := broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig())
+		if err == nil {
+			return cons, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
+		}
+		w.log.Warn().Err(err).Int("attempt", attempt).Msg("cannot get the workers consumer yet; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
+		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 3*time.Second)):
+		}
+	}
+}
+
+// onCancel hears tool.cancel.<agent>.<call_id>. Only the agent itself may
+// publish there (NATS permissions), so the agent and id together name the
+// call, as everywhere else.
+func (w *Worker) onCancel(m *nats.Msg) {
+	agent, id, err := subjects.ParseCallRef(m.Subject, subjects.ToolCancelPrefix)
+	if err != nil {
+		return
+	}
+	var why subjects.Cancel
+	_ = json.Unmarshal(m.Data, &why)
+	if why.Reason == subjects.CancelDeadline {
+		return // a running call has its own deadline; a queued one is answered by answerCancel
+	}
+	key := subjects.LedgerKey(agent, id)
+	w.mu.Lock()
+	cancel, ok := w.running[key]
+	w.mu.Unlock()
+	if ok {
+		cancel(errCancelled)
+		return
+	}
+	w.cancelled.add(key)
+}
+
+// answerCancel stores the answer to a cancel of a call this worker is not
+// running: a cancelled result, written once like any other, so the caller
+// hears it at once, even while the call waits in the queue for a free slot.
+// When the call is delivered, its lookup finds the answer and it does not
+// run. A call that already has a result keeps it (the store is
+// write-once), and a worker running the call stores its own cancelled
+// result, whichever comes first. The cancel's body (subjects.Cancel) may
+// name the call's server and tool so the answer carries them, and a reason:
+// a caller whose deadline passed asks for a timeout answer the same way.
+func (w *Worker) answerCancel(m *nats.Msg) {
+	agent, id, err := subjects.ParseCallRef(m.Subject, subjects.ToolCancelPrefix)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	_, here := w.running[subjects.LedgerKey(agent, id)]
+	w.mu.Unlock()
+	if here {
+		return // the running call answers for itself
+	}
+	// A call that must not run twice has a start mark once a worker
+	// started it: that worker answers, truthfully (it may have finished).
+	if w.ledger.marked(subjects.LedgerKey(agent, id)) {
+		return
+	}
+	var about subjects.Cancel
+	_ = json.Unmarshal(m.Data, &about)
+	why := &subjects.Error{Code: subjects.CodeCancelled, Message: "cancelled on " + m.Subject}
+	if about.Reason == subjects.CancelDeadline {
+		why = &subjects.Error{Code: subjects.CodeTimeout, Message: "the call's deadline passed before a worker ran it (it waited in the queue); it did not run"}
+	}
+	res := &subjects.Result{CallID: id, Agent: agent, Server: about.Server, Tool: about.Tool, Worker: w.cfg.Name,
+		Status: subjects.StatusError, Error: why}
+	if _, err := w.record(res, time.Now()); err != nil {
+		w.log.Warn().Err(err).Str("call_id", id).Str("agent_id", agent).Msg("cancel not answered yet; the call is answered when a worker takes it")
+	}
+}
+
+// track registers a running call's cancel under its ledger key until the
+// returned func is called.
+func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func()) {
+	w.mu.Lock()
+	w.running[key] = cancel
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.running, key)
+		w.mu.Unlock()
+	}
+}
+
+// lease puts msg in the set whose leases heartbeat renews, until the
+// returned func is called.
+func (w *Worker) lease(msg jetstream.Msg) (release func()) {
+	w.mu.Lock()
+	w.leases[msg] = struct{}{}
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.leases, msg)
+		w.mu.Unlock()
+	}
+}
+
+// heartbeat renews the lease of every call taken and not yet settled at
+// AckWait/3, so a slow tool is never redelivered to a second worker while
+// this one is on it. One loop for all calls keeps the hot path free of
+// per-call timers.
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.AckWait / 3)
+	defer t.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		msgs = msgs[:0]
+		w.mu.Lock()
+		for m := range w.leases {
+			msgs = append(msgs, m)
+		}
+		w.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
+}
