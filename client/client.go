@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -441,7 +442,7 @@ func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeu
 	name := subjects.WakeConsumer(c.agent)
 	cons, err := c.js.Consumer(ctx, subjects.StreamEvents, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = c.js.CreateConsumer(ctx, subjects.StreamEvents, subjects.WakeConsumerConfig(c.agent))
+		cons, err = c.js.CreateConsumer(ctx, subjects.StreamEvents, streams.WakeConsumerConfig(c.agent))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
 			return fmt.Errorf("%w %q (%s on %s): %v", ErrNoWakeConsumer, c.agent, name, subjects.StreamEvents, err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -132,7 +133,7 @@ func TestWakeups(t *testing.T) {
 	// Without authentication the client makes its consumer; the first
 	// wake-ups must wait for it, so make it before publishing, as the
 	// scheduler and the bridge do.
-	if _, err := ns.JS.CreateConsumer(ctx, subjects.StreamEvents, subjects.WakeConsumerConfig("sleeper")); err != nil {
+	if _, err := ns.JS.CreateConsumer(ctx, subjects.StreamEvents, streams.WakeConsumerConfig("sleeper")); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range []string{"one", "two", "three"} {

@@ -21,13 +21,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Options sizes a run.
@@ -104,7 +105,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	defer wnc.Close()
 	wjs, _ := jetstream.New(wnc)
 	wcfg := worker.Config{Concurrency: o.Workers, MaxAckPending: 4096}
-	if err := broker.Provision(ctx, wjs, subjects.StreamOptions{}, wcfg.ConsumerConfig()); err != nil {
+	if err := broker.Provision(ctx, wjs, streams.Options{}, wcfg.ConsumerConfig()); err != nil {
 		return nil, err
 	}
 	pool := mcppool.New(log)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -384,7 +385,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := broker.Provision(ctx, js, subjects.StreamOptions{}, subjects.WorkerConsumer(0, 0, 0)); err != nil {
+	if err := broker.Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
 	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, WithPublishTimeout(500*time.Millisecond)) + "/hooks/zap"

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -43,7 +44,7 @@ func TestReplayPastDuplicateWindow(t *testing.T) {
 	srv := natstest.StartBare(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, cfg := range subjects.Streams(subjects.StreamOptions{DuplicateWindow: 100 * time.Millisecond}) {
+	for _, cfg := range streams.Streams(streams.Options{DuplicateWindow: 100 * time.Millisecond}) {
 		if cfg.Name != subjects.StreamEvents {
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -209,19 +210,19 @@ func Connect(cfg ConnConfig, log zerolog.Logger, extra ...nats.Option) (*nats.Co
 // Provision creates or updates every stream, the workers' consumer and the
 // KV buckets to match o and consumer. It is idempotent; `toolbus serve`
 // runs it at every start.
-func Provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig) error {
+func Provision(ctx context.Context, js jetstream.JetStream, o streams.Options, consumer jetstream.ConsumerConfig) error {
 	return provision(ctx, js, o, consumer, true)
 }
 
 // Ensure creates what is missing and leaves what exists as it is: a worker
 // started with other settings does not rewrite the streams or the shared
 // consumer the rest of the fleet runs on.
-func Ensure(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig) error {
+func Ensure(ctx context.Context, js jetstream.JetStream, o streams.Options, consumer jetstream.ConsumerConfig) error {
 	return provision(ctx, js, o, consumer, false)
 }
 
-func provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOptions, consumer jetstream.ConsumerConfig, update bool) error {
-	for _, cfg := range subjects.Streams(o) {
+func provision(ctx context.Context, js jetstream.JetStream, o streams.Options, consumer jetstream.ConsumerConfig, update bool) error {
+	for _, cfg := range streams.Streams(o) {
 		var err error
 		if update {
 			_, err = js.CreateOrUpdateStream(ctx, cfg)
@@ -241,7 +242,7 @@ func provision(ctx context.Context, js jetstream.JetStream, o subjects.StreamOpt
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", consumer.Durable, subjects.StreamCalls, err)
 	}
-	for _, cfg := range subjects.Buckets(o) {
+	for _, cfg := range streams.Buckets(o) {
 		var err error
 		if update {
 			_, err = js.CreateOrUpdateKeyValue(ctx, cfg)
@@ -270,13 +271,13 @@ func GetOrCreateConsumer(ctx context.Context, js jetstream.JetStream, stream str
 }
 
 // EnsureWakeConsumer creates agent's durable wake-up consumer on EVENTS
-// if it is missing (subjects.WakeConsumerConfig), so wake-ups published
+// if it is missing (streams.WakeConsumerConfig), so wake-ups published
 // from now on wait for the agent even while it is offline.
 func EnsureWakeConsumer(ctx context.Context, js jetstream.JetStream, agent string) error {
 	if err := subjects.ValidateAgent(agent); err != nil {
 		return err
 	}
-	_, err := GetOrCreateConsumer(ctx, js, subjects.StreamEvents, subjects.WakeConsumerConfig(agent))
+	_, err := GetOrCreateConsumer(ctx, js, subjects.StreamEvents, streams.WakeConsumerConfig(agent))
 	return err
 }
 

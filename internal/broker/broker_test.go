@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 )
 
 // The embedded server starts on a data dir, takes in-process connections,
@@ -30,11 +30,11 @@ func TestEmbeddedAndProvision(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := 0; i < 2; i++ {
-		if err := Provision(ctx, js, subjects.StreamOptions{}, subjects.WorkerConsumer(0, 0, 0)); err != nil {
+		if err := Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 			t.Fatalf("provision #%d: %v", i+1, err)
 		}
 	}
-	for _, cfg := range subjects.Streams(subjects.StreamOptions{}) {
+	for _, cfg := range streams.Streams(streams.Options{}) {
 		if _, err := js.Stream(ctx, cfg.Name); err != nil {
 			t.Errorf("stream %s: %v", cfg.Name, err)
 		}

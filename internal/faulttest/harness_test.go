@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -394,7 +395,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := broker.Provision(ctx, c.js, subjects.StreamOptions{Replicas: len(nodes)}, subjects.WorkerConsumer(0, ackWait, maxDeliver)); err != nil {
+	if err := broker.Provision(ctx, c.js, streams.Options{Replicas: len(nodes)}, streams.WorkerConsumer(0, ackWait, maxDeliver)); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	if err := c.writeConfig(); err != nil {

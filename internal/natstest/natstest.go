@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 )
 
 // Server is a running in-process test server with a connection to it.
@@ -31,7 +31,7 @@ func Start(t testing.TB) *Server {
 	s := StartBare(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := broker.Provision(ctx, s.JS, subjects.StreamOptions{}, subjects.WorkerConsumer(0, 0, 0)); err != nil {
+	if err := broker.Provision(ctx, s.JS, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	return s

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -25,7 +26,7 @@ func (w *Worker) deadLetters(ctx context.Context) {
 	var cons jetstream.Consumer
 	var err error
 	for {
-		if cons, err = w.js.CreateOrUpdateConsumer(ctx, subjects.StreamAdvisories, subjects.DeadLetterConsumer()); err == nil {
+		if cons, err = w.js.CreateOrUpdateConsumer(ctx, subjects.StreamAdvisories, streams.DeadLetterConsumer()); err == nil {
 			break
 		}
 		if ctx.Err() != nil {

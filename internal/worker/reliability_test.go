@@ -17,12 +17,13 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/demo"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
-	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // A call id re-sent after JetStream's duplicate window is a new message, but
@@ -44,7 +45,7 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()
 	// A short duplicate window, so the re-send below is a new message.
-	cfg := subjects.Streams(subjects.StreamOptions{})[0]
+	cfg := streams.Streams(streams.Options{})[0]
 	cfg.Duplicates = 100 * time.Millisecond
 	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
-	cc := subjects.WorkerConsumer(0, time.Second, 2)
+	cc := streams.WorkerConsumer(0, time.Second, 2)
 	cons, err := ns.JS.CreateOrUpdateConsumer(ctx, subjects.StreamCalls, cc)
 	if err != nil {
 		t.Fatal(err)

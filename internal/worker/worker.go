@@ -20,6 +20,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -53,7 +54,7 @@ type Config struct {
 	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an ack before redelivering
-	// (default subjects.DefaultAckWait, 5s): a running call renews it with
+	// (default streams.DefaultAckWait, 5s): a running call renews it with
 	// InProgress at AckWait/3, and the calls of a worker that died go to
 	// another within it.
 	AckWait time.Duration
@@ -86,7 +87,7 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 		c.MaxAckPending = 1024
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = subjects.DefaultAckWait
+		c.AckWait = streams.DefaultAckWait
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
@@ -114,7 +115,7 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 
 // ConsumerConfig is the durable consumer this configuration asks for.
 func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
-	return subjects.WorkerConsumer(c.MaxAckPending, c.AckWait, c.MaxDeliver)
+	return streams.WorkerConsumer(c.MaxAckPending, c.AckWait, c.MaxDeliver)
 }
 
 // Worker consumes and runs tool calls.
@@ -125,6 +126,8 @@ type Worker struct {
 	caller  Caller
 	catalog Catalog
 	log     zerolog.Logger
+
+	observer Observer // metrics; nopObserver when none
 
 	results   jetstream.Stream // TOOL_RESULTS, for answering redeliveries
 	calls     jetstream.Stream // TOOL_CALLS, for dead letters
@@ -147,7 +150,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 // New returns a worker. It does no I/O until Run.
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
-	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, pullWait: 5 * time.Second}
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, pullWait: 5 * time.Second, observer: nopObserver{}}
 	w.cancelled.ttl = 10 * time.Minute
 	for _, o := range opts {
 		o(w)

@@ -14,14 +14,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
-	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // rig is a real NATS server, real demo MCP servers over every transport, a
@@ -95,7 +96,7 @@ func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.C
 	// As toolbus serve does: the consumer gets this configuration.
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()
-	if err := broker.Provision(pctx, js, subjects.StreamOptions{}, cfg.ConsumerConfig()); err != nil {
+	if err := broker.Provision(pctx, js, streams.Options{}, cfg.ConsumerConfig()); err != nil {
 		t.Fatal(err)
 	}
 	w := worker.New(nc, js, caller, cfg, log, opts...)

@@ -1,44 +1,18 @@
-package subjects
+// Package streams defines toolbus's JetStream streams, consumers and KV
+// buckets: their deployment settings (replicas, retention, leases). Their
+// names are the wire contract and live in package subjects.
+package streams
 
 import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// Stream, consumer and bucket names.
-const (
-	StreamCalls   = "TOOL_CALLS"
-	StreamResults = "TOOL_RESULTS"
-	StreamDead    = "TOOL_DEAD"
-	StreamEvents  = "EVENTS"
-	StreamResync  = "CATALOG_RESYNC"
-	// StreamAdvisories keeps the JetStream advisories that turn calls into
-	// dead letters, so no advisory is lost while no worker listens.
-	StreamAdvisories = "TOOL_ADVISORIES"
-
-	// ConsumerWorkers is the one durable pull consumer all workers share.
-	ConsumerWorkers = "workers"
-	// ConsumerSync is the durable consumer sync replicas share on CATALOG_RESYNC.
-	ConsumerSync = "sync"
-	// ConsumerDeadLetters is the durable consumer workers share on
-	// TOOL_ADVISORIES.
-	ConsumerDeadLetters = "dead-letters"
-
-	// AdvisoryMaxDeliveries is published by JetStream when a call has been
-	// delivered MaxDeliver times without an ack.
-	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamCalls + "." + ConsumerWorkers
-	// AdvisoryTerminated is published when a call is terminated (AckTerm).
-	AdvisoryTerminated = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + StreamCalls + "." + ConsumerWorkers
-
-	BucketServers   = "toolbus_servers"
-	BucketCatalog   = "toolbus_catalog"
-	BucketLedger    = "toolbus_ledger"
-	BucketSchedules = "toolbus_schedules"
-)
-
-// StreamOptions are the deployment knobs of the stream definitions.
-type StreamOptions struct {
+// Options are the deployment knobs of the stream definitions.
+type Options struct {
 	// Replicas per stream: 1 on one server, 3 on a cluster.
 	Replicas int
 	// ResultMaxAge is how long TOOL_RESULTS keeps a result (default 24h).
@@ -47,7 +21,7 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 }
 
-func (o StreamOptions) withDefaults() StreamOptions {
+func (o Options) withDefaults() Options {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
@@ -61,13 +35,13 @@ func (o StreamOptions) withDefaults() StreamOptions {
 }
 
 // Streams returns every stream toolbus needs, in creation order.
-func Streams(o StreamOptions) []jetstream.StreamConfig {
+func Streams(o Options) []jetstream.StreamConfig {
 	o = o.withDefaults()
 	return []jetstream.StreamConfig{
 		{
-			Name:        StreamCalls,
+			Name:        subjects.StreamCalls,
 			Description: "toolbus: pending tool calls, one message per call; removed when acked",
-			Subjects:    []string{ToolCallAll},
+			Subjects:    []string{subjects.ToolCallAll},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
@@ -75,9 +49,9 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		},
 		{
-			Name:              StreamResults,
+			Name:              subjects.StreamResults,
 			Description:       "toolbus: the result of each call, on tool.result.<agent>.<call_id>",
-			Subjects:          []string{ToolResultAll},
+			Subjects:          []string{subjects.ToolResultAll},
 			Retention:         jetstream.LimitsPolicy,
 			Storage:           jetstream.FileStorage,
 			Replicas:          o.Replicas,
@@ -89,12 +63,12 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			// tool.reply.<agent>.<call_id>. Only what the stream stored is
 			// republished: a write refused by the write-once check never
 			// reaches a caller, as it would on tool.result itself.
-			RePublish: &jetstream.RePublish{Source: ToolResultAll, Destination: ToolReplyAll},
+			RePublish: &jetstream.RePublish{Source: subjects.ToolResultAll, Destination: subjects.ToolReplyAll},
 		},
 		{
-			Name:        StreamDead,
+			Name:        subjects.StreamDead,
 			Description: "toolbus: calls that could not be delivered, with the reason",
-			Subjects:    []string{ToolDeadAll},
+			Subjects:    []string{subjects.ToolDeadAll},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
@@ -102,9 +76,9 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			Duplicates:  o.DuplicateWindow,
 		},
 		{
-			Name:        StreamEvents,
+			Name:        subjects.StreamEvents,
 			Description: "toolbus: catalog changes, agent wake-ups and webhook events",
-			Subjects:    []string{CatalogChangedPrefix + ">", AgentWakePrefix + ">", WebhookPrefix + ">"},
+			Subjects:    []string{subjects.CatalogChangedPrefix + ">", subjects.AgentWakePrefix + ">", subjects.WebhookPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
@@ -112,18 +86,18 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			Duplicates:  o.DuplicateWindow,
 		},
 		{
-			Name:        StreamAdvisories,
+			Name:        subjects.StreamAdvisories,
 			Description: "toolbus: max-deliveries and terminated advisories of the workers' consumer",
-			Subjects:    []string{AdvisoryMaxDeliveries, AdvisoryTerminated},
+			Subjects:    []string{subjects.AdvisoryMaxDeliveries, subjects.AdvisoryTerminated},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
 			MaxAge:      7 * 24 * time.Hour,
 		},
 		{
-			Name:        StreamResync,
+			Name:        subjects.StreamResync,
 			Description: "toolbus: catalog resync requests, shared by sync replicas",
-			Subjects:    []string{CatalogResyncAll, CatalogResyncPrefix + ">"},
+			Subjects:    []string{subjects.CatalogResyncAll, subjects.CatalogResyncPrefix + ">"},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
@@ -151,7 +125,7 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 		maxDeliver = 5
 	}
 	return jetstream.ConsumerConfig{
-		Durable:       ConsumerWorkers,
+		Durable:       subjects.ConsumerWorkers,
 		Description:   "toolbus workers (shared)",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
@@ -161,10 +135,6 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 	}
 }
 
-// WakeConsumer is the name of an agent's durable consumer of its wake-ups
-// on EVENTS: wake-<agent>.
-func WakeConsumer(agent string) string { return "wake-" + agent }
-
 // WakeConsumerConfig is an agent's durable consumer of agent.wake.<agent>
 // on EVENTS: everything retained (so wake-ups published while the agent was
 // offline wait for it), one at a time in order, each until acked. The
@@ -173,9 +143,9 @@ func WakeConsumer(agent string) string { return "wake-" + agent }
 // (scheduler, bridge) or by the agent's client where it may.
 func WakeConsumerConfig(agent string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       WakeConsumer(agent),
+		Durable:       subjects.WakeConsumer(agent),
 		Description:   "toolbus: wake-ups of agent " + agent,
-		FilterSubject: AgentWakePrefix + agent,
+		FilterSubject: subjects.AgentWakePrefix + agent,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
@@ -186,7 +156,7 @@ func WakeConsumerConfig(agent string) jetstream.ConsumerConfig {
 // DeadLetterConsumer is the durable consumer on TOOL_ADVISORIES.
 func DeadLetterConsumer() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:     ConsumerDeadLetters,
+		Durable:     subjects.ConsumerDeadLetters,
 		Description: "toolbus workers: move undeliverable calls to TOOL_DEAD",
 		AckPolicy:   jetstream.AckExplicitPolicy,
 		AckWait:     30 * time.Second,
@@ -195,22 +165,12 @@ func DeadLetterConsumer() jetstream.ConsumerConfig {
 }
 
 // Buckets returns the KV buckets toolbus needs.
-func Buckets(o StreamOptions) []jetstream.KeyValueConfig {
+func Buckets(o Options) []jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return []jetstream.KeyValueConfig{
-		{Bucket: BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketLedger, Description: "toolbus: call ledger, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
-		{Bucket: BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: subjects.BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: subjects.BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: subjects.BucketLedger, Description: "toolbus: call ledger, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
+		{Bucket: subjects.BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }
-
-// LedgerKey is the call ledger's KV key of a call: <agent>.<call_id>, so a
-// call id is scoped to its agent everywhere.
-func LedgerKey(agent, callID string) string { return agent + "." + callID }
-
-// CatalogKey is the catalog KV key of a tool: <server>.<tool>, both escaped.
-func CatalogKey(server, tool string) (string, error) { return withTwo("", server, tool) }
-
-// ParseCatalogKey returns the server and tool of a catalog KV key.
-func ParseCatalogKey(key string) (server, tool string, err error) { return parseTwo(key, "") }
