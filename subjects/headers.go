@@ -33,3 +33,16 @@ const (
 // AgentHTTPHeader is the HTTP header that carries the agent id (the call
 // subject's agent token) to streamable HTTP and SSE MCP servers.
 const AgentHTTPHeader = "x-agent-id"
+
+// Headers of a claim (see Claim): on a call whose arguments, or a result
+// whose body, are in the Object Store.
+const (
+	// HeaderClaim is <bucket>/<object>.
+	HeaderClaim = "Toolbus-Claim"
+	// HeaderClaimSize is the body's size in bytes.
+	HeaderClaimSize = "Toolbus-Claim-Size"
+	// HeaderClaimChunks is the number of chunks.
+	HeaderClaimChunks = "Toolbus-Claim-Chunks"
+	// HeaderClaimDigest is "SHA-256=<URL-safe base64>" of the body.
+	HeaderClaimDigest = "Toolbus-Claim-Digest"
+)

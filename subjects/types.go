@@ -90,6 +90,10 @@ type Result struct {
 	DurationMS float64 `json:"duration_ms"`
 	// Worker names the worker process that answered.
 	Worker string `json:"worker,omitempty"`
+	// Claim, when set, says the result was too large for a message: the
+	// whole result (this same JSON with "result" set) is the object it
+	// names, and this message is a stub without "result".
+	Claim *Claim `json:"claim,omitempty"`
 }
 
 // Err returns the result's error as a Go error, or nil for ok and tool_error.

@@ -52,6 +52,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 		DefaultTimeout: w.DefaultTimeout.D(),
 		Grace:          w.Grace.D(),
 		MaxResultBytes: w.MaxResultBytes,
+		MaxClaimBytes:  w.MaxClaimBytes,
 		RetryFor:       w.RetryFor.D(),
 	}
 	if r.concurrency > 0 {

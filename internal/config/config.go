@@ -71,6 +71,7 @@ type Worker struct {
 	DefaultTimeout subjects.Duration `yaml:"default_timeout"`
 	Grace          subjects.Duration `yaml:"grace"`
 	MaxResultBytes int               `yaml:"max_result_bytes"`
+	MaxClaimBytes  int               `yaml:"max_claim_bytes"`
 	RetryFor       subjects.Duration `yaml:"retry_for"`
 }
 

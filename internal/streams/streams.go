@@ -19,6 +19,11 @@ type Options struct {
 	ResultMaxAge time.Duration
 	// DuplicateWindow is JetStream's de-duplication window on calls (default 2m).
 	DuplicateWindow time.Duration
+	// BlobMaxAge is how long the Object Store bucket toolbus_blobs keeps a
+	// claimed body (a result or arguments too large for a message; default
+	// ResultMaxAge plus a minute: a result's object is written just before
+	// its stub, and outlives it).
+	BlobMaxAge time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -30,6 +35,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DuplicateWindow <= 0 {
 		o.DuplicateWindow = 2 * time.Minute
+	}
+	if o.BlobMaxAge <= 0 {
+		o.BlobMaxAge = o.ResultMaxAge + time.Minute
 	}
 	return o
 }
@@ -93,6 +101,23 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
 			MaxAge:      7 * 24 * time.Hour,
+		},
+		{
+			// The Object Store bucket toolbus_blobs, made by hand rather than
+			// by CreateObjectStore for two differences: no rollups (an agent
+			// may publish its argument chunks, and a "Nats-Rollup: all"
+			// header would purge the bucket), and toolbus's own chunk layout
+			// (subjects.Claim) keeps within the Object Store's subjects, so
+			// `nats object` and Object Store clients read it.
+			Name:        subjects.StreamBlobs,
+			Description: "toolbus: Object Store bucket " + subjects.BucketBlobs + ", results and arguments too large for a message",
+			Subjects:    subjects.BlobAll,
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      o.BlobMaxAge,
+			Discard:     jetstream.DiscardNew,
+			AllowDirect: true,
 		},
 		{
 			Name:        subjects.StreamResync,

@@ -58,7 +58,7 @@ func fail(res *subjects.Result, code subjects.Code, format string, a ...any) out
 }
 
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time) outcome {
-	c, bad := decodeCall(msg.Subject(), msg.Headers(), msg.Data())
+	c, bad := w.decode(ctx, msg)
 	res := &subjects.Result{CallID: c.id, Agent: c.agent, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
 	if md, err := msg.Metadata(); err == nil {
 		res.Attempt = int(md.NumDelivered)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/claim"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -92,8 +93,11 @@ func (w *Worker) settleUnaddressable(msg jetstream.Msg, res *subjects.Result) {
 // reads two different answers.
 func (w *Worker) record(res *subjects.Result, start time.Time) (raced bool, err error) {
 	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	data := w.encode(res)
-	stored, seq, err := w.store(subjects.ToolResult(res.Agent, res.CallID), resultHeader(res), data)
+	data, hdr := w.encode(res), resultHeader(res)
+	if len(data) > w.cfg.MaxResultBytes {
+		data, hdr = w.claimResult(res, data) // too large for a message: a claim-check (claim.go)
+	}
+	stored, seq, err := w.store(subjects.ToolResult(res.Agent, res.CallID), hdr, data)
 	if err != nil {
 		return false, err
 	}
@@ -123,8 +127,8 @@ func (w *Worker) announce(res *subjects.Result, data []byte, seq uint64) {
 	}
 }
 
-// encode marshals a result, replacing one that is too large to publish
-// with a too_large error. The MCP result is spliced in as it came: it is
+// encode marshals a result, replacing one over the claim cap (or, with
+// claims off, too large to publish) with a too_large error. The MCP result is spliced in as it came: it is
 // already compact JSON, and encoding/json would scan and copy it again.
 func (w *Worker) encode(res *subjects.Result) []byte {
 	raw := res.Result
@@ -144,10 +148,10 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 		data = append(out, '}')
 		res.Result = raw
 	}
-	if len(data) > w.cfg.MaxResultBytes {
+	if limit := max(w.cfg.MaxResultBytes, w.cfg.MaxClaimBytes); len(data) > limit {
 		n := len(data)
 		res.Status, res.Result = subjects.StatusError, nil
-		res.Error = &subjects.Error{Code: subjects.CodeTooLarge, Message: fmt.Sprintf("the tool's result is %d bytes, over the %d-byte limit; ask the tool for less (paging, filters)", n, w.cfg.MaxResultBytes)}
+		res.Error = &subjects.Error{Code: subjects.CodeTooLarge, Message: fmt.Sprintf("the tool's result is %d bytes, over the %d-byte limit (worker max_claim_bytes); ask the tool for less (paging, filters)", n, limit)}
 		data, _ = json.Marshal(res)
 	}
 	return data
@@ -186,6 +190,9 @@ func resultHeader(res *subjects.Result) nats.Header {
 	if res.Status == subjects.StatusError && res.Error != nil {
 		hdr[subjects.HeaderServiceError] = []string{oneLine(res.Error.Message)}
 		hdr[subjects.HeaderServiceErrorCode] = []string{strconv.Itoa(res.Error.Code.HTTPish())}
+	}
+	if res.Claim != nil {
+		claim.SetHeader(hdr, res.Claim)
 	}
 	return hdr
 }

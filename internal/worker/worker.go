@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/claim"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -65,9 +66,14 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// Grace is how long shutdown lets in-flight calls finish (default 20s).
 	Grace time.Duration
-	// MaxResultBytes caps an encoded result; larger ones become too_large
-	// errors (default: the server's max payload less 64 KiB).
+	// MaxResultBytes caps an encoded result in a message (default: the
+	// server's max payload less 64 KiB); a larger one is stored in the
+	// Object Store bucket toolbus_blobs and the message names it (a claim).
 	MaxResultBytes int
+	// MaxClaimBytes caps a result or arguments through the Object Store;
+	// larger ones are too_large errors (default claim.DefaultMaxBytes,
+	// 64 MiB; negative: no claims, MaxResultBytes is the limit).
+	MaxClaimBytes int
 	// RetryFor bounds how long transport failures (server down, connection
 	// reset, crashed stdio child) are retried with backoff, inside the
 	// call's deadline (default 10s). A missing or non-executable command
@@ -100,6 +106,9 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 	}
 	if c.Grace <= 0 {
 		c.Grace = 20 * time.Second
+	}
+	if c.MaxClaimBytes == 0 {
+		c.MaxClaimBytes = claim.DefaultMaxBytes
 	}
 	if c.MaxResultBytes <= 0 {
 		mp := int(nc.MaxPayload())
