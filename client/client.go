@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/claim"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -33,14 +34,15 @@ var ErrNoResult = errors.New("no result")
 // Client calls tools as one agent. It is safe for concurrent use; make one
 // per process.
 type Client struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	agent   string
-	sub     *nats.Subscription // tool.reply.<agent>.*: every result of this agent, as stored
-	poll    time.Duration
-	log     zerolog.Logger
-	prefix  string // "tool.reply.<agent>."
-	dgetPfx string // the direct get subject prefix for this agent's results
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	agent    string
+	sub      *nats.Subscription // tool.reply.<agent>.*: every result of this agent, as stored
+	poll     time.Duration
+	log      zerolog.Logger
+	maxClaim int64  // cap on a body read or written through the Object Store
+	prefix   string // "tool.reply.<agent>."
+	dgetPfx  string // the direct get subject prefix for this agent's results
 
 	mu      gosync.Mutex
 	waiters map[string]waiter
@@ -69,6 +71,10 @@ func WithResultPoll(d time.Duration) Option { return func(c *Client) { c.poll = 
 // because it does not match its call (default: none).
 func WithLogger(l zerolog.Logger) Option { return func(c *Client) { c.log = l } }
 
+// WithMaxClaimBytes caps arguments and results that travel through the
+// Object Store because they are too large for a message (default 64 MiB).
+func WithMaxClaimBytes(n int64) Option { return func(c *Client) { c.maxClaim = n } }
+
 // New returns a client on nc with one subscription, to
 // tool.reply.<agent>.*, for all its calls. It fails when NATS refuses that
 // subscription: the connection is not allowed to act as the agent.
@@ -77,7 +83,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, js: js, poll: 2 * time.Second, log: zerolog.Nop(), waiters: map[string]waiter{}}
+	c := &Client{nc: nc, js: js, poll: 2 * time.Second, log: zerolog.Nop(), waiters: map[string]waiter{}, maxClaim: claim.DefaultMaxBytes}
 	c.agent = subjects.DefaultAgent
 	if u := userOf(nc); subjects.ValidateAgent(u) == nil {
 		c.agent = u
@@ -240,7 +246,19 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 		msg.Header.Set(subjects.HeaderTraceparent, o.traceparent)
 	}
 	if max := c.nc.MaxPayload(); max > 0 && int64(len(body)+512) > max {
-		return nil, fmt.Errorf("%w: arguments are %d bytes; the NATS server accepts messages up to %d bytes", errTooLarge, len(body), max)
+		// Too large for a message: a claim-check. The arguments go to the
+		// Object Store as this call's object; the call names it.
+		if int64(len(body)) > c.maxClaim {
+			return nil, fmt.Errorf("%w: arguments are %d bytes, over the %d-byte limit of the object store path (client.WithMaxClaimBytes)", errTooLarge, len(body), c.maxClaim)
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		cl, err := claim.Put(pctx, c.js, claim.ChunkSize(c.nc), c.agent, o.id, subjects.ClaimArgs, body, false)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("arguments are %d bytes, over the %d-byte max payload, and could not be put in object store bucket %s (is it provisioned, and may this connection publish %s?): %w", len(body), max, subjects.BucketBlobs, subjects.BlobChunksOf(c.agent), err)
+		}
+		claim.SetHeader(msg.Header, cl)
+		msg.Data = nil
 	}
 
 	if o.progress != nil {
@@ -302,7 +320,7 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	for {
 		select {
 		case res := <-ch:
-			return res, nil
+			return c.resolve(ctx, res, o.id, server, tool)
 		case <-acked:
 			acked = nil
 		case <-expired.C:
@@ -311,11 +329,11 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 			return nil, fmt.Errorf("call not accepted by JetStream (is `toolbus serve` running, the TOOL_CALLS stream there, and may this connection publish %s?): %w", subject, err)
 		case <-tick.C:
 			if res, ok := lookup(wait); ok {
-				return res, nil
+				return c.resolve(ctx, res, o.id, server, tool)
 			}
 		case <-wait.Done():
 			if res, ok := lookup(context.Background()); ok {
-				return res, nil
+				return c.resolve(context.WithoutCancel(ctx), res, o.id, server, tool)
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -339,7 +357,41 @@ func (c *Client) Result(ctx context.Context, callID string) (*subjects.Result, e
 	if err != nil {
 		return nil, err
 	}
-	return c.accept(data, callID, "", "")
+	res, err := c.accept(data, callID, "", "")
+	if err != nil {
+		return nil, err
+	}
+	return c.resolve(ctx, res, callID, "", "")
+}
+
+// ErrClaim is returned when a result too large for a message was stored in
+// the Object Store and cannot be read back: it expired, is over the
+// client's cap (WithMaxClaimBytes), or does not match its claim.
+var ErrClaim = errors.New("result in the object store cannot be read")
+
+// resolve returns res itself, or, when res is a stub naming its body in
+// the Object Store (res.Claim), the whole result read from there. The
+// claim must name this call's result object (agent, call id) in toolbus's
+// bucket, and the body read must answer the same call, server and tool.
+func (c *Client) resolve(ctx context.Context, res *subjects.Result, id, server, tool string) (*subjects.Result, error) {
+	if res.Claim == nil {
+		return res, nil
+	}
+	if server == "" {
+		server, tool = res.Server, res.Tool
+	}
+	data, err := claim.Get(ctx, c.nc, res.Claim, c.agent, id, subjects.ClaimResult, c.maxClaim)
+	if err != nil {
+		return nil, fmt.Errorf("%w: call %s: %s/%s (%d bytes): %w", ErrClaim, id, res.Claim.Bucket, res.Claim.Object, res.Claim.Size, err)
+	}
+	full, err := c.accept(data, id, server, tool)
+	if err != nil {
+		return nil, fmt.Errorf("%w: call %s: %w", ErrClaim, id, err)
+	}
+	if full.Claim != nil {
+		return nil, fmt.Errorf("%w: call %s: the object %s names another claim", ErrClaim, id, res.Claim.Object)
+	}
+	return full, nil
 }
 
 // stored reads the stored result of callID, or jetstream.ErrMsgNotFound.

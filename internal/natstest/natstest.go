@@ -37,8 +37,26 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartWith is Start with the server's options changed by edit and the
+// streams provisioned with o (a small max_payload, a short retention).
+func StartWith(t testing.TB, edit func(*server.Options), o streams.Options) *Server {
+	t.Helper()
+	s := startBare(t, edit)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := broker.Provision(ctx, s.JS, o, streams.WorkerConsumer(0, 0, 0)); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return s
+}
+
 // StartBare runs the server without provisioning anything.
 func StartBare(t testing.TB) *Server {
+	t.Helper()
+	return startBare(t, nil)
+}
+
+func startBare(t testing.TB, edit func(*server.Options)) *Server {
 	t.Helper()
 	opts := &server.Options{
 		Host:       "127.0.0.1",
@@ -48,6 +66,9 @@ func StartBare(t testing.TB) *Server {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: broker.DefaultMaxPayload,
+	}
+	if edit != nil {
+		edit(opts)
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

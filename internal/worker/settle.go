@@ -148,10 +148,13 @@ func (w *Worker) encode(res *subjects.Result) []byte {
 		data = append(out, '}')
 		res.Result = raw
 	}
-	if limit := max(w.cfg.MaxResultBytes, w.cfg.MaxClaimBytes); len(data) > limit {
+	if limit, knob := w.cfg.MaxClaimBytes, "max_claim_bytes"; len(data) > max(limit, w.cfg.MaxResultBytes) {
+		if limit < w.cfg.MaxResultBytes {
+			limit, knob = w.cfg.MaxResultBytes, "max_result_bytes"
+		}
 		n := len(data)
 		res.Status, res.Result = subjects.StatusError, nil
-		res.Error = &subjects.Error{Code: subjects.CodeTooLarge, Message: fmt.Sprintf("the tool's result is %d bytes, over the %d-byte limit (worker max_claim_bytes); ask the tool for less (paging, filters)", n, limit)}
+		res.Error = &subjects.Error{Code: subjects.CodeTooLarge, Message: fmt.Sprintf("the tool's result is %d bytes, over the %d-byte limit (worker %s); ask the tool for less (paging, filters)", n, limit, knob)}
 		data, _ = json.Marshal(res)
 	}
 	return data

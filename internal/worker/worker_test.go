@@ -403,7 +403,7 @@ func TestCancelRunningCall(t *testing.T) {
 }
 
 func TestResultTooLarge(t *testing.T) {
-	r := newRig(t, worker.Config{MaxResultBytes: 4096}, 1)
+	r := newRig(t, worker.Config{MaxResultBytes: 4096, MaxClaimBytes: -1}, 1)
 	res := call(t, r.client, "demo-http", "echo", map[string]string{"message": strings.Repeat("x", 8000)})
 	if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeTooLarge {
 		t.Fatalf("got %+v, want too_large", res)
