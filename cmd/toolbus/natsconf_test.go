@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/claim"
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
@@ -524,6 +525,68 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	wcancel()
 	if err != nil || string(woke) != `{"reason":"matrix"}` {
 		t.Errorf("agent1's wake-ups: %q %v", woke, err)
+	}
+
+	// Results and arguments too large for a message (9 MiB, over nats.conf's
+	// 8 MB max_payload) go through the Object Store with the narrow rules:
+	// agent1 puts its arguments and reads its result; agent2 can neither
+	// read nor write agent1's objects, nor make the worker read them.
+	bigMsg := strings.Repeat("0123456789abcdef", 9<<16)
+	bigID := client.NewCallID()
+	bres, err := victimCl.Call(ctx, "demo-http", "echo", map[string]string{"message": bigMsg}, client.WithCallID(bigID))
+	if err != nil || bres.Status != subjects.StatusOK || !strings.Contains(string(bres.Result), bigMsg) {
+		t.Fatalf("victim's 9 MiB echo: %v", err)
+	}
+	stub, err := results.GetLastMsgForSubject(ctx, subjects.ToolResult("agent1", bigID))
+	if err != nil || stub.Header.Get(subjects.HeaderClaim) == "" {
+		t.Fatalf("victim's large result is not a claim: %v", err)
+	}
+	resultObj := strings.TrimPrefix(stub.Header.Get(subjects.HeaderClaim), subjects.BucketBlobs+"/")
+	blobs, err := adminJS.Stream(ctx, subjects.StreamBlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binfo, err := blobs.Info(ctx, jetstream.WithSubjectFilter(subjects.BlobChunk("agent1."+bigID+".args.*", 0)))
+	if err != nil || len(binfo.State.Subjects) != 1 {
+		t.Fatalf("victim's argument object: %v %v", binfo, err)
+	}
+	var argsObj string
+	for subj := range binfo.State.Subjects {
+		argsObj = strings.TrimSuffix(strings.TrimPrefix(subj, "$O."+subjects.BucketBlobs+".C."), ".0")
+	}
+	for _, subj := range []string{
+		subjects.BlobChunkDirectGet(resultObj, 0),
+		subjects.BlobChunkDirectGet(argsObj, 0),
+		"$JS.API.DIRECT.GET." + subjects.StreamBlobs,
+		"$JS.API.DIRECT.GET." + subjects.StreamBlobs + "." + subjects.BlobMeta(resultObj),
+		"$JS.API.STREAM.INFO." + subjects.StreamBlobs,
+		"$JS.API.CONSUMER.CREATE." + subjects.StreamBlobs + ".spy.$O." + subjects.BucketBlobs + ".C.agent1.>",
+	} {
+		if err := attacker.PublishRequest(subj, "_INBOX.agent2.z", []byte(`{"seq":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		denied("read another agent's objects", "Publish", subj)
+	}
+	for _, subj := range []string{subjects.BlobChunk(argsObj, 0), subjects.BlobChunk("agent1."+client.NewCallID()+".args.x", 0), subjects.BlobMeta(resultObj)} {
+		_ = attacker.Publish(subj, []byte(`{"message":"forged"}`))
+		denied("write another agent's objects", "Publish", subj)
+	}
+	forgedID := client.NewCallID()
+	replies, err := attacker.SubscribeSync(subjects.ToolReply("agent2", forgedID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := nats.NewMsg("tool.call.agent2.demo-http.echo")
+	forged.Header.Set(subjects.HeaderCallID, forgedID)
+	claim.SetHeader(forged.Header, &subjects.Claim{Bucket: subjects.BucketBlobs, Object: argsObj, Size: int64(len(bigMsg)) + 14, Chunks: 1, Digest: "SHA-256=x"})
+	attackerJS, _ := jetstream.New(attacker)
+	if _, err := attackerJS.PublishMsg(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := replies.NextMsg(20 * time.Second); err != nil {
+		t.Errorf("agent2's call naming agent1's argument object: no answer: %v", err)
+	} else if !strings.Contains(string(m.Data), `"invalid_request"`) || !strings.Contains(string(m.Data), `of agent \"agent1\", not`) || strings.Contains(string(m.Data), "0123456789abcdef") {
+		t.Errorf("agent2's call naming agent1's argument object: %s", m.Data)
 	}
 
 	// The victim still works, and still reads its own stored result.

@@ -154,6 +154,9 @@ type Requester interface {
 	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
 }
 
+// minChunk is the smallest chunk (but the last) Get accepts.
+const minChunk = 1 << 10
+
 // parallel bounds Get's direct gets in flight.
 const parallel = 8
 
@@ -175,7 +178,9 @@ func Get(ctx context.Context, nc Requester, c *subjects.Claim, agent, callID, ki
 	if c.Size > max {
 		return nil, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrTooLarge, c.Size, max)
 	}
-	if c.Chunks < 1 || int64(c.Chunks) > c.Size+1 {
+	// Chunks are at least minChunk bytes but the last: a claim may not
+	// make the reader allocate and ask for more parts than that.
+	if c.Chunks < 1 || int64(c.Chunks) > c.Size/minChunk+1 {
 		return nil, fmt.Errorf("%w: %d chunks for %d bytes", subjects.ErrInvalidClaim, c.Chunks, c.Size)
 	}
 	parts := make([][]byte, c.Chunks)
