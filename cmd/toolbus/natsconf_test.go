@@ -217,6 +217,45 @@ func TestNatsConfPermissions(t *testing.T) {
 	})
 
 	t.Run("isolation matrix", func(t *testing.T) { isolationMatrix(t, r) })
+	t.Run("nats.js resolves a claim", func(t *testing.T) {
+		node, err := exec.LookPath("node")
+		mods, _ := filepath.Abs("../../testdata/node/node_modules")
+		if err != nil {
+			t.Skip("node not installed: skipping the nats.js example (install Node.js and run make test-deps)")
+		}
+		if _, err := os.Stat(filepath.Join(mods, "nats")); err != nil {
+			t.Skip("testdata/node/node_modules/nats missing: run `make test-deps`")
+		}
+		// agent1 makes a call whose result (9 MiB) is over nats.conf's
+		// max_payload; the README's JavaScript reads it back later.
+		nc, err := nats.Connect(r.url("agent1", "change-me-agent1"), nats.CustomInboxPrefix("_INBOX.agent1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		cl, err := client.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := strings.Repeat("fedcba9876543210", 9<<16)
+		id := client.NewCallID()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if res, err := cl.Call(ctx, "demo-http", "echo", map[string]string{"message": big}, client.WithCallID(id)); err != nil || res.Status != subjects.StatusOK {
+			t.Fatalf("9 MiB echo: %v", err)
+		}
+		example, _ := filepath.Abs("../../examples/call.js")
+		env := []string{"NATS_URL=" + r.plainURL, "NATS_USER=agent1", "NATS_PASSWORD=change-me-agent1", "NODE_PATH=" + mods}
+		out, errOut, code := run(t, env, node, example, "--result", id)
+		if code != 0 || out != big+"\n" {
+			t.Fatalf("node example --result: exit %d, %d bytes out, stderr %q", code, len(out), errOut)
+		}
+		// agent2 cannot (the isolation matrix tries the chunks themselves).
+		env = []string{"NATS_URL=" + r.plainURL, "NATS_USER=agent2", "NATS_PASSWORD=change-me-agent2", "NODE_PATH=" + mods, "TOOLBUS_AGENT=agent2"}
+		if out, _, code := run(t, env, node, example, "--result", id); code == 0 || strings.Contains(out, "fedcba") {
+			t.Fatalf("agent2 read agent1's result: exit %d", code)
+		}
+	})
 	t.Run("nats CLI wake-ups", func(t *testing.T) {
 		cli := os.Getenv("TOOLBUS_NATS_CLI")
 		if cli == "" {
