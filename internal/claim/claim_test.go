@@ -71,6 +71,7 @@ func TestClaimRoundTripIsAnObjectStoreObject(t *testing.T) {
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, body) {
 			t.Fatalf("nats object get: %d bytes differ", len(got))
 		}
+
 	}
 }
 

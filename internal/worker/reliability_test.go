@@ -229,10 +229,18 @@ func TestDeletedConsumerIsRecreated(t *testing.T) {
 // Arguments over the NATS max payload are refused by the client with a
 // clear error, before anything is published.
 func TestOversizedArgumentsRefused(t *testing.T) {
+	// Over the max payload (8 MiB here) arguments go through the object
+	// store; over the client's cap for that they are refused before
+	// anything is sent.
 	r := newRig(t, worker.Config{}, 1)
+	cl, err := client.New(r.ns.NC, client.WithAgent("big"), client.WithMaxClaimBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	big := `{"message":"` + strings.Repeat("x", 9<<20) + `"}`
-	_, err := r.client.Call(context.Background(), "demo-http", "echo", big)
-	if err == nil || !strings.Contains(err.Error(), "NATS server accepts messages up to") {
+	_, err = cl.Call(context.Background(), "demo-http", "echo", big)
+	if err == nil || !strings.Contains(err.Error(), "over the 8388608-byte limit of the object store path") {
 		t.Fatalf("err = %v", err)
 	}
 }
