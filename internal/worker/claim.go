@@ -32,9 +32,17 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (call, *subjects
 	if len(msg.Data()) > 0 {
 		return c, bad(subjects.CodeInvalidRequest, "the call names its arguments in header %s and also has a body; send one or the other", subjects.HeaderClaim)
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.DefaultTimeout)
-	defer cancel()
-	body, err := claim.Get(ctx, w.nc, cl, c.agent, c.id, subjects.ClaimArgs, int64(max(w.cfg.MaxClaimBytes, w.cfg.MaxResultBytes)))
+	// Not cut short by shutdown (a read is quick, and its failure would be
+	// answered); NATS hiccups are retried, a bad claim is not.
+	var body []byte
+	err = tryFor(context.WithoutCancel(ctx), 3*lookupBudget, 10*attemptTimeout, func(ctx context.Context) error {
+		var err error
+		body, err = claim.Get(ctx, w.nc, cl, c.agent, c.id, subjects.ClaimArgs, int64(max(w.cfg.MaxClaimBytes, w.cfg.MaxResultBytes)))
+		if errors.Is(err, claim.ErrTooLarge) || errors.Is(err, claim.ErrForeign) || errors.Is(err, subjects.ErrInvalidClaim) || errors.Is(err, claim.ErrMissing) || errors.Is(err, claim.ErrCorrupt) || errors.Is(err, nats.ErrNoResponders) {
+			return final(err)
+		}
+		return err
+	})
 	switch {
 	case errors.Is(err, claim.ErrTooLarge):
 		return c, bad(subjects.CodeTooLarge, "arguments: %v", err)
