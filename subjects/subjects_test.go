@@ -201,3 +201,21 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestParseClaimObject(t *testing.T) {
+	a, c, k, n, err := ParseClaimObject(ClaimObject("agent1", "call-1", ClaimResult, "Qd0_x-9"))
+	if err != nil || a != "agent1" || c != "call-1" || k != ClaimResult || n != "Qd0_x-9" {
+		t.Fatalf("round trip: %q %q %q %q %v", a, c, k, n, err)
+	}
+	for _, bad := range []string{"", "agent1.call-1.result", "agent1.call-1.result.n.x", "agent1.call-1.blob.n", "agent1.call-1.args.*", "agent1.call-1.args.>", "a gent.call.args.n", "agent1..args.n", "agent1.call.args."} {
+		if _, _, _, _, err := ParseClaimObject(bad); !errors.Is(err, ErrInvalidClaim) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if got := BlobChunk("a.b.args.n", 3); got != "$O.toolbus_blobs.C.a.b.args.n.3" {
+		t.Errorf("BlobChunk: %s", got)
+	}
+	if !ValidPublishSubject(BlobMeta("a.b.result.n")) {
+		t.Errorf("BlobMeta %s is no subject", BlobMeta("a.b.result.n"))
+	}
+}

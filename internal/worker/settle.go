@@ -128,8 +128,9 @@ func (w *Worker) announce(res *subjects.Result, data []byte, seq uint64) {
 }
 
 // encode marshals a result, replacing one over the claim cap (or, with
-// claims off, too large to publish) with a too_large error. The MCP result is spliced in as it came: it is
-// already compact JSON, and encoding/json would scan and copy it again.
+// claims off, too large to publish) with a too_large error. The MCP
+// result is spliced in as it came: it is already compact JSON, and
+// encoding/json would scan and copy it again.
 func (w *Worker) encode(res *subjects.Result) []byte {
 	raw := res.Result
 	res.Result = nil
