@@ -38,6 +38,9 @@ type Config struct {
 	Hooks     []yaml.Node `yaml:"hooks"`
 	Schedules []yaml.Node `yaml:"schedules"`
 	Sync      Sync        `yaml:"sync"`
+	// MCP configures the MCP front door (toolbus gateway, toolbus mcp, and
+	// /mcp on serve's listener).
+	MCP FrontDoor `yaml:"mcp"`
 
 	// Path is the file this was read from ("" for the built-in default).
 	Path string `yaml:"-"`
@@ -87,6 +90,64 @@ type Sync struct {
 	HoldChanged bool `yaml:"hold_changed"`
 	// Interval of the default resync schedule (default 15m; "0s" disables).
 	Interval *subjects.Duration `yaml:"interval"`
+}
+
+// FrontDoor configures the MCP front door: one MCP server (streamable HTTP
+// at /mcp, or stdio) over the whole catalog, each call a durable bus call.
+type FrontDoor struct {
+	// Listen is the address of the streamable HTTP endpoint (default
+	// 127.0.0.1:8088, the webhook bridge's listener when they are the
+	// same); "off" disables it. Without tokens it must be a loopback
+	// address.
+	Listen string `yaml:"listen"`
+	// Path of the endpoint (default /mcp); named views are served at
+	// <path>/<view>.
+	Path string `yaml:"path"`
+	// Agent the calls run as when no tokens are configured (default
+	// "default").
+	Agent string `yaml:"agent"`
+	// CallTimeout is a tools/call's deadline (default 60s); TaskTimeout a
+	// task-augmented call's, unless the task asks for a shorter ttl
+	// (default 1h).
+	CallTimeout subjects.Duration `yaml:"call_timeout"`
+	TaskTimeout subjects.Duration `yaml:"task_timeout"`
+	// Tokens are the bearer tokens clients present; each maps to an agent
+	// and may narrow what that client sees. With tokens configured every
+	// request needs one.
+	Tokens []FrontDoorToken `yaml:"tokens"`
+	// Views are named subsets served at <path>/<view>.
+	Views map[string]FrontDoorPolicy `yaml:"views"`
+}
+
+// FrontDoorToken is one bearer token of the front door.
+type FrontDoorToken struct {
+	// Name labels the token in logs (default: its agent).
+	Name string `yaml:"name"`
+	// Token is the secret: "env:NAME" reads it from the environment (a
+	// plain value works but is discouraged).
+	Token string `yaml:"token"`
+	// Agent is the agent its calls run as.
+	Agent string `yaml:"agent"`
+	// Views, when set, are the only views this token may use ("" is the
+	// endpoint itself).
+	Views           []string `yaml:"views"`
+	FrontDoorPolicy `yaml:",inline"`
+}
+
+// FrontDoorPolicy narrows and shapes the tools a token or view exposes.
+// Tools are named "<server>/<tool>" in its keys.
+type FrontDoorPolicy struct {
+	// Allow lists the tools exposed: "<server>" (all its tools),
+	// "<server>/<tool>", globs allowed ("github/list_*"). Empty: all.
+	Allow []string `yaml:"allow"`
+	// Rename gives a tool another name in tools/list.
+	Rename map[string]string `yaml:"rename"`
+	// Describe replaces a tool's description.
+	Describe map[string]string `yaml:"describe"`
+	// Pin fixes arguments: hidden from the listed schema, injected into
+	// every call, never settable by the client. String values may use
+	// {{agent}}, {{view}}, {{server}}, {{tool}} and {{call_id}}.
+	Pin map[string]map[string]any `yaml:"pin"`
 }
 
 // MCPServer is one entry of Claude Desktop's / Cursor's mcpServers.

@@ -172,5 +172,13 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: subjects.BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: subjects.BucketLedger, Description: "toolbus: call ledger, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
 		{Bucket: subjects.BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		TasksBucket(o),
 	}
+}
+
+// TasksBucket is the MCP front door's task index: key <agent>.<call_id>,
+// kept as long as results.
+func TasksBucket(o Options) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{Bucket: subjects.BucketTasks, Description: "toolbus: MCP tasks of the front door, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge}
 }
