@@ -74,12 +74,16 @@ func init() {
 		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
 		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
 		bridgeAddr := fs.String("bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
+		mcpAddr := fs.String("mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
 		log, cfg, err := rf.start(fs, conn, args)
 		if err != nil {
 			return err
 		}
 		if *bridgeAddr != "" {
 			cfg.Bridge.Addr = *bridgeAddr
+		}
+		if *mcpAddr != "" {
+			cfg.MCP.Listen = *mcpAddr
 		}
 
 		var nc *nats.Conn
@@ -305,7 +309,8 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
-		return nil
+		_, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, "")
+		return err
 	}
 	if addr == "" {
 		addr = defaultBridgeAddr
@@ -314,7 +319,11 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	if err != nil {
 		return err
 	}
-	b, err := bridge.New(js, hooks, log)
+	mount, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, addr)
+	if err != nil {
+		return err
+	}
+	b, err := bridge.New(js, hooks, log, mount...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}

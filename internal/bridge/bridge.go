@@ -70,8 +70,20 @@ func WithPublishTimeout(d time.Duration) Option { return func(b *Bridge) { b.pub
 // WithNow sets the clock used for timestamps and the replay window.
 func WithNow(now func() time.Time) Option { return func(b *Bridge) { b.now = now } }
 
+// WithMount serves h on the bridge's listener for path and everything
+// under path + "/" (toolbus serve mounts the MCP front door at /mcp).
+func WithMount(path string, h http.Handler) Option {
+	return func(b *Bridge) { b.mounts = append(b.mounts, mount{path, h}) }
+}
+
+type mount struct {
+	path string
+	h    http.Handler
+}
+
 // Bridge is the webhook endpoint: an http.Handler for POST /hooks/<name>.
 type Bridge struct {
+	mounts     []mount
 	js         jetstream.JetStream
 	log        zerolog.Logger
 	hooks      map[string]*hook
@@ -188,6 +200,12 @@ func refuse(status int, code, format string, a ...any) *httpError {
 
 // ServeHTTP handles POST /hooks/<name>.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, m := range b.mounts {
+		if r.URL.Path == m.path || strings.HasPrefix(r.URL.Path, m.path+"/") {
+			m.h.ServeHTTP(w, r)
+			return
+		}
+	}
 	start := b.now()
 	name, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	h := b.hooks[name]
