@@ -122,7 +122,7 @@ func (p *profile) status(ctx context.Context, rec *taskRecord) (mcp.Task, *subje
 	if err != nil {
 		return mcp.Task{}, nil, err
 	}
-	res, err := cl.Result(ctx, rec.CallID)
+	res, err := stored(ctx, cl, rec.CallID)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return rec.task(mcp.TaskStatusWorking, "", rec.Created), nil, nil
 	}
@@ -230,7 +230,7 @@ func (p *profile) await(ctx context.Context, rec *taskRecord) (*subjects.Result,
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := p.g.nc.FlushWithContext(ctx); err != nil {
+	if err := p.g.nc.FlushTimeout(10 * time.Second); err != nil {
 		return nil, err
 	}
 	cl, err := p.g.client(p.agent)
@@ -238,7 +238,7 @@ func (p *profile) await(ctx context.Context, rec *taskRecord) (*subjects.Result,
 		return nil, err
 	}
 	for {
-		res, err := cl.Result(ctx, rec.CallID)
+		res, err := stored(ctx, cl, rec.CallID)
 		if err == nil {
 			return res, nil
 		}
@@ -301,4 +301,13 @@ func (p *profile) listTasks(ctx context.Context, id json.RawMessage, cursor *str
 		out.NextCursor = mcp.Cursor(strconv.Itoa(end))
 	}
 	return resultResponse(id, out)
+}
+
+// stored reads a call's stored result, with a deadline of its own.
+func stored(ctx context.Context, cl interface {
+	Result(context.Context, string) (*subjects.Result, error)
+}, callID string) (*subjects.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return cl.Result(ctx, callID)
 }
