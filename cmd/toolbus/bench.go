@@ -25,7 +25,7 @@ func init() {
 		rounds := fs.Int("rounds", 3, "rounds the two paths take turns; each row is the median round")
 		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
 		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
+		only := fs.String("only", "", "measure one path only: direct, bus or frontdoor (for profiling)")
 		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 		if err := fs.Parse(args); err != nil {
 			return err

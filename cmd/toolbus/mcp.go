@@ -18,21 +18,19 @@ func init() {
 		conn := addConnFlags(fs)
 		configPath := fs.String("config", "", "config file (default ./toolbus.yaml if present); its mcp section: agent, views, timeouts")
 		view := fs.String("view", "", "serve this view of mcp.views instead of every tool")
-		agent := fs.String("agent", "", "agent the calls run as (default config mcp.agent, else the NATS user, else default)")
+		agent := fs.String("agent", "", "agent the calls run as (default config mcp.agent, else default)")
 		logLevel := fs.String("log-level", "warn", "debug, info, warn or error (logs go to stderr)")
 		if _, err := parseArgs(fs, args); err != nil {
 			return err
 		}
 		log := newLogger(*logLevel)
-		cfg, fc, err := loadFrontDoor(fs, conn, *configPath)
+		_, fc, err := loadFrontDoor(fs, conn, *configPath)
 		if err != nil {
 			return err
 		}
-		a := *agent
-		if a == "" {
-			a = cfg.MCP.Agent
+		if *agent != "" {
+			fc.Agent = *agent
 		}
-		fc.Agent = conn.agent(a)
 		nc, _, err := conn.connect("toolbus-mcp", log)
 		if err != nil {
 			return err

@@ -154,7 +154,6 @@ func (g *Gateway) follow(ctx context.Context, done <-chan error) {
 				break gather
 			}
 		}
-		snap, _ := g.cat.snapshot()
 		g.mu.Lock()
 		ps := make([]*profile, 0, len(g.profiles))
 		for _, p := range g.profiles {
@@ -162,7 +161,7 @@ func (g *Gateway) follow(ctx context.Context, done <-chan error) {
 		}
 		g.mu.Unlock()
 		for _, p := range ps {
-			p.refresh(snap)
+			p.refresh()
 		}
 	}
 }
@@ -209,8 +208,7 @@ func (g *Gateway) profile(view string, tok *Token, transport string) *profile {
 	}
 	g.profiles[key] = p
 	g.mu.Unlock()
-	snap, _ := g.cat.snapshot()
-	p.refresh(snap)
+	p.refresh()
 	return p
 }
 

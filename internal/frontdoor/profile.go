@@ -33,8 +33,9 @@ type profile struct {
 	srv   *server.MCPServer
 	http  *server.StreamableHTTPServer
 
-	mu    gosync.RWMutex
-	tools map[string]*exposed
+	refreshMu gosync.Mutex // one refresh at a time, each from a fresh snapshot
+	mu        gosync.RWMutex
+	tools     map[string]*exposed
 	sig   string // hash of the listed tools, to send list_changed only on a change
 
 	callsMu gosync.Mutex
@@ -49,10 +50,13 @@ func (p *profile) lookup(name string) (*exposed, bool) {
 	return e, ok
 }
 
-// refresh lists the profile's tools from the catalog snapshot and, when
-// they changed, replaces the server's tools, which tells every session of
-// this profile (notifications/tools/list_changed).
-func (p *profile) refresh(snap map[ref]*subjects.CatalogEntry) {
+// refresh lists the profile's tools from the catalog as it is now and,
+// when they changed, replaces the server's tools, which tells every session
+// of this profile (notifications/tools/list_changed).
+func (p *profile) refresh() {
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	snap, _ := p.g.cat.snapshot()
 	refs := make([]ref, 0, len(snap))
 	for r := range snap {
 		if p.pol.allows(r) {
