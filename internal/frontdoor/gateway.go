@@ -395,6 +395,16 @@ func (p *profile) prepareCall(ctx context.Context, session string, m rpcMsg) (re
 	if json.Unmarshal(m.Params, &params) != nil {
 		return nil, nil, ""
 	}
+	// mcp-go reads params with encoding/json, whose field names match
+	// whatever their case: a key like "Arguments" must not slip past the
+	// pins and the task check.
+	for k := range params {
+		for _, known := range []string{"name", "arguments", "task", "_meta"} {
+			if k != known && strings.EqualFold(k, known) {
+				return errorResponse(m.ID, mcp.INVALID_PARAMS, fmt.Sprintf("params: unexpected key %q; the field is %q", k, known)), nil, ""
+			}
+		}
+	}
 	var name string
 	_ = json.Unmarshal(params["name"], &name)
 	ex, ok := p.lookup(name)
@@ -455,6 +465,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no view %q at %s (configured views are under mcp.views)", view, r.URL.Path))
 		return
 	}
+	// DNS rebinding: a web page must not reach a loopback endpoint under
+	// its own host name. mcp-go checks this too, but the filter answers
+	// some requests before mcp-go sees them.
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && loopbackHost(la.String()) && !loopbackHost(r.Host) {
+		httpError(w, http.StatusForbidden, fmt.Sprintf("invalid Host header %q for a loopback endpoint", r.Host))
+		return
+	}
 	var tok *Token
 	if len(g.cfg.Tokens) > 0 {
 		s, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -507,6 +524,19 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// loopbackHost reports whether a host[:port] names this machine.
+func loopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func loopback(remote string) bool {

@@ -2,6 +2,8 @@ package frontdoor_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 const (
@@ -126,5 +129,58 @@ func TestToolNames(t *testing.T) {
 	}
 	if frontdoor.ToolName("fs", "read.file") == frontdoor.ToolName("fs", "read_file") {
 		t.Error("sanitized names collide")
+	}
+}
+
+// Attacks on the message filter: a differently cased params key cannot
+// carry a pinned argument past it, a page reached by DNS rebinding is
+// refused before any method is answered, and a client cannot pick its call
+// id.
+func TestFilterAttacks(t *testing.T) {
+	b := startBus(t)
+	_, url := b.gateway(t, viewsConfig(t))
+	session := ""
+	post := func(host, body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		if host != "" {
+			req.Host = host
+		}
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if s := resp.Header.Get("Mcp-Session-Id"); s != "" {
+			session = s
+		}
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	if code, out := post("", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); code != http.StatusOK {
+		t.Fatalf("initialize: %d %s", code, out)
+	}
+	code, out := post("", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","Arguments":{"message":"mine"}}}`)
+	if code != http.StatusOK || !strings.Contains(out, `unexpected key \"Arguments\"`) {
+		t.Fatalf("a cased Arguments key: %d %s", code, out)
+	}
+	code, out = post("evil.example:80", `{"jsonrpc":"2.0","id":1,"method":"tasks/list","params":{}}`)
+	if code != http.StatusForbidden {
+		t.Fatalf("DNS rebinding Host: %d %s", code, out)
+	}
+	results := b.replies(t, "alice")
+	code, out = post("", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","_meta":{"dev.toolbus/callId":"chosen-by-client"}}}`)
+	if code != http.StatusOK || !strings.Contains(out, "from alice") {
+		t.Fatalf("echo: %d %s", code, out)
+	}
+	r := waitResult(t, results, "echo", func(*subjects.Result) bool { return true })
+	if r.CallID == "chosen-by-client" {
+		t.Fatal("the client chose the bus call id")
 	}
 }
