@@ -46,11 +46,13 @@ type step struct {
 	Count        int             `json:"count"`
 	Error        string          `json:"error"`
 	Capabilities json.RawMessage `json:"capabilities"`
+	Status       string          `json:"status"`
+	Listed       bool            `json:"listed"`
 }
 
 // runSDK runs the TypeScript SDK client script with args and checks every
 // step: list, add, progress, cancel (the tool stops: the bus answers the
-// call cancelled), list_changed after a server is added.
+// call cancelled), a task, list_changed after a server is added.
 func runSDK(t *testing.T, b *bus, args ...string) {
 	t.Helper()
 	dir := nodeDir(t)
@@ -101,6 +103,10 @@ func runSDK(t *testing.T, b *bus, args ...string) {
 			waitResult(t, results, "sleep", func(r *subjects.Result) bool {
 				return r.Error != nil && r.Error.Code == subjects.CodeCancelled
 			})
+		case "task":
+			if s.Text != "9" || s.Status != "completed" || !s.Listed {
+				t.Fatalf("task: %+v", s)
+			}
 		case "add-server":
 			b.addServer(t, subjects.Server{Name: "more", Transport: subjects.TransportHTTP, URL: startDemo(t), ProtocolVersion: "2025-11-25"})
 		case "list-changed":
@@ -112,7 +118,7 @@ func runSDK(t *testing.T, b *bus, args ...string) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("SDK client: %v", err)
 	}
-	for _, want := range []string{"initialized", "list", "add", "progress", "cancelled", "list-changed", "done"} {
+	for _, want := range []string{"initialized", "list", "add", "progress", "cancelled", "task", "list-changed", "done"} {
 		if !seen[want] {
 			t.Errorf("the SDK client never reached %q", want)
 		}

@@ -52,6 +52,19 @@ try {
 }
 say({ step: "cancelled", error: cancelErr });
 
+// An MCP task (2025-11-25): created, polled, its result read, listed.
+let taskId = "";
+let taskText = "";
+for await (const m of client.experimental.tasks.callToolStream(
+  { name: "demo__add", arguments: { a: 4, b: 5 } }, undefined, { task: { ttl: 60000 } })) {
+  if (m.type === "taskCreated") taskId = m.task.taskId;
+  if (m.type === "result") taskText = m.result.content.map((c) => c.text).join("");
+  if (m.type === "error") taskText = "error: " + String(m.error);
+}
+const task = await client.experimental.tasks.getTask(taskId);
+const tasks = await client.experimental.tasks.listTasks();
+say({ step: "task", text: taskText, status: task.status, listed: tasks.tasks.some((t) => t.taskId === taskId) });
+
 say({ step: "add-server" });
 await listChanged;
 const after = await client.listTools();
