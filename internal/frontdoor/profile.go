@@ -68,8 +68,15 @@ func (p *profile) refresh() {
 	list := make([]mcp.Tool, 0, len(names))
 	for name, r := range names {
 		ex := &exposed{ref: r, name: name, pins: p.pol.pins(r), entry: snap[r]}
+		t := p.mcpTool(ex)
+		// mcp-go panics on a tool whose schema has invalid x-mcp-header
+		// annotations; such a tool is left out, not the whole list.
+		if err := mcp.ValidateParamHeaderAnnotations(&t); err != nil {
+			p.g.log.Warn().Err(err).Str("server", r.server).Str("tool", r.tool).Msg("front door: tool not listed")
+			continue
+		}
 		tools[name] = ex
-		list = append(list, p.mcpTool(ex))
+		list = append(list, t)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	h := sha256.New()
