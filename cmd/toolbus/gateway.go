@@ -76,20 +76,17 @@ func loadFrontDoor(fs *flag.FlagSet, conn *connFlags, path string) (*config.Conf
 // startFrontDoor runs the MCP front door inside serve: on the bridge's
 // listener (returned as a bridge option) when mcp.listen is unset or the
 // bridge's own address, on its own listener otherwise, not at all when
-// "off".
+// "off" or when it is unset and the bridge is off (bridgeAddr "").
 func startFrontDoor(ctx context.Context, svc *services, nc *nats.Conn, cfg *config.Config, log zerolog.Logger, bridgeAddr string) ([]bridge.Option, error) {
 	addr := cfg.MCP.Listen
-	if addr == "off" {
+	if addr == "off" || addr == "" && bridgeAddr == "" {
 		return nil, nil
 	}
 	fc, err := frontdoor.FromConfig(cfg.MCP, cfg.Path)
 	if err != nil {
 		return nil, err
 	}
-	shared := addr == "" && bridgeAddr != "" || addr == bridgeAddr
-	if addr == "" && !shared {
-		addr = frontdoor.DefaultListen
-	}
+	shared := addr == "" || addr == bridgeAddr
 	if shared {
 		addr = bridgeAddr
 	}

@@ -15,6 +15,8 @@ import (
 
 	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
 // The gateway role of nats.conf is enough for the MCP front door: `toolbus
@@ -85,5 +87,39 @@ func TestNatsConfGateway(t *testing.T) {
 		if bytes.Contains(b, []byte("Violation")) {
 			t.Fatalf("%s reports a permissions violation:\n%s", filepath.Base(p), b)
 		}
+	}
+}
+
+// serve mounts the MCP front door at /mcp on the bridge's listener; a
+// gateway refuses to listen beyond loopback without tokens.
+func TestServeMountsTheFrontDoor(t *testing.T) {
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	port := freePort(t)
+	natsURL := serve(t, bin, t.TempDir(), "--bridge", fmt.Sprintf("127.0.0.1:%d", port))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := mcpclient.NewStreamableHttpClient(fmt.Sprintf("http://127.0.0.1:%d/mcp", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments = "demo__add", map[string]any{"a": 2, "b": 3}
+	res, err := c.CallTool(ctx, req)
+	if err != nil || res.IsError || res.Content[0].(mcp.TextContent).Text != "5" {
+		t.Fatalf("demo__add through serve's /mcp: %+v %v", res, err)
+	}
+
+	_, errOut, code := run(t, nil, bin, "gateway", "--nats-url", natsURL, "--listen", fmt.Sprintf("0.0.0.0:%d", freePort(t)))
+	if code != 1 || !strings.Contains(errOut, "not a loopback address") || !strings.Contains(errOut, "mcp.tokens") {
+		t.Fatalf("gateway on 0.0.0.0 without tokens: exit %d, %s", code, errOut)
 	}
 }
