@@ -80,7 +80,7 @@ func (p *profile) startTask(ctx context.Context, id json.RawMessage, ex *exposed
 	now := time.Now().UTC()
 	timeout := p.g.cfg.TaskTimeout
 	ttl := timeout.Milliseconds()
-	if tp.TTL != nil && *tp.TTL > 0 && time.Duration(*tp.TTL)*time.Millisecond < timeout {
+	if tp.TTL != nil && *tp.TTL > 0 && *tp.TTL < timeout.Milliseconds() {
 		timeout = time.Duration(*tp.TTL) * time.Millisecond
 		ttl = *tp.TTL
 	}
@@ -124,6 +124,9 @@ func (p *profile) status(ctx context.Context, rec *taskRecord) (mcp.Task, *subje
 	}
 	res, err := stored(ctx, cl, rec.CallID)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		if lost := rec.lost(); lost != nil {
+			return rec.task(mcp.TaskStatusFailed, statusMessage(lost), rec.Deadline), lost, nil
+		}
 		return rec.task(mcp.TaskStatusWorking, "", rec.Created), nil, nil
 	}
 	if err != nil {
@@ -150,6 +153,21 @@ func statusMessage(res *subjects.Result) string {
 		return errorText(res.CallID, res.Server, res.Tool, res.Error)
 	}
 	return ""
+}
+
+// resultGrace is how long past its deadline a task waits for the timeout
+// result its worker stores before the front door calls it lost.
+const resultGrace = time.Minute
+
+// lost returns the error a task ends with when no result came by its
+// deadline and the grace after it: the call never reached the bus (its
+// gateway died between recording and publishing it) or its result expired.
+func (r *taskRecord) lost() *subjects.Result {
+	if time.Now().Before(r.Deadline.Add(resultGrace)) {
+		return nil
+	}
+	return &subjects.Result{CallID: r.CallID, Agent: r.Agent, Server: r.Server, Tool: r.Tool, Status: subjects.StatusError,
+		Error: &subjects.Error{Code: subjects.CodeTimeout, Message: fmt.Sprintf("no result by the task's deadline %s (and a minute's grace): the call was lost before it reached the bus, or its result expired", subjects.FormatDeadline(r.Deadline))}}
 }
 
 // taskMethod answers tasks/get, tasks/result, tasks/list and tasks/cancel
@@ -244,6 +262,9 @@ func (p *profile) await(ctx context.Context, rec *taskRecord) (*subjects.Result,
 		}
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, err
+		}
+		if lost := rec.lost(); lost != nil {
+			return lost, nil
 		}
 		// Wait for the delivery, and look again at least every few
 		// seconds in case it was missed (a reconnect).

@@ -3,6 +3,7 @@ package frontdoor_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,8 +12,11 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // startGateway runs `toolbus gateway` on the bus and returns its endpoint
@@ -131,5 +135,45 @@ func TestTaskOutlivesItsGateway(t *testing.T) {
 	list, _ := rpc(t, url2, s2, "tasks/list", map[string]any{})
 	if !strings.Contains(string(list), fmt.Sprintf("%q", id)) {
 		t.Fatalf("tasks/list lacks %s: %s", id, list)
+	}
+}
+
+// A task whose call never reached the bus (its gateway died between
+// recording and publishing it) ends failed after its deadline, instead of
+// working forever; an unknown task id is an error.
+func TestLostTaskEndsFailed(t *testing.T) {
+	b := startBus(t)
+	_, url := b.gateway(t, frontdoor.Config{})
+	kv, err := b.ns.JS.KeyValue(context.Background(), subjects.BucketTasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour).UTC()
+	rec, _ := json.Marshal(map[string]any{"call_id": "lost-call-1", "agent": "default", "server": "demo", "tool": "add", "name": "demo__add",
+		"created": past, "ttl_ms": 1000, "deadline": past.Add(time.Second)})
+	if _, err := kv.Create(context.Background(), "default.lost-call-1", rec); err != nil {
+		t.Fatal(err)
+	}
+	s := initialize(t, url)
+	got, _ := rpc(t, url, s, "tasks/get", map[string]any{"taskId": "lost-call-1"})
+	if !strings.Contains(string(got), `"status":"failed"`) || !strings.Contains(string(got), "deadline") {
+		t.Fatalf("tasks/get of a lost task: %s", got)
+	}
+	res, _ := rpc(t, url, s, "tasks/result", map[string]any{"taskId": "lost-call-1"})
+	if !strings.Contains(string(res), `"isError":true`) {
+		t.Fatalf("tasks/result of a lost task: %s", res)
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": map[string]any{"taskId": "no-such-task"}})
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), `"code":-32602`) || !strings.Contains(string(out), "no task") {
+		t.Fatalf("unknown task: %s", out)
 	}
 }
