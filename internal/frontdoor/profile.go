@@ -36,7 +36,7 @@ type profile struct {
 	refreshMu gosync.Mutex // one refresh at a time, each from a fresh snapshot
 	mu        gosync.RWMutex
 	tools     map[string]*exposed
-	sig   string // hash of the listed tools, to send list_changed only on a change
+	sig       string // hash of the listed tools, to send list_changed only on a change
 
 	callsMu gosync.Mutex
 	calls   map[string]string // "<session>\x00<request id>" → call id, while the call runs
