@@ -15,13 +15,14 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // runFlags are shared by serve and worker.
@@ -183,7 +184,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		return fmt.Errorf("provision JetStream: %w", err)
 	}
 
-	reg, err := toolsync.NewRegistry(ctx, js, toolsync.WithRegistryLogger(log))
+	reg, err := registry.New(ctx, js, registry.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -203,7 +204,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
 		return err
 	}
-	catalog, err := toolsync.NewCatalog(ctx, js, toolsync.WithCatalogLogger(log))
+	catalog, err := catalog.New(ctx, js, catalog.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -214,8 +215,8 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	// fleet of plain workers keeps its catalog too; only serve listens for
 	// notifications/tools/list_changed. The syncer lists tools over the
 	// worker's pool: one process per stdio server per toolbus process.
-	syncer := toolsync.NewSyncer(js, reg, toolsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all},
-		toolsync.WithSyncLogger(log), toolsync.WithPool(pool))
+	syncer := catalogsync.New(js, reg, catalogsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all},
+		catalogsync.WithLogger(log), catalogsync.WithPool(pool))
 	svc.run(ctx, "sync", syncer.Run)
 	// The catalog refuses calls to a server until its first sync is read
 	// (catalog_unavailable): give first syncs a moment before taking calls,
@@ -325,10 +326,10 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 // followRegistry keeps pool in step with the server registry: every
 // registered server (secrets resolved), live, and a removed server's
 // sessions closed. It returns once the current servers are loaded.
-func followRegistry(ctx context.Context, reg *toolsync.Registry, pool *mcppool.Pool, log zerolog.Logger) error {
+func followRegistry(ctx context.Context, reg *registry.Registry, pool *mcppool.Pool, log zerolog.Logger) error {
 	ready := make(chan struct{})
 	failed := make(chan error, 1)
-	apply := func(name string, srv *subjects.Server) {
+	apply := func(name string, srv *registry.Server) {
 		if srv == nil {
 			pool.Remove(name)
 			log.Info().Str("server", name).Msg("server removed; sessions closed")

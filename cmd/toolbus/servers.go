@@ -15,8 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 )
 
 // Which wins, the config file or `servers add`: `toolbus serve` upserts the
@@ -93,7 +94,7 @@ resync); --no-wait exits 0 once the server is registered.`,
 
 // registryConn is an open registry and the connection under it.
 type registryConn struct {
-	*toolsync.Registry
+	*registry.Registry
 	nc *nats.Conn
 	js jetstream.JetStream
 }
@@ -101,13 +102,13 @@ type registryConn struct {
 func (r *registryConn) Close() { r.nc.Close() }
 
 // openRegistry connects and opens the registry.
-func openRegistry(ctx context.Context, conn *connFlags, name string, opts ...toolsync.RegistryOption) (*registryConn, error) {
+func openRegistry(ctx context.Context, conn *connFlags, name string, opts ...registry.Option) (*registryConn, error) {
 	log := newLogger("warn")
 	nc, js, err := conn.connect(name, log)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := toolsync.NewRegistry(ctx, js, append([]toolsync.RegistryOption{toolsync.WithRegistryLogger(log)}, opts...)...)
+	reg, err := registry.New(ctx, js, append([]registry.Option{registry.WithLogger(log)}, opts...)...)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -118,7 +119,7 @@ func openRegistry(ctx context.Context, conn *connFlags, name string, opts ...too
 func serversAdd(ctx context.Context, c *command, args []string) error {
 	fs := newFlags(c)
 	conn := addConnFlags(fs)
-	var srv subjects.Server
+	var srv registry.Server
 	transport := fs.String("transport", "", "stdio, sse or http (streamable HTTP); default: stdio with --command, else http")
 	fs.StringVar(&srv.Command, "command", "", "stdio: the command to run")
 	var argv listFlags
@@ -150,7 +151,7 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 		return usagef("--local runs the first sync here and waits for it; drop --no-wait, or --local to let the sync replicas run it")
 	}
 	if len(rest) == 2 {
-		var js subjects.Server
+		var js registry.Server
 		dec := json.NewDecoder(strings.NewReader(rest[1]))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&js); err != nil {
@@ -162,10 +163,10 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 		merge(&js, srv, set)
 		srv = js
 		if set["transport"] {
-			srv.Transport = subjects.Transport(*transport)
+			srv.Transport = registry.Transport(*transport)
 		}
 	} else if *transport != "" {
-		srv.Transport = subjects.Transport(*transport)
+		srv.Transport = registry.Transport(*transport)
 	}
 	srv.Name = rest[0]
 	if len(argv) > 0 {
@@ -186,16 +187,16 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	if srv.Transport == "" {
 		switch {
 		case srv.Command != "":
-			srv.Transport = subjects.TransportStdio
+			srv.Transport = registry.TransportStdio
 		case strings.HasSuffix(strings.TrimRight(srv.URL, "/"), "/sse"):
-			srv.Transport = subjects.TransportSSE
+			srv.Transport = registry.TransportSSE
 		case srv.URL != "":
-			srv.Transport = subjects.TransportHTTP
+			srv.Transport = registry.TransportHTTP
 		}
 	}
-	var opts []toolsync.RegistryOption
+	var opts []registry.Option
 	if *local {
-		opts = append(opts, toolsync.WithoutResyncOnPut())
+		opts = append(opts, registry.WithoutResyncOnPut())
 	}
 	reg, err := openRegistry(ctx, conn, "toolbus servers add", opts...)
 	if err != nil {
@@ -208,7 +209,7 @@ func serversAdd(ctx context.Context, c *command, args []string) error {
 	}
 	fmt.Printf("registered %s (%s)\n", srv.Name, srv.Transport)
 	if *local {
-		s := toolsync.NewSyncer(reg.js, reg.Registry, toolsync.Config{}, toolsync.WithSyncLogger(newLogger("error")))
+		s := catalogsync.New(reg.js, reg.Registry, catalogsync.Config{}, catalogsync.WithLogger(newLogger("error")))
 		d, err := s.SyncServer(ctx, srv.Name)
 		if err != nil {
 			return fmt.Errorf("first sync failed: %w\n%s", err, retried(srv.Name))
@@ -245,7 +246,7 @@ func retried(name string) string {
 }
 
 // merge copies the explicitly set flag values of f over j.
-func merge(j *subjects.Server, f subjects.Server, set map[string]bool) {
+func merge(j *registry.Server, f registry.Server, set map[string]bool) {
 	setIf(set["command"], &j.Command, f.Command)
 	setIf(set["dir"], &j.Dir, f.Dir)
 	setIf(set["url"], &j.URL, f.URL)
@@ -279,7 +280,7 @@ func serversList(ctx context.Context, c *command, args []string) error {
 		return err
 	}
 	type row struct {
-		Server subjects.Server     `json:"server"`
+		Server registry.Server     `json:"server"`
 		Status subjects.SyncStatus `json:"status"`
 	}
 	rows := make([]row, 0, len(srvs))
@@ -298,7 +299,7 @@ func serversList(ctx context.Context, c *command, args []string) error {
 	fmt.Fprintln(tw, "SERVER\tTRANSPORT\tTARGET\tTOOLS\tSYNC\tLAST SYNC")
 	for _, r := range rows {
 		target := r.Server.URL
-		if r.Server.Transport == subjects.TransportStdio {
+		if r.Server.Transport == registry.TransportStdio {
 			target = strings.TrimSpace(r.Server.Command + " " + strings.Join(r.Server.Args, " "))
 		}
 		if len(target) > 50 {
@@ -346,7 +347,7 @@ func serversShow(ctx context.Context, c *command, args []string) error {
 	}
 	st, _ := reg.Status(ctx, srv.Name)
 	return printJSON(struct {
-		Server subjects.Server     `json:"server"`
+		Server registry.Server     `json:"server"`
 		Status subjects.SyncStatus `json:"status"`
 	}{reg.Redact(srv), st})
 }
@@ -367,7 +368,7 @@ func serversRm(ctx context.Context, c *command, args []string) error {
 	defer reg.Close()
 	name := fs.Arg(0)
 	if err := reg.Delete(ctx, name); err != nil {
-		if errors.Is(err, toolsync.ErrNotFound) {
+		if errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("no server %q is registered (toolbus servers list)", name)
 		}
 		return err
@@ -391,7 +392,7 @@ func printSynced(w *os.File, st subjects.SyncStatus) {
 	}
 }
 
-func printDiff(w *os.File, d toolsync.Diff) {
+func printDiff(w *os.File, d catalogsync.Diff) {
 	if d.Empty() {
 		fmt.Fprintf(w, "%s: no changes (%d tools)\n", d.Server, d.Unchanged)
 	} else {

@@ -7,7 +7,8 @@ import (
 	"os"
 	"sort"
 
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
 func init() {
@@ -32,28 +33,28 @@ read from this environment. --queue instead asks the running sync replicas.`,
 			return usagef("want at most one server name")
 		}
 		server := fs.Arg(0)
-		reg, err := openRegistry(ctx, conn, "toolbus sync", toolsync.WithoutResyncOnPut())
+		reg, err := openRegistry(ctx, conn, "toolbus sync", registry.WithoutResyncOnPut())
 		if err != nil {
 			return err
 		}
 		defer reg.Close()
 		if *queue {
 			if server != "" {
-				if _, err := reg.Get(ctx, server); errors.Is(err, toolsync.ErrNotFound) {
+				if _, err := reg.Get(ctx, server); errors.Is(err, registry.ErrNotFound) {
 					return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
 				}
 			}
-			if err := toolsync.RequestResync(ctx, reg.js, server); err != nil {
+			if err := registry.RequestResync(ctx, reg.js, server); err != nil {
 				return err
 			}
 			fmt.Println("sync queued")
 			return nil
 		}
-		s := toolsync.NewSyncer(reg.js, reg.Registry, toolsync.Config{HoldChanged: *hold}, toolsync.WithSyncLogger(newLogger(*level)))
+		s := catalogsync.New(reg.js, reg.Registry, catalogsync.Config{HoldChanged: *hold}, catalogsync.WithLogger(newLogger(*level)))
 		if server != "" {
 			d, err := s.SyncServer(ctx, server)
 			if err != nil {
-				if errors.Is(err, toolsync.ErrNotFound) {
+				if errors.Is(err, registry.ErrNotFound) {
 					return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
 				}
 				return err

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
 func init() {
@@ -55,7 +55,7 @@ func toolsList(ctx context.Context, c *command, args []string) error {
 	}
 	if len(es) == 0 {
 		if server != "" {
-			if _, err := reg.Get(ctx, server); errors.Is(err, toolsync.ErrNotFound) {
+			if _, err := reg.Get(ctx, server); errors.Is(err, registry.ErrNotFound) {
 				return fmt.Errorf("no server %q is registered (toolbus servers list)", server)
 			}
 			if st, err := reg.Status(ctx, server); err == nil && !st.OK && st.ErrorClass != "" {

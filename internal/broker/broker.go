@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,7 +286,11 @@ func EnsureWakeConsumer(ctx context.Context, js jetstream.JetStream, agent strin
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
-		parts[i] = subjects.RedactURL(strings.TrimSpace(u))
+		u = strings.TrimSpace(u)
+		if p, err := url.Parse(u); err == nil && p.Host != "" {
+			u = p.Redacted()
+		}
+		parts[i] = u
 	}
 	return strings.Join(parts, ",")
 }

@@ -1,4 +1,4 @@
-package sync
+package catalog
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,7 +22,7 @@ type Entry struct {
 	subjects.CatalogEntry
 	Revision uint64
 
-	once gosync.Once
+	once sync.Once
 	args *argsValidator
 }
 
@@ -46,7 +46,7 @@ type Catalog struct {
 	log   zerolog.Logger
 	catKV jetstream.KeyValue
 
-	mu     gosync.RWMutex
+	mu     sync.RWMutex
 	tools  map[string]map[string]*Entry   // server → tool → entry
 	status map[string]subjects.SyncStatus // server → its last sync status
 	// synced holds the servers whose status says they synced once and
@@ -65,16 +65,16 @@ type Catalog struct {
 	err    error
 }
 
-// CatalogOption configures a Catalog.
-type CatalogOption func(*Catalog)
+// Option configures a Catalog.
+type Option func(*Catalog)
 
 // WithCatalogLogger sets the logger.
-func WithCatalogLogger(l zerolog.Logger) CatalogOption { return func(c *Catalog) { c.log = l } }
+func WithLogger(l zerolog.Logger) Option { return func(c *Catalog) { c.log = l } }
 
-// NewCatalog loads the catalog and the servers' sync statuses, returns once
+// New loads the catalog and the servers' sync statuses, returns once
 // the current values are in, and keeps following both until ctx ends or
 // Stop is called.
-func NewCatalog(ctx context.Context, js jetstream.JetStream, opts ...CatalogOption) (*Catalog, error) {
+func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Catalog, error) {
 	c := &Catalog{
 		log: zerolog.Nop(), tools: map[string]map[string]*Entry{}, status: map[string]subjects.SyncStatus{},
 		synced: map[string]bool{}, pending: map[string]uint64{}, changed: make(chan struct{}), done: make(chan struct{}),

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,7 +15,9 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -69,7 +71,7 @@ func peakHeap() (stop func() uint64) {
 	base := ms.HeapInuse
 	var peak atomic.Uint64
 	done := make(chan struct{})
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(2 * time.Millisecond)
 		defer t.Stop()
@@ -147,7 +149,7 @@ func benchSyncer(b *testing.B) (*natstest.Server, *Syncer) {
 	ns := natstest.Start(b)
 	urls := benchFleet(b, benchServers)
 	ctx := context.Background()
-	reg, err := NewRegistry(ctx, ns.JS, WithSecretKey(testKey), WithoutResyncOnPut())
+	reg, err := registry.New(ctx, ns.JS, registry.WithSecretKey(testKey), registry.WithoutResyncOnPut())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func benchSyncer(b *testing.B) (*natstest.Server, *Syncer) {
 			b.Fatal(err)
 		}
 	}
-	return ns, NewSyncer(ns.JS, reg, Config{Concurrency: 16})
+	return ns, New(ns.JS, reg, Config{Concurrency: 16})
 }
 
 // BenchmarkResync200x50Unchanged is the periodic resync: 200 servers of 50
@@ -210,7 +212,7 @@ func BenchmarkCatalogLookupValidate(b *testing.B) {
 			}
 		}
 	}
-	cat, err := NewCatalog(ctx, ns.JS)
+	cat, err := catalog.New(ctx, ns.JS)
 	if err != nil {
 		b.Fatal(err)
 	}

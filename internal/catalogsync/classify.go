@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -31,14 +32,14 @@ func (e *SyncError) Error() string {
 func (e *SyncError) Unwrap() error { return e.Err }
 
 // classify turns a dial or listing failure into a SyncError.
-func classify(srv subjects.Server, err error) *SyncError {
+func classify(srv registry.Server, err error) *SyncError {
 	var se *SyncError
 	if errors.As(err, &se) {
 		return se
 	}
-	srv = Redact(srv) // the hints below quote the url and args
+	srv = registry.Redact(srv) // the hints below quote the url and args
 	target := srv.URL
-	if srv.Transport == subjects.TransportStdio {
+	if srv.Transport == registry.TransportStdio {
 		target = srv.Command
 	}
 	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("server %q: ", srv.Name))
@@ -63,13 +64,13 @@ func classify(srv subjects.Server, err error) *SyncError {
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(low, "timeout") || strings.Contains(low, "deadline exceeded") || strings.Contains(low, "within connect_timeout"):
 		return mk(subjects.SyncTimeout, fmt.Sprintf("%s did not answer in time; check that it is up, or raise connect_timeout", target))
 	case errors.As(err, &execErr) || strings.Contains(low, "exited") || strings.Contains(low, "cannot start") ||
-		(srv.Transport == subjects.TransportStdio && (errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE))):
+		(srv.Transport == registry.TransportStdio && (errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE))):
 		return mk(subjects.SyncProcessExited, fmt.Sprintf("run `%s` by hand to see why it stops", strings.TrimSpace(srv.Command+" "+strings.Join(srv.Args, " "))))
 	case errors.As(err, &pe) || errors.As(err, &syntaxErr) || errors.As(err, &typeErr) ||
 		strings.Contains(low, "unmarshal") || strings.Contains(low, "invalid character") || strings.Contains(low, "content type") ||
 		strings.Contains(low, "json-rpc") || strings.Contains(low, "jsonrpc") || strings.Contains(low, "method not found"):
 		return mk(subjects.SyncInvalidJSONRPC, fmt.Sprintf("%s answered, but not as an MCP server listing tools; check that the url points at an MCP endpoint", target))
-	case srv.Transport != subjects.TransportStdio && strings.Contains(low, "http 5"):
+	case srv.Transport != registry.TransportStdio && strings.Contains(low, "http 5"):
 		return mk(subjects.SyncOther, "the server failed; see its logs")
 	}
 	return &SyncError{Server: srv.Name, Class: subjects.SyncOther, Message: msg, Err: err}

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -9,15 +9,16 @@ import (
 
 	"github.com/mark3labs/mcp-go/client/transport"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func TestClassify(t *testing.T) {
 	t.Parallel()
-	web := subjects.Server{Name: "w", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1:40123/mcp"}
-	cmd := subjects.Server{Name: "c", Transport: subjects.TransportStdio, Command: "my-server", Args: []string{"--x"}}
+	web := registry.Server{Name: "w", Transport: registry.TransportHTTP, URL: "http://127.0.0.1:40123/mcp"}
+	cmd := registry.Server{Name: "c", Transport: registry.TransportStdio, Command: "my-server", Args: []string{"--x"}}
 	tests := []struct {
-		srv  subjects.Server
+		srv  registry.Server
 		err  error
 		want subjects.SyncErrorClass
 	}{

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"encoding/json"
@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -25,8 +27,8 @@ func TestServerEverything(t *testing.T) {
 		t.Skip("@modelcontextprotocol/server-everything not installed; run `cd testdata/node && npm install` (the Makefile's npm step)")
 	}
 	h := newHarness(t)
-	h.put(subjects.Server{
-		Name: "everything", Transport: subjects.TransportStdio,
+	h.put(registry.Server{
+		Name: "everything", Transport: registry.TransportStdio,
 		Command: npx, Args: []string{"--no-install", "mcp-server-everything", "stdio"}, Dir: dir,
 		ConnectTimeout: subjects.Duration(30 * time.Second),
 	})
@@ -54,7 +56,7 @@ func TestServerEverything(t *testing.T) {
 	if err := cat.ValidateArgs("everything", "echo", json.RawMessage(`{"message":"hi"}`)); err != nil {
 		t.Errorf("echo valid args: %v", err)
 	}
-	if err := cat.ValidateArgs("everything", "echo", json.RawMessage(`{"message":1}`)); !errors.Is(err, ErrInvalidArguments) {
+	if err := cat.ValidateArgs("everything", "echo", json.RawMessage(`{"message":1}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("echo invalid args: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,8 +20,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -63,7 +65,7 @@ func resyncMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 // unchecked.
 func TestCatalogNeverFailsOpen(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
+	h := newHarness(t, registry.WithoutResyncOnPut())
 	cat := h.catalog()
 	g := &gate{}
 	ms := newMCPServer(t, g.wrap, tool("alpha", "a"))
@@ -87,8 +89,8 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if got := refusal.Code.HTTPish(); got != 503 {
 		t.Errorf("HTTPish = %d, want 503", got)
 	}
-	if _, err := cat.Check("late", "anything", nil); !errors.Is(err, ErrCatalogUnavailable) {
-		t.Errorf("Check = %v, want ErrCatalogUnavailable", err)
+	if _, err := cat.Check("late", "anything", nil); !errors.Is(err, catalog.ErrCatalogUnavailable) {
+		t.Errorf("Check = %v, want catalog.ErrCatalogUnavailable", err)
 	}
 
 	// The first sync fails: the refusal carries its error.
@@ -134,78 +136,11 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	// A server the catalog has never heard of: Check says unknown_server;
 	// the worker asks CheckCall only about servers it has registered, so
 	// there it is one whose status has not arrived yet: retryable.
-	if _, err := cat.Check("ghost", "x", nil); !errors.Is(err, ErrUnknownServer) {
+	if _, err := cat.Check("ghost", "x", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("Check ghost = %v", err)
 	}
 	if refusal, _, _ := cat.CheckCall("ghost", "x", nil); refusal == nil || refusal.Code != subjects.CodeCatalogUnavailable {
 		t.Errorf("CheckCall ghost = %+v", refusal)
-	}
-}
-
-// newCatalogView is a Catalog fed by hand (no watch), to apply KV entries
-// in a chosen order.
-func newCatalogView(t *testing.T, js jetstream.JetStream) *Catalog {
-	t.Helper()
-	kv, err := js.KeyValue(ctx(t), subjects.BucketCatalog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Catalog{
-		catKV: kv, tools: map[string]map[string]*Entry{}, status: map[string]subjects.SyncStatus{},
-		synced: map[string]bool{}, pending: map[string]uint64{}, changed: make(chan struct{}), done: make(chan struct{}),
-	}
-}
-
-// The catalog and status buckets are watched apart, so a sync's status can
-// arrive before the tools written ahead of it. Until they are in, a tool
-// the view lacks is not called unknown (the cause of a flaky
-// TestSyncDiffEventsAndCatalog, seen from the other side).
-func TestStatusBeforeToolsIsNotUnknownTool(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
-	ms := newMCPServer(t, nil, tool("alpha", "a"), tool("beta", "b"))
-	h.put(httpServer("demo", ms.URL))
-	if _, err := h.syncer(Config{NoListen: true}).SyncServer(ctx(t), "demo"); err != nil {
-		t.Fatal(err)
-	}
-	srvKV, _ := h.ns.JS.KeyValue(ctx(t), subjects.BucketServers)
-	skey, _ := subjects.SyncStatusKey("demo")
-	status, err := srvKV.Get(ctx(t), skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tools []jetstream.KeyValueEntry
-	for _, name := range []string{"alpha", "beta"} {
-		key, _ := subjects.CatalogKey("demo", name)
-		e, err := h.reg.catalog.Get(ctx(t), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tools = append(tools, e)
-	}
-	slices.SortFunc(tools, func(a, b jetstream.KeyValueEntry) int { return int(a.Revision()) - int(b.Revision()) })
-
-	c := newCatalogView(t, h.ns.JS)
-	c.applyStatus(ctx(t), status) // the status first
-	if c.Synced("demo") {
-		t.Fatal("synced before its tools arrived")
-	}
-	if _, err := c.Check("demo", "nope", nil); !errors.Is(err, ErrCatalogUnavailable) || !strings.Contains(err.Error(), "still arriving") {
-		t.Errorf("missing tool while the sync's tools arrive: %v", err)
-	}
-	c.applyTool(tools[0])
-	if _, err := c.Check("demo", "beta", json.RawMessage(`{"text":"x"}`)); tools[0].Key() == "demo.alpha" && !errors.Is(err, ErrCatalogUnavailable) {
-		t.Errorf("beta before it arrived: %v", err)
-	}
-	c.applyTool(tools[1])
-	if !c.Synced("demo") {
-		t.Fatal("not synced once its tools are in")
-	}
-	if _, err := c.Check("demo", "nope", nil); !errors.Is(err, ErrUnknownTool) {
-		t.Errorf("missing tool after the sync is in view: %v", err)
-	}
-	if _, err := c.Check("demo", "beta", json.RawMessage(`{"text":"x"}`)); err != nil {
-		t.Errorf("beta: %v", err)
 	}
 }
 
@@ -214,7 +149,7 @@ func TestStatusBeforeToolsIsNotUnknownTool(t *testing.T) {
 func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var errs []error
 	failed := make(chan struct{}, 64)
 	s := h.syncer(fastRetry, WithSyncHook(func(server string, d Diff, err error) {
@@ -286,7 +221,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 // sync runs.
 func TestFirstSyncRetriesDoNotMultiply(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
+	h := newHarness(t, registry.WithoutResyncOnPut())
 	g := &gate{}
 	ms := newMCPServer(t, g.wrap, tool("alpha", "a"))
 	h.put(httpServer("late", ms.URL))
@@ -361,14 +296,14 @@ func spawns(t *testing.T, path string) []string {
 
 // poolFollows upserts every registered server into pool, secrets resolved,
 // as toolbus serve does, and returns once the current ones are in.
-func poolFollows(t *testing.T, reg *Registry, pool *mcppool.Pool) {
+func poolFollows(t *testing.T, reg *registry.Registry, pool *mcppool.Pool) {
 	t.Helper()
 	wctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = reg.WatchReady(wctx, func(name string, srv *subjects.Server) {
+		_ = reg.WatchReady(wctx, func(name string, srv *registry.Server) {
 			if srv == nil {
 				pool.Remove(name)
 				return
@@ -399,9 +334,9 @@ func textOf(t *testing.T, raw json.RawMessage) string {
 // sync and a call, the stdio server has run once.
 func TestSyncOverPoolOneProcess(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
+	h := newHarness(t, registry.WithoutResyncOnPut())
 	spawnLog := filepath.Join(t.TempDir(), "spawns")
-	h.put(subjects.Server{Name: "mem", Transport: subjects.TransportStdio, Command: stdioServer(t),
+	h.put(registry.Server{Name: "mem", Transport: registry.TransportStdio, Command: stdioServer(t),
 		Env: map[string]string{"STDIOSRV_SPAWN_LOG": spawnLog}})
 	pool := mcppool.New(zeroLog(t))
 	t.Cleanup(func() { pool.Close() })
@@ -443,10 +378,10 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	t.Cleanup(func() { pool.Close() })
 	poolFollows(t, h.reg, pool)
 
-	var dialMu gosync.Mutex
+	var dialMu sync.Mutex
 	dialled := map[string]int{}
 	dl := MCPPoolDialer(zeroLog(t))
-	counting := func(c context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
+	counting := func(c context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
 		dialMu.Lock()
 		dialled[srv.Name]++
 		dialMu.Unlock()
@@ -460,7 +395,7 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	s.onListening = func(name string) { listening <- name }
 	runSyncer(t, s)
 
-	mem := subjects.Server{Name: "mem", Transport: subjects.TransportStdio, Command: stdioServer(t),
+	mem := registry.Server{Name: "mem", Transport: registry.TransportStdio, Command: stdioServer(t),
 		Env: map[string]string{"STDIOSRV_SPAWN_LOG": spawnLog, "STDIOSRV_LIST_CHANGED": "1"}}
 	h.put(mem)
 	// An HTTP server registered after it does get a listener: once that is

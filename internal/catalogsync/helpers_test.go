@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +19,9 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -34,7 +36,7 @@ func TestMain(m *testing.M) {
 // stdiosrv is mcppool's test MCP server (../mcppool/testdata/stdiosrv),
 // built once by the first test that needs it.
 var stdiosrv struct {
-	once gosync.Once
+	once sync.Once
 	dir  string
 	bin  string
 	err  error
@@ -64,7 +66,7 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 // env is a fake environment for env: references.
 type env struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	m  map[string]string
 }
 
@@ -83,28 +85,28 @@ func (e *env) set(k, v string) {
 type harness struct {
 	t   *testing.T
 	ns  *natstest.Server
-	reg *Registry
+	reg *registry.Registry
 	env *env
 }
 
-func newHarness(t *testing.T, opts ...RegistryOption) *harness {
+func newHarness(t *testing.T, opts ...registry.Option) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	e := &env{m: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reg, err := NewRegistry(ctx, ns.JS, append([]RegistryOption{WithGetenv(e.get), WithSecretKey(testKey)}, opts...)...)
+	reg, err := registry.New(ctx, ns.JS, append([]registry.Option{registry.WithGetenv(e.get), registry.WithSecretKey(testKey)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &harness{t: t, ns: ns, reg: reg, env: e}
 }
 
-func (h *harness) syncer(cfg Config, opts ...SyncerOption) *Syncer {
-	return NewSyncer(h.ns.JS, h.reg, cfg, opts...)
+func (h *harness) syncer(cfg Config, opts ...Option) *Syncer {
+	return New(h.ns.JS, h.reg, cfg, opts...)
 }
 
-func (h *harness) put(srv subjects.Server) {
+func (h *harness) put(srv registry.Server) {
 	h.t.Helper()
 	if err := h.reg.Put(ctx(h.t), srv); err != nil {
 		h.t.Fatalf("put %s: %v", srv.Name, err)
@@ -112,9 +114,9 @@ func (h *harness) put(srv subjects.Server) {
 }
 
 // catalog starts a worker-side Catalog, stopped at cleanup.
-func (h *harness) catalog() *Catalog {
+func (h *harness) catalog() *catalog.Catalog {
 	h.t.Helper()
-	c, err := NewCatalog(ctx(h.t), h.ns.JS)
+	c, err := catalog.New(ctx(h.t), h.ns.JS)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -193,8 +195,8 @@ func rawTool(name, schema string) mcp.Tool {
 	return mcp.NewToolWithRawSchema(name, "raw "+name, json.RawMessage(schema))
 }
 
-func httpServer(name, url string) subjects.Server {
-	return subjects.Server{Name: name, Transport: subjects.TransportHTTP, URL: url, ConnectTimeout: subjects.Duration(5 * time.Second)}
+func httpServer(name, url string) registry.Server {
+	return registry.Server{Name: name, Transport: registry.TransportHTTP, URL: url, ConnectTimeout: subjects.Duration(5 * time.Second)}
 }
 
 // closedPort returns a loopback URL nothing listens on.

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -88,7 +89,7 @@ func (s *Syncer) settleRetry(ctx context.Context, msg jetstream.Msg, name string
 	}
 	due, err := s.retryDue(ctx, name, rt)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound):
 		_ = msg.TermWithReason("server not registered")
 	case err != nil:
 		_ = msg.NakWithDelay(5 * time.Second)
@@ -102,7 +103,7 @@ func (s *Syncer) settleRetry(ctx context.Context, msg jetstream.Msg, name string
 
 // retryDue reports whether the retry rt of server name should still run:
 // the same registration has not synced since, and no sync was tried after
-// the failure rt follows (that one queued its own retry). ErrNotFound: the
+// the failure rt follows (that one queued its own retry). registry.ErrNotFound: the
 // server is gone.
 func (s *Syncer) retryDue(ctx context.Context, name string, rt retryRequest) (bool, error) {
 	st, err := s.reg.Status(ctx, name)

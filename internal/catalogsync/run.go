@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -40,7 +41,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	s.debStopped = false
 	s.debMu.Unlock()
 	defer s.stopDebouncers() // after the listeners are gone: nothing new
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	defer wg.Wait()
 
 	sem := make(chan struct{}, s.cfg.Concurrency)
@@ -120,7 +121,7 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		for _, srv := range srvs {
-			if err := RequestResync(ctx, s.js, srv.Name); err != nil {
+			if err := registry.RequestResync(ctx, s.js, srv.Name); err != nil {
 				s.log.Warn().Err(err).Str("server", srv.Name).Msg("could not queue a resync")
 				_ = msg.NakWithDelay(5 * time.Second)
 				return
@@ -138,7 +139,7 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	// Keep the lease while a slow server is listed.
 	done := make(chan struct{})
-	var lease gosync.WaitGroup
+	var lease sync.WaitGroup
 	lease.Go(func() {
 		t := time.NewTicker(s.cfg.AckWait / 3)
 		defer t.Stop()
@@ -157,7 +158,7 @@ func (s *Syncer) handle(ctx context.Context, msg jetstream.Msg) {
 	switch {
 	case ctx.Err() != nil:
 		_ = msg.Nak() // shutting down: another replica takes it
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound):
 		_ = msg.TermWithReason("server not registered")
 	default:
 		_ = msg.Ack()
@@ -239,7 +240,7 @@ func (s *Syncer) stopDebouncers() {
 // registry live; with a pool, none for stdio servers.
 func (s *Syncer) listenAll(ctx context.Context) {
 	type listener struct {
-		srv    subjects.Server
+		srv    registry.Server
 		cancel context.CancelFunc
 		done   chan struct{}
 	}
@@ -256,7 +257,7 @@ func (s *Syncer) listenAll(ctx context.Context) {
 			stop(name)
 		}
 	}()
-	err := s.reg.Watch(ctx, func(name string, srv *subjects.Server) {
+	err := s.reg.Watch(ctx, func(name string, srv *registry.Server) {
 		if srv == nil {
 			stop(name)
 			return
@@ -265,7 +266,7 @@ func (s *Syncer) listenAll(ctx context.Context) {
 			return
 		}
 		stop(name)
-		if s.pool != nil && srv.Transport == subjects.TransportStdio {
+		if s.pool != nil && srv.Transport == registry.TransportStdio {
 			// A listener session would be a second process: the pool's
 			// session passes list changes on instead (see WithPool).
 			return
@@ -286,7 +287,7 @@ func (s *Syncer) listenAll(ctx context.Context) {
 // listen keeps a session to srv open to receive
 // notifications/tools/list_changed, reconnecting with backoff. After a
 // reconnect it queues a sync, since a change may have been missed.
-func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
+func (s *Syncer) listen(ctx context.Context, srv registry.Server) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = time.Second
 	bo.MaxInterval = time.Minute
@@ -329,7 +330,7 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 			s.log.Debug().Str("server", srv.Name).Msg("server does not send tools/list_changed; not listening")
 			return
 		}
-		if srv.Transport == subjects.TransportHTTP && !mcp.IsModernProtocol(c.ProtocolVersion()) && !standing {
+		if srv.Transport == registry.TransportHTTP && !mcp.IsModernProtocol(c.ProtocolVersion()) && !standing {
 			// Before 2026-07-28, streamable HTTP sends notifications on a
 			// standing GET stream: dial again with it open.
 			_ = c.Close()
@@ -337,7 +338,7 @@ func (s *Syncer) listen(ctx context.Context, srv subjects.Server) {
 			continue
 		}
 		lost := make(chan struct{})
-		var once gosync.Once
+		var once sync.Once
 		markLost := func(error) { once.Do(func() { close(lost) }) }
 		c.OnConnectionLost(markLost)
 		pingDone := make(chan struct{})

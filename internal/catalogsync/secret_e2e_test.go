@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"encoding/base64"
@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -62,7 +63,7 @@ func dialResolved(t *testing.T, h *harness, name string) *client.Client {
 // still gets the real values.
 func TestSecretsEndToEndStdio(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
+	h := newHarness(t, registry.WithoutResyncOnPut())
 	h.env.set("REF_TOKEN", "ref-secret-value")
 	args := []string{"--api-key=k-arg-123", "--token", "t-arg-456", "postgresql://u:pw-pos-789@h/db?sslmode=disable", "--verbose"}
 	env := map[string]string{
@@ -71,8 +72,8 @@ func TestSecretsEndToEndStdio(t *testing.T) {
 		"REF_TOKEN":    "env:REF_TOKEN",
 		"LANG":         "C",
 	}
-	h.put(subjects.Server{
-		Name: "child", Transport: subjects.TransportStdio, Command: stdioServer(t),
+	h.put(registry.Server{
+		Name: "child", Transport: registry.TransportStdio, Command: stdioServer(t),
 		Args: args, Env: env, ConnectTimeout: subjects.Duration(10 * time.Second),
 	})
 	secrets := []string{"k-arg-123", "t-arg-456", "pw-pos-789", "pw-env-321", "ghp_child_654"}
@@ -83,7 +84,7 @@ func TestSecretsEndToEndStdio(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored, _ := h.reg.Get(ctx(t), "child")
-	printed, _ := json.Marshal(h.reg.Redact(stored)) // servers show, list --json
+	printed, _ := json.Marshal(registry.Redact(stored)) // servers show, list --json
 	for _, s := range secrets {
 		if strings.Contains(string(e.Value()), s) {
 			t.Errorf("stored entry holds %q in the clear: %s", s, e.Value())
@@ -101,7 +102,7 @@ func TestSecretsEndToEndStdio(t *testing.T) {
 			t.Errorf("printed entry lacks %s: %s", want, printed)
 		}
 	}
-	if !HasCredentials(stored) {
+	if !registry.HasCredentials(stored) {
 		t.Error("HasCredentials = false")
 	}
 
@@ -142,7 +143,7 @@ func TestSecretsEndToEndStdio(t *testing.T) {
 // and kept out of the sync status when the server quotes them in an error.
 func TestSecretsEndToEndURL(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, WithoutResyncOnPut())
+	h := newHarness(t, registry.WithoutResyncOnPut())
 	ms := newMCPServer(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			user, pw, _ := r.BasicAuth()
@@ -163,7 +164,7 @@ func TestSecretsEndToEndURL(t *testing.T) {
 		t.Errorf("stored url = %q", stored.URL)
 	}
 	want := strings.Replace(ms.URL, "http://", "http://bob:<encrypted>@", 1) + "?region=eu&api_key=<encrypted>"
-	if got := h.reg.Redact(stored).URL; got != want {
+	if got := registry.Redact(stored).URL; got != want {
 		t.Errorf("redacted url = %q, want %q", got, want)
 	}
 	s := h.syncer(Config{NoListen: true})
@@ -198,11 +199,11 @@ func TestServerEverythingEnv(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything")); err != nil {
 		t.Skip("@modelcontextprotocol/server-everything not installed; run `cd testdata/node && npm install` (the Makefile's npm step)")
 	}
-	t.Setenv(SecretKeyEnv, base64.StdEncoding.EncodeToString(testKey))
+	t.Setenv(registry.SecretKeyEnv, base64.StdEncoding.EncodeToString(testKey))
 	t.Setenv("GITHUB_TOKEN", "ghp_host_only")
-	h := newHarness(t, WithoutResyncOnPut())
-	h.put(subjects.Server{
-		Name: "everything", Transport: subjects.TransportStdio,
+	h := newHarness(t, registry.WithoutResyncOnPut())
+	h.put(registry.Server{
+		Name: "everything", Transport: registry.TransportStdio,
 		Command: npx, Args: []string{"--no-install", "mcp-server-everything", "stdio"}, Dir: dir,
 		Env:            map[string]string{"GITHUB_TOKEN": "ghp_for_everything"},
 		ConnectTimeout: subjects.Duration(30 * time.Second),
@@ -212,8 +213,8 @@ func TestServerEverythingEnv(t *testing.T) {
 	if err := json.Unmarshal([]byte(callText(t, c, "get-env")), &env); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := env[SecretKeyEnv]; ok {
-		t.Errorf("the server sees %s=%q", SecretKeyEnv, v)
+	if v, ok := env[registry.SecretKeyEnv]; ok {
+		t.Errorf("the server sees %s=%q", registry.SecretKeyEnv, v)
 	}
 	if env["GITHUB_TOKEN"] != "ghp_for_everything" {
 		t.Errorf("GITHUB_TOKEN = %q, want the configured one", env["GITHUB_TOKEN"])

@@ -1,9 +1,12 @@
-package sync
+package catalogsync
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
 // TestStartStopStress starts and stops a Syncer's Run and a Catalog many
@@ -19,7 +22,7 @@ func TestStartStopStress(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- s.Run(rctx) }()
 		if i%2 == 1 {
-			if err := RequestResync(ctx(t), h.ns.JS, "s"); err != nil {
+			if err := registry.RequestResync(ctx(t), h.ns.JS, "s"); err != nil {
 				t.Fatal(err)
 			}
 			s.notifyChanged("s")
@@ -34,7 +37,7 @@ func TestStartStopStress(t *testing.T) {
 			t.Fatalf("run %d did not stop", i)
 		}
 
-		c, err := NewCatalog(ctx(t), h.ns.JS)
+		c, err := catalog.New(ctx(t), h.ns.JS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +46,7 @@ func TestStartStopStress(t *testing.T) {
 	}
 	// A catalog whose context ends stops by itself.
 	cctx, cancel := context.WithCancel(context.Background())
-	c, err := NewCatalog(cctx, h.ns.JS)
+	c, err := catalog.New(cctx, h.ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}

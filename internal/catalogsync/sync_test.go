@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"encoding/json"
@@ -8,22 +8,24 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func TestRegistrySecrets(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	srv := subjects.Server{
-		Name: "gh", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1:1/mcp",
+	srv := registry.Server{
+		Name: "gh", Transport: registry.TransportHTTP, URL: "http://127.0.0.1:1/mcp",
 		AuthToken: "s3cret-token",
 		Headers:   map[string]string{"X-Api-Key": "key-123", "X-Client": "toolbus", "X-Session-Token": "env:SESSION"},
 	}
@@ -79,37 +81,37 @@ func TestRegistrySecrets(t *testing.T) {
 	}
 
 	// Redact hides values, keeps references.
-	red := h.reg.Redact(stored)
+	red := registry.Redact(stored)
 	if red.AuthToken != "<encrypted>" || red.Headers["X-Api-Key"] != "<encrypted>" || red.Headers["X-Session-Token"] != "env:SESSION" {
 		t.Errorf("redacted = %+v", red)
 	}
-	if r2 := Redact(srv); r2.AuthToken != "<redacted>" {
+	if r2 := registry.Redact(srv); r2.AuthToken != "<redacted>" {
 		t.Errorf("redacting a plain token: %q", r2.AuthToken)
 	}
 
 	// Without a key, a plain secret is refused with advice; references pass.
-	noKey, err := NewRegistry(ctx(t), h.ns.JS, WithGetenv(func(string) string { return "" }), WithoutResyncOnPut())
+	noKey, err := registry.New(ctx(t), h.ns.JS, registry.WithGetenv(func(string) string { return "" }), registry.WithoutResyncOnPut())
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = noKey.Put(ctx(t), subjects.Server{Name: "plain", Transport: subjects.TransportStdio, Command: "x", Env: map[string]string{"GITHUB_TOKEN": "ghp_x"}})
-	if !errors.Is(err, ErrSecretKey) || !strings.Contains(err.Error(), SecretKeyEnv) || !strings.Contains(err.Error(), "env:") {
+	err = noKey.Put(ctx(t), registry.Server{Name: "plain", Transport: registry.TransportStdio, Command: "x", Env: map[string]string{"GITHUB_TOKEN": "ghp_x"}})
+	if !errors.Is(err, registry.ErrSecretKey) || !strings.Contains(err.Error(), registry.SecretKeyEnv) || !strings.Contains(err.Error(), "env:") {
 		t.Errorf("plain secret without key: %v", err)
 	}
-	if err := noKey.Put(ctx(t), subjects.Server{Name: "ref", Transport: subjects.TransportStdio, Command: "x", Env: map[string]string{"GITHUB_TOKEN": "env:GITHUB_TOKEN", "LANG": "C"}}); err != nil {
+	if err := noKey.Put(ctx(t), registry.Server{Name: "ref", Transport: registry.TransportStdio, Command: "x", Env: map[string]string{"GITHUB_TOKEN": "env:GITHUB_TOKEN", "LANG": "C"}}); err != nil {
 		t.Errorf("env reference without key: %v", err)
 	}
 	// Ciphertext under another key does not open.
-	other, _ := NewRegistry(ctx(t), h.ns.JS, WithSecretKey([]byte("ffffffffffffffffffffffffffffffff")))
-	if _, err := other.Resolve(stored); !errors.Is(err, ErrSecretKey) {
+	other, _ := registry.New(ctx(t), h.ns.JS, registry.WithSecretKey([]byte("ffffffffffffffffffffffffffffffff")))
+	if _, err := other.Resolve(stored); !errors.Is(err, registry.ErrSecretKey) {
 		t.Errorf("wrong key: %v", err)
 	}
 	// Validation names the field.
-	if err := h.reg.Put(ctx(t), subjects.Server{Name: "bad", Transport: subjects.TransportHTTP}); err == nil || !strings.Contains(err.Error(), "url") {
+	if err := h.reg.Put(ctx(t), registry.Server{Name: "bad", Transport: registry.TransportHTTP}); err == nil || !strings.Contains(err.Error(), "url") {
 		t.Errorf("invalid server: %v", err)
 	}
-	if !IsSensitiveName("Authorization") || !IsSensitiveName("OPENAI_API_KEY") || IsSensitiveName("LANG") || IsSensitiveName("X-Client") {
-		t.Error("IsSensitiveName")
+	if !registry.IsSensitiveName("Authorization") || !registry.IsSensitiveName("OPENAI_API_KEY") || registry.IsSensitiveName("LANG") || registry.IsSensitiveName("X-Client") {
+		t.Error("registry.IsSensitiveName")
 	}
 }
 
@@ -166,13 +168,13 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		t.Errorf("valid args: %v", err)
 	}
 	err = cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"text":5}`))
-	if !errors.Is(err, ErrInvalidArguments) || !strings.Contains(err.Error(), `argument "text"`) {
+	if !errors.Is(err, catalog.ErrInvalidArguments) || !strings.Contains(err.Error(), `argument "text"`) {
 		t.Errorf("invalid args: %v", err)
 	}
-	if err := cat.ValidateArgs("demo", "nope", nil); !errors.Is(err, ErrUnknownTool) {
+	if err := cat.ValidateArgs("demo", "nope", nil); !errors.Is(err, catalog.ErrUnknownTool) {
 		t.Errorf("unknown tool: %v", err)
 	}
-	if err := cat.ValidateArgs("ghost", "x", nil); !errors.Is(err, ErrUnknownServer) {
+	if err := cat.ValidateArgs("ghost", "x", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("unknown server: %v", err)
 	}
 	if e, ok := cat.Lookup("demo", "wipe"); !ok || e.SafeToRetry() {
@@ -214,7 +216,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		return nil
 	})
 	// Not held by default; the new schema is the one enforced.
-	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":"x"}`)); !errors.Is(err, ErrInvalidArguments) {
+	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":"x"}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("new schema not enforced: %v", err)
 	}
 
@@ -230,7 +232,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":1}`)); !errors.Is(err, ErrToolHeld) || !strings.Contains(err.Error(), "toolbus tools approve demo alpha") {
+	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":1}`)); !errors.Is(err, catalog.ErrToolHeld) || !strings.Contains(err.Error(), "toolbus tools approve demo alpha") {
 		t.Errorf("held tool: %v", err)
 	}
 	if err := h.reg.Approve(ctx(t), "demo", "alpha"); err != nil {
@@ -288,14 +290,14 @@ func TestBrokenSchemas(t *testing.T) {
 		if e.Health != w.health {
 			t.Errorf("%s: health %s, want %s; reasons %q", name, e.Health, w.health, e.Reasons)
 		}
-		if !containsSub(e.Fixes, w.fix) {
+		if !strings.Contains(strings.Join(e.Fixes, "\n"), w.fix) {
 			t.Errorf("%s: fixes %q lack %q", name, e.Fixes, w.fix)
 		}
 		if len(e.OriginalSchema) == 0 {
 			t.Errorf("%s: original schema not kept", name)
 		}
 	}
-	if !containsSub(got["dangling"].Reasons, "does not resolve") {
+	if !strings.Contains(strings.Join(got["dangling"].Reasons, "\n"), "does not resolve") {
 		t.Errorf("dangling reasons: %q", got["dangling"].Reasons)
 	}
 	// Calls are checked against the server's own schema where it compiles.
@@ -309,7 +311,7 @@ func TestBrokenSchemas(t *testing.T) {
 	if err := cat.ValidateArgs("broken", "refs", json.RawMessage(`{"home":{}}`)); err == nil || !strings.Contains(err.Error(), "city") {
 		t.Errorf("refs: %v", err)
 	}
-	if err := cat.ValidateArgs("broken", "nested_anyof", json.RawMessage(`{"v":true}`)); !errors.Is(err, ErrInvalidArguments) {
+	if err := cat.ValidateArgs("broken", "nested_anyof", json.RawMessage(`{"v":true}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("nested_anyof: %v", err)
 	}
 	if err := cat.ValidateArgs("broken", "no_properties", json.RawMessage(`{"any":"thing"}`)); err != nil {
@@ -342,7 +344,7 @@ func TestSyncFailuresKeepCatalog(t *testing.T) {
 	slowSrv := httpServer("slow", slow.URL+"/mcp")
 	slowSrv.ConnectTimeout = subjects.Duration(300 * time.Millisecond)
 	cases := []struct {
-		srv   subjects.Server
+		srv   registry.Server
 		class subjects.SyncErrorClass
 		hint  string
 	}{
@@ -351,8 +353,8 @@ func TestSyncFailuresKeepCatalog(t *testing.T) {
 		{httpServer("html", html.URL+"/mcp"), subjects.SyncInvalidJSONRPC, "not as an MCP server"},
 		{slowSrv, subjects.SyncTimeout, "connect_timeout"},
 		{httpServer("notoken", secured.URL), subjects.SyncAuthFailed, "credentials"},
-		{subjects.Server{Name: "gone", Transport: subjects.TransportStdio, Command: "/nonexistent/mcp-server"}, subjects.SyncProcessExited, "by hand"},
-		{subjects.Server{Name: "quits", Transport: subjects.TransportStdio, Command: "sh", Args: []string{"-c", "echo boom >&2; exit 3"}}, subjects.SyncProcessExited, "by hand"},
+		{registry.Server{Name: "gone", Transport: registry.TransportStdio, Command: "/nonexistent/mcp-server"}, subjects.SyncProcessExited, "by hand"},
+		{registry.Server{Name: "quits", Transport: registry.TransportStdio, Command: "sh", Args: []string{"-c", "echo boom >&2; exit 3"}}, subjects.SyncProcessExited, "by hand"},
 	}
 	for _, c := range cases {
 		t.Run(c.srv.Name, func(t *testing.T) {
@@ -453,11 +455,11 @@ func TestCascadeDelete(t *testing.T) {
 	cat := h.catalog()
 
 	// A worker's registry watch sees servers first, then the removal.
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	seen := map[string]bool{}
 	wctx := ctx(t)
 	go func() {
-		_ = h.reg.Watch(wctx, func(name string, srv *subjects.Server) {
+		_ = h.reg.Watch(wctx, func(name string, srv *registry.Server) {
 			mu.Lock()
 			defer mu.Unlock()
 			seen[name] = srv != nil
@@ -492,7 +494,7 @@ func TestCascadeDelete(t *testing.T) {
 	if es, _ := h.reg.Tools(ctx(t), ""); names(es) != "other" {
 		t.Errorf("other server's tools: %s", names(es))
 	}
-	if _, err := h.reg.Get(ctx(t), "victim"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.reg.Get(ctx(t), "victim"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("get after delete: %v", err)
 	}
 	natstest.CheckFor(t, 5*time.Second, func() error {
@@ -506,14 +508,14 @@ func TestCascadeDelete(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("victim", "one", nil); !errors.Is(err, ErrUnknownServer) {
+	if err := cat.ValidateArgs("victim", "one", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("call to removed server: %v", err)
 	}
-	if err := h.reg.Delete(ctx(t), "victim"); !errors.Is(err, ErrNotFound) {
+	if err := h.reg.Delete(ctx(t), "victim"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("second delete: %v", err)
 	}
 	// A sync of a removed server is refused, not resurrected.
-	if _, err := s.SyncServer(ctx(t), "victim"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.SyncServer(ctx(t), "victim"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("sync removed: %v", err)
 	}
 }
@@ -521,7 +523,7 @@ func TestCascadeDelete(t *testing.T) {
 func TestRunSharedQueue(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	count := map[string]int{}
 	hook := func(server string, d Diff, err error) {
 		mu.Lock()
@@ -551,7 +553,7 @@ func TestRunSharedQueue(t *testing.T) {
 	mu.Lock()
 	before := count["s0"]
 	mu.Unlock()
-	if err := RequestResync(ctx(t), h.ns.JS, ""); err != nil {
+	if err := registry.RequestResync(ctx(t), h.ns.JS, ""); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 10*time.Second, func() error {
@@ -563,7 +565,7 @@ func TestRunSharedQueue(t *testing.T) {
 		return nil
 	})
 	// An unknown server's request is terminated, not retried forever.
-	if err := RequestResync(ctx(t), h.ns.JS, "nobody"); err != nil {
+	if err := registry.RequestResync(ctx(t), h.ns.JS, "nobody"); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
@@ -586,7 +588,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	ms := newMCPServer(t, nil, tool("seed", "s"))
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	syncs := 0
 	listening := make(chan struct{}, 4)
 	s := h.syncer(Config{Debounce: 300 * time.Millisecond}, WithSyncHook(func(server string, d Diff, err error) {
@@ -656,7 +658,7 @@ func TestSSEServer(t *testing.T) {
 	hs.Start()
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { _ = sse.Shutdown(ctx(t)) })
-	h.put(subjects.Server{Name: "legacy-sse", Transport: subjects.TransportSSE, URL: base + "/sse"})
+	h.put(registry.Server{Name: "legacy-sse", Transport: registry.TransportSSE, URL: base + "/sse"})
 	d, err := h.syncer(Config{}).SyncServer(ctx(t), "legacy-sse")
 	if err != nil || !slices.Equal(d.Added, []string{"over_sse"}) {
 		t.Fatalf("%+v %v", d, err)

@@ -1,4 +1,4 @@
-package sync
+package catalogsync
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -26,7 +28,7 @@ import (
 // the handshake; onNotify, when not nil, receives the server's
 // notifications, and listen opens streamable HTTP's standing notification
 // stream (servers before 2026-07-28 need it). The caller closes the client.
-type Dialer func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
+type Dialer func(ctx context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
 
 // Pool is an MCP session pool shared with the worker; *mcppool.Pool is the
 // real one. A Syncer given one (WithPool) lists tools over the pool's
@@ -34,7 +36,7 @@ type Dialer func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSO
 // alike, and a first sync's connect is the one calls then use.
 type Pool interface {
 	// Server returns the definition (secrets resolved) the pool holds.
-	Server(name string) (subjects.Server, bool)
+	Server(name string) (registry.Server, bool)
 	// ListTools lists every tool of server over the pool's session.
 	ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 }
@@ -47,7 +49,7 @@ type notifier interface {
 // MCPPoolDialer dials with mcppool.Dial, sharing one HTTP client.
 func MCPPoolDialer(log zerolog.Logger) Dialer {
 	hc := mcppool.NewHTTPClient(0)
-	return func(ctx context.Context, srv subjects.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
+	return func(ctx context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
 		return mcppool.Dial(ctx, srv, mcppool.DialOptions{Log: log, HTTPClient: hc, OnNotification: onNotify, Listen: listen})
 	}
 }
@@ -123,7 +125,7 @@ func (d Diff) Empty() bool { return len(d.Added)+len(d.Updated)+len(d.Removed) =
 // consumer.
 type Syncer struct {
 	js   jetstream.JetStream
-	reg  *Registry
+	reg  *registry.Registry
 	dl   Dialer
 	pool Pool
 	cfg  Config
@@ -134,28 +136,28 @@ type Syncer struct {
 	// onListening, for tests, is called when a list_changed session is up.
 	onListening func(server string)
 
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	states map[string]*serverState
 
-	debMu      gosync.Mutex
+	debMu      sync.Mutex
 	debounce   map[string]*debouncer
 	debStopped bool
-	fireWG     gosync.WaitGroup
+	fireWG     sync.WaitGroup
 }
 
 type serverState struct {
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	waiting atomic.Int32
 }
 
-// SyncerOption configures a Syncer.
-type SyncerOption func(*Syncer)
+// Option configures a Syncer.
+type Option func(*Syncer)
 
 // WithSyncLogger sets the logger.
-func WithSyncLogger(l zerolog.Logger) SyncerOption { return func(s *Syncer) { s.log = l } }
+func WithLogger(l zerolog.Logger) Option { return func(s *Syncer) { s.log = l } }
 
 // WithDialer replaces mcppool's dialer.
-func WithDialer(d Dialer) SyncerOption { return func(s *Syncer) { s.dl = d } }
+func WithDialer(d Dialer) Option { return func(s *Syncer) { s.dl = d } }
 
 // WithPool lists tools over p's sessions instead of dialling: for each
 // server p holds with the registry's definition (secrets resolved); one it
@@ -163,15 +165,15 @@ func WithDialer(d Dialer) SyncerOption { return func(s *Syncer) { s.dl = d } }
 // opens no listener session to a stdio server, which would be a second
 // process; with p passing notifications on (*mcppool.Pool does), the
 // server's tools/list_changed is heard on p's session instead.
-func WithPool(p Pool) SyncerOption { return func(s *Syncer) { s.pool = p } }
+func WithPool(p Pool) Option { return func(s *Syncer) { s.pool = p } }
 
 // WithSyncHook calls f after every sync attempt (metrics, tests).
-func WithSyncHook(f func(server string, d Diff, err error)) SyncerOption {
+func WithSyncHook(f func(server string, d Diff, err error)) Option {
 	return func(s *Syncer) { s.hook = f }
 }
 
-// NewSyncer returns a Syncer over reg's buckets.
-func NewSyncer(js jetstream.JetStream, reg *Registry, cfg Config, opts ...SyncerOption) *Syncer {
+// New returns a Syncer over reg's buckets.
+func New(js jetstream.JetStream, reg *registry.Registry, cfg Config, opts ...Option) *Syncer {
 	cfg.setDefaults()
 	s := &Syncer{
 		js: js, reg: reg, cfg: cfg, log: zerolog.Nop(), now: time.Now,
@@ -248,8 +250,8 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 		return d, err
 	}
 	status, err := s.reg.Status(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		if err = s.reg.ensureStatus(ctx, name); err == nil {
+	if errors.Is(err, registry.ErrNotFound) {
+		if err = s.reg.EnsureStatus(ctx, name); err == nil {
 			status, err = s.reg.Status(ctx, name)
 		}
 	}
@@ -264,11 +266,15 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 	if _, err := s.reg.Get(ctx, name); err != nil {
 		return d, err
 	}
-	existing, err := listCatalog(ctx, s.reg.catalog, name)
+	stored, err := catalog.Read(ctx, s.reg.Catalog(), name)
 	if err != nil {
 		return d, fmt.Errorf("read catalog of %q: %w", name, err)
 	}
-	if listErr == nil && len(tools) == 0 && len(existing) > 0 && HasCredentials(srv) {
+	existing := make(map[string]subjects.CatalogEntry, len(stored))
+	for _, e := range stored {
+		existing[e.Tool] = e
+	}
+	if listErr == nil && len(tools) == 0 && len(existing) > 0 && registry.HasCredentials(srv) {
 		listErr = &SyncError{Server: name, Class: subjects.SyncAuthFailed,
 			Message: fmt.Sprintf("the server listed no tools although %d were listed before; it most likely ignored or rejected the credentials — check auth_token and secret headers. The catalog was kept", len(existing))}
 	}
@@ -279,7 +285,7 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 		status.OK, status.ErrorClass, status.Message = false, se.Class, se.Message
 		status.Tools = len(existing)
 		status.DurationMS = msSince(start, s.now())
-		if err := s.reg.putStatus(ctx, status); err != nil {
+		if err := s.reg.PutStatus(ctx, status); err != nil {
 			s.log.Warn().Err(err).Str("server", name).Msg("could not store sync status")
 		}
 		s.log.Warn().Str("server", name).Str("class", string(se.Class)).Msg("sync failed: " + se.Message)
@@ -292,7 +298,7 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 	if err != nil {
 		return d, err
 	}
-	if _, err := s.reg.Get(ctx, name); errors.Is(err, ErrNotFound) {
+	if _, err := s.reg.Get(ctx, name); errors.Is(err, registry.ErrNotFound) {
 		// Removed while we wrote: finish the cascade for what we added.
 		_ = s.reg.Delete(ctx, name)
 		return d, err
@@ -304,7 +310,7 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 	status.Tools = len(tools) - len(d.Skipped)
 	status.LastOK = status.At
 	status.DurationMS = msSince(start, s.now())
-	if err := s.reg.putStatus(ctx, status); err != nil {
+	if err := s.reg.PutStatus(ctx, status); err != nil {
 		s.log.Warn().Err(err).Str("server", name).Msg("could not store sync status")
 	}
 	ev := s.log.Info()
@@ -319,14 +325,14 @@ func (s *Syncer) syncLocked(ctx context.Context, name string, attempt int) (d Di
 func msSince(a, b time.Time) float64 { return float64(b.Sub(a).Microseconds()) / 1000 }
 
 // list connects and lists every tool, following pagination.
-func (s *Syncer) list(ctx context.Context, srv subjects.Server) ([]mcp.Tool, error) {
+func (s *Syncer) list(ctx context.Context, srv registry.Server) ([]mcp.Tool, error) {
 	res, err := s.reg.Resolve(srv)
 	if err != nil {
 		return nil, &SyncError{Server: srv.Name, Class: subjects.SyncConfig, Message: err.Error(), Err: err}
 	}
 	// Errors become the status message, printed and logged: mcp-go and
 	// net/http quote URLs with their query, and a child's stderr is quoted.
-	scrub := scrubber(res)
+	scrub := registry.Scrubber(res)
 	if s.pool != nil {
 		if def, ok := s.pool.Server(srv.Name); ok && reflect.DeepEqual(def, res) {
 			// The pool's session, dialled now if it has none: connecting
@@ -357,7 +363,7 @@ func (s *Syncer) list(ctx context.Context, srv subjects.Server) ([]mcp.Tool, err
 
 // apply diffs the listed tools against the stored entries and writes the
 // difference.
-func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string, tools []mcp.Tool, existing map[string]storedEntry) (Diff, error) {
+func (s *Syncer) apply(ctx context.Context, srv registry.Server, serverID string, tools []mcp.Tool, existing map[string]subjects.CatalogEntry) (Diff, error) {
 	d := Diff{Server: srv.Name}
 	now := s.now().UTC()
 	sort.SliceStable(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
@@ -376,7 +382,7 @@ func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string
 		old, had := existing[t.Name]
 		if had {
 			// Unchanged definition: skip normalizing and judging it again.
-			o := old.entry
+			o := old
 			changed := o.ApprovedHash != "" && o.Hash != o.ApprovedHash
 			if o.Hash == HashTool(t) && o.ServerID == serverID && o.Changed == changed && o.Held == (s.cfg.HoldChanged && changed) {
 				d.Unchanged++
@@ -388,7 +394,7 @@ func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string
 			ce.FirstSeen, ce.ApprovedHash = now, ce.Hash
 			d.Added = append(d.Added, t.Name)
 		} else {
-			o := old.entry
+			o := old
 			ce.FirstSeen, ce.ApprovedHash = o.FirstSeen, o.ApprovedHash
 			if ce.ApprovedHash == "" {
 				ce.ApprovedHash = o.Hash
@@ -410,7 +416,7 @@ func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string
 		if err != nil {
 			return d, err
 		}
-		if _, err := s.reg.catalog.Put(ctx, key, b); err != nil {
+		if _, err := s.reg.Catalog().Put(ctx, key, b); err != nil {
 			return d, fmt.Errorf("store tool %q of %q: %w", t.Name, srv.Name, err)
 		}
 	}
@@ -419,14 +425,14 @@ func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string
 			continue
 		}
 		key, _ := subjects.CatalogKey(srv.Name, name)
-		if err := s.reg.catalog.Delete(ctx, key); err != nil {
+		if err := s.reg.Catalog().Delete(ctx, key); err != nil {
 			return d, fmt.Errorf("remove tool %q of %q: %w", name, srv.Name, err)
 		}
 		d.Removed = append(d.Removed, name)
 	}
 	sort.Strings(d.Removed)
 	if !d.Empty() {
-		err := publishChange(ctx, s.js, subjects.CatalogChange{
+		err := catalog.PublishChange(ctx, s.js, subjects.CatalogChange{
 			Server: srv.Name, ServerID: serverID, Added: d.Added, Updated: d.Updated,
 			Removed: d.Removed, Held: d.Held, Reason: "sync", Time: now,
 		})
@@ -442,8 +448,8 @@ func (s *Syncer) apply(ctx context.Context, srv subjects.Server, serverID string
 // are the diff's to fill.
 func BuildEntry(server, serverID string, t mcp.Tool, now time.Time) subjects.CatalogEntry {
 	orig := inputSchemaOf(t)
-	norm, fixes := Normalize(orig)
-	health, reasons := ValidateSchema(norm)
+	norm, fixes := catalog.Normalize(orig)
+	health, reasons := catalog.ValidateSchema(norm)
 	origJSON, _ := json.Marshal(orig)
 	normJSON, _ := json.Marshal(norm)
 	ce := subjects.CatalogEntry{
@@ -561,10 +567,10 @@ func (s *Syncer) SyncAll(ctx context.Context) (map[string]Diff, error) {
 		return nil, err
 	}
 	var (
-		mu    gosync.Mutex
+		mu    sync.Mutex
 		diffs = make(map[string]Diff, len(srvs))
 		errs  []error
-		wg    gosync.WaitGroup
+		wg    sync.WaitGroup
 		sem   = make(chan struct{}, s.cfg.Concurrency)
 	)
 	for _, srv := range srvs {

@@ -1,25 +1,10 @@
-package sync
+package registry
 
 import "errors"
 
 var (
-	// ErrUnknownServer: the catalog knows nothing of the server — no sync
-	// status, no tools: it is not registered, or was registered a moment
-	// ago.
-	ErrUnknownServer = errors.New("unknown server")
-	// ErrCatalogUnavailable: the server is registered but its tool list has
-	// not been read yet (its first sync is queued or running, or failed and
-	// is retried with backoff), so the catalog cannot vouch for any tool.
-	ErrCatalogUnavailable = errors.New("catalog unavailable")
-	// ErrUnknownTool: the server's catalog has no such tool.
-	ErrUnknownTool = errors.New("unknown tool")
-	// ErrToolHeld: the tool's definition changed and is held until approved
-	// with `toolbus tools approve <server> <tool>`.
-	ErrToolHeld = errors.New("tool held for approval")
-	// ErrInvalidArguments: the arguments break the tool's input schema. The
-	// concrete error is an *ArgumentsError naming the fields.
-	ErrInvalidArguments = errors.New("invalid arguments")
-	// ErrNotFound: no such server in the registry.
+	// ErrNotFound: no such server in the registry, or no such tool in the
+	// catalog.
 	ErrNotFound = errors.New("not found")
 	// ErrSecretKey: a plain secret was given and no TOOLBUS_SECRET_KEY is
 	// set, or the key is malformed, or a ciphertext does not decrypt.

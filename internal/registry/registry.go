@@ -1,4 +1,4 @@
-package sync
+package registry
 
 import (
 	"bytes"
@@ -13,14 +13,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// Registry is the server registry: subjects.Server entries in the servers
+// Registry is the server registry: Server entries in the servers
 // KV bucket (key: the escaped server name), each with a sync status beside
 // it (key: status.<server>, a subjects.SyncStatus). Secrets are stored
 // encrypted or as env: references (see SecretKeyEnv).
@@ -35,10 +36,10 @@ type Registry struct {
 	now     func() time.Time
 }
 
-// RegistryOption configures a Registry.
-type RegistryOption func(*registryOptions)
+// Option configures a Registry.
+type Option func(*options)
 
-type registryOptions struct {
+type options struct {
 	key      []byte
 	keySet   bool
 	getenv   func(string) string
@@ -48,31 +49,31 @@ type registryOptions struct {
 
 // WithSecretKey sets the encryption key (32 bytes) instead of reading
 // TOOLBUS_SECRET_KEY; nil means no key.
-func WithSecretKey(key []byte) RegistryOption {
-	return func(o *registryOptions) { o.key, o.keySet = key, true }
+func WithSecretKey(key []byte) Option {
+	return func(o *options) { o.key, o.keySet = key, true }
 }
 
 // WithGetenv replaces os.Getenv for env: references and the key (tests).
-func WithGetenv(f func(string) string) RegistryOption {
-	return func(o *registryOptions) { o.getenv = f }
+func WithGetenv(f func(string) string) Option {
+	return func(o *options) { o.getenv = f }
 }
 
 // WithRegistryLogger sets the logger.
-func WithRegistryLogger(l zerolog.Logger) RegistryOption {
-	return func(o *registryOptions) { o.log = l }
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) { o.log = l }
 }
 
 // WithoutResyncOnPut stops Put from queueing a catalog.resync.<server>
 // request; for callers that sync the server themselves right after.
-func WithoutResyncOnPut() RegistryOption {
-	return func(o *registryOptions) { o.noResync = true }
+func WithoutResyncOnPut() Option {
+	return func(o *options) { o.noResync = true }
 }
 
-// NewRegistry binds the servers and catalog buckets (provisioned by
+// New binds the servers and catalog buckets (provisioned by
 // broker.Provision) and reads the secret key from TOOLBUS_SECRET_KEY unless
 // WithSecretKey says otherwise.
-func NewRegistry(ctx context.Context, js jetstream.JetStream, opts ...RegistryOption) (*Registry, error) {
-	o := registryOptions{getenv: os.Getenv, log: zerolog.Nop()}
+func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Registry, error) {
+	o := options{getenv: os.Getenv, log: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -107,7 +108,7 @@ func NewRegistry(ctx context.Context, js jetstream.JetStream, opts ...RegistryOp
 // it (catalog.resync.<server>) for whichever sync replica is running. The
 // registration succeeds even if that sync later fails; the server's status
 // says why.
-func (r *Registry) Put(ctx context.Context, srv subjects.Server) error {
+func (r *Registry) Put(ctx context.Context, srv Server) error {
 	if err := srv.Validate(); err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func (r *Registry) Put(ctx context.Context, srv subjects.Server) error {
 	var prevRaw []byte
 	if e, err := r.servers.Get(ctx, key); err == nil {
 		prevRaw = e.Value()
-		var prev subjects.Server
+		var prev Server
 		if json.Unmarshal(prevRaw, &prev) == nil {
 			_ = secretFields(&prev, func(s secret, v string) (string, error) {
 				prevSealed[s.field] = v
@@ -165,7 +166,7 @@ func (r *Registry) Put(ctx context.Context, srv subjects.Server) error {
 			return fmt.Errorf("store server %q: %w", srv.Name, err)
 		}
 	}
-	if err := r.ensureStatus(ctx, srv.Name); err != nil {
+	if err := r.EnsureStatus(ctx, srv.Name); err != nil {
 		return err
 	}
 	r.log.Info().Str("server", srv.Name).Str("transport", string(srv.Transport)).Msg("server registered")
@@ -188,8 +189,9 @@ func RequestResync(ctx context.Context, js jetstream.JetStream, server string) e
 	return err
 }
 
-// ensureStatus gives a newly registered server an id and a status entry.
-func (r *Registry) ensureStatus(ctx context.Context, name string) error {
+// EnsureStatus gives a newly registered server an id and a status entry;
+// one that has them keeps them.
+func (r *Registry) EnsureStatus(ctx context.Context, name string) error {
 	key, _ := subjects.SyncStatusKey(name)
 	if _, err := r.servers.Get(ctx, key); err == nil {
 		return nil
@@ -210,53 +212,42 @@ func newID() string {
 
 // Get returns a stored server, secrets sealed. Use Resolve before dialing
 // and Redact before printing.
-func (r *Registry) Get(ctx context.Context, name string) (subjects.Server, error) {
+func (r *Registry) Get(ctx context.Context, name string) (Server, error) {
 	key, err := subjects.ServerKey(name)
 	if err != nil {
-		return subjects.Server{}, err
+		return Server{}, err
 	}
 	e, err := r.servers.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return subjects.Server{}, fmt.Errorf("server %q: %w", name, ErrNotFound)
+		return Server{}, fmt.Errorf("server %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return subjects.Server{}, err
+		return Server{}, err
 	}
-	var srv subjects.Server
+	var srv Server
 	if err := json.Unmarshal(e.Value(), &srv); err != nil {
-		return subjects.Server{}, fmt.Errorf("server %q: stored entry is not valid JSON: %w", name, err)
+		return Server{}, fmt.Errorf("server %q: stored entry is not valid JSON: %w", name, err)
 	}
 	return srv, nil
 }
 
 // List returns every registered server, sorted by name, secrets sealed.
-func (r *Registry) List(ctx context.Context) ([]subjects.Server, error) {
-	w, err := r.servers.Watch(ctx, "*", jetstream.IgnoreDeletes())
+func (r *Registry) List(ctx context.Context) ([]Server, error) {
+	es, err := streams.ReadBucket(ctx, r.servers, "*")
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	var out []subjects.Server
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("registry watch ended early")
-			}
-			if e == nil {
-				sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-				return out, nil
-			}
-			var srv subjects.Server
-			if err := json.Unmarshal(e.Value(), &srv); err != nil {
-				r.log.Warn().Err(err).Str("key", e.Key()).Msg("skipping a server entry that is not valid JSON")
-				continue
-			}
-			out = append(out, srv)
+	out := make([]Server, 0, len(es))
+	for _, e := range es {
+		var srv Server
+		if err := json.Unmarshal(e.Value(), &srv); err != nil {
+			r.log.Warn().Err(err).Str("key", e.Key()).Msg("skipping a server entry that is not valid JSON")
+			continue
 		}
+		out = append(out, srv)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // Delete removes a server, its status and all its catalog entries, and
@@ -280,22 +271,22 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := r.servers.Purge(ctx, skey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		r.log.Warn().Err(err).Str("server", name).Msg("could not remove sync status")
 	}
-	entries, err := listCatalog(ctx, r.catalog, name)
+	entries, err := catalog.Read(ctx, r.catalog, name)
 	if err != nil {
 		return fmt.Errorf("list tools of %q: %w", name, err)
 	}
 	var removed []string
 	for _, e := range entries {
-		ck, _ := subjects.CatalogKey(name, e.entry.Tool)
+		ck, _ := subjects.CatalogKey(name, e.Tool)
 		if err := r.catalog.Delete(ctx, ck); err != nil {
-			return fmt.Errorf("delete tool %q of %q: %w", e.entry.Tool, name, err)
+			return fmt.Errorf("delete tool %q of %q: %w", e.Tool, name, err)
 		}
-		removed = append(removed, e.entry.Tool)
+		removed = append(removed, e.Tool)
 	}
 	sort.Strings(removed)
 	if len(removed) > 0 || getErr == nil {
 		ev := subjects.CatalogChange{Server: name, ServerID: st.ServerID, Removed: removed, Reason: "server_removed", Time: r.now().UTC()}
-		if err := publishChange(ctx, r.js, ev); err != nil {
+		if err := catalog.PublishChange(ctx, r.js, ev); err != nil {
 			return err
 		}
 	}
@@ -310,7 +301,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 // from this process's environment (percent-encoded when they sit inside a
 // URL), ciphertext decrypted. Call it right before dialing, and never log
 // the result.
-func (r *Registry) Resolve(srv subjects.Server) (subjects.Server, error) {
+func (r *Registry) Resolve(srv Server) (Server, error) {
 	out := srv
 	err := secretFields(&out, func(s secret, v string) (string, error) {
 		switch {
@@ -334,10 +325,10 @@ func (r *Registry) Resolve(srv subjects.Server) (subjects.Server, error) {
 // other secret secretFields finds becomes "<encrypted>" or "<redacted>" —
 // the whole value, or just the password or query value inside a URL, or
 // the value of a secret flag in args.
-func (r *Registry) Redact(srv subjects.Server) subjects.Server { return Redact(srv) }
+func (r *Registry) Redact(srv Server) Server { return Redact(srv) }
 
 // Redact is Registry.Redact without a registry.
-func Redact(srv subjects.Server) subjects.Server {
+func Redact(srv Server) Server {
 	_ = secretFields(&srv, func(_ secret, v string) (string, error) {
 		switch {
 		case strings.HasPrefix(v, envPrefix), v == "":
@@ -354,12 +345,12 @@ func Redact(srv subjects.Server) subjects.Server {
 // for every change, until ctx ends: srv is nil when the server was removed.
 // Secrets in srv are sealed; Resolve before dialing. Watch blocks; it
 // returns nil when ctx ends.
-func (r *Registry) Watch(ctx context.Context, f func(name string, srv *subjects.Server)) error {
+func (r *Registry) Watch(ctx context.Context, f func(name string, srv *Server)) error {
 	return r.watch(ctx, f, nil)
 }
 
 // watch is Watch with a callback once the initial values are delivered.
-func (r *Registry) watch(ctx context.Context, f func(name string, srv *subjects.Server), ready func()) error {
+func (r *Registry) watch(ctx context.Context, f func(name string, srv *Server), ready func()) error {
 	w, err := r.servers.Watch(ctx, "*")
 	if err != nil {
 		return err
@@ -390,7 +381,7 @@ func (r *Registry) watch(ctx context.Context, f func(name string, srv *subjects.
 				f(name, nil)
 				continue
 			}
-			var srv subjects.Server
+			var srv Server
 			if err := json.Unmarshal(e.Value(), &srv); err != nil {
 				r.log.Warn().Err(err).Str("server", name).Msg("skipping a server entry that is not valid JSON")
 				continue
@@ -418,7 +409,9 @@ func (r *Registry) Status(ctx context.Context, name string) (subjects.SyncStatus
 	return st, err
 }
 
-func (r *Registry) putStatus(ctx context.Context, st subjects.SyncStatus) error {
+// PutStatus stores a server's sync status (the syncer's record of its last
+// sync).
+func (r *Registry) PutStatus(ctx context.Context, st subjects.SyncStatus) error {
 	key, err := subjects.SyncStatusKey(st.Server)
 	if err != nil {
 		return err
@@ -431,31 +424,12 @@ func (r *Registry) putStatus(ctx context.Context, st subjects.SyncStatus) error 
 // Tools returns the catalog entries of one server, or of all servers when
 // server is "", sorted by server then tool.
 func (r *Registry) Tools(ctx context.Context, server string) ([]subjects.CatalogEntry, error) {
-	var filter string
-	if server == "" {
-		filter = ">"
-	} else {
-		var err error
-		if filter, err = subjects.CatalogServerKeys(server); err != nil {
-			return nil, err
-		}
-	}
-	es, err := watchCatalog(ctx, r.catalog, filter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]subjects.CatalogEntry, 0, len(es))
-	for _, e := range es {
-		out = append(out, e.entry)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Server != out[j].Server {
-			return out[i].Server < out[j].Server
-		}
-		return out[i].Tool < out[j].Tool
-	})
-	return out, nil
+	return catalog.Read(ctx, r.catalog, server)
 }
+
+// Catalog is the catalog bucket the registry cascades deletes into, for the
+// syncer that writes it.
+func (r *Registry) Catalog() jetstream.KeyValue { return r.catalog }
 
 // Approve accepts a changed tool's current definition: it becomes the
 // approved one, and a held tool is released to workers.
@@ -468,7 +442,7 @@ func (r *Registry) Approve(ctx context.Context, server, tool string) error {
 		e, err := r.catalog.Get(ctx, key)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-				return fmt.Errorf("tool %q of server %q: %w", tool, server, ErrUnknownTool)
+				return fmt.Errorf("tool %q of server %q: %w", tool, server, catalog.ErrUnknownTool)
 			}
 			return err
 		}
@@ -487,82 +461,15 @@ func (r *Registry) Approve(ctx context.Context, server, tool string) error {
 			}
 			return err
 		}
-		return publishChange(ctx, r.js, subjects.CatalogChange{
+		return catalog.PublishChange(ctx, r.js, subjects.CatalogChange{
 			Server: server, ServerID: ce.ServerID, Updated: []string{tool}, Reason: "approved", Time: r.now().UTC(),
 		})
 	}
 	return fmt.Errorf("approve %s/%s: the entry kept changing; try again", server, tool)
 }
 
-// storedEntry is a catalog entry with its KV revision.
-type storedEntry struct {
-	entry    subjects.CatalogEntry
-	revision uint64
-}
-
-// listCatalog returns one server's stored tools by tool name.
-func listCatalog(ctx context.Context, kv jetstream.KeyValue, server string) (map[string]storedEntry, error) {
-	filter, err := subjects.CatalogServerKeys(server)
-	if err != nil {
-		return nil, err
-	}
-	es, err := watchCatalog(ctx, kv, filter)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]storedEntry, len(es))
-	for _, e := range es {
-		out[e.entry.Tool] = e
-	}
-	return out, nil
-}
-
-// watchCatalog reads the current entries matching filter through a watch
-// (one round of messages rather than a get per key).
-func watchCatalog(ctx context.Context, kv jetstream.KeyValue, filter string) ([]storedEntry, error) {
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer w.Stop()
-	var out []storedEntry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("catalog watch ended early")
-			}
-			if e == nil {
-				return out, nil
-			}
-			var ce subjects.CatalogEntry
-			if err := json.Unmarshal(e.Value(), &ce); err != nil {
-				continue
-			}
-			out = append(out, storedEntry{entry: ce, revision: e.Revision()})
-		}
-	}
-}
-
-// publishChange publishes a catalog change event on the EVENTS stream.
-func publishChange(ctx context.Context, js jetstream.JetStream, ev subjects.CatalogChange) error {
-	subj, err := subjects.CatalogChanged(ev.Server)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(ev)
-	msg := nats.NewMsg(subj)
-	msg.Data = b
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("publish %s: %w", subj, err)
-	}
-	return nil
-}
-
 // WatchReady is Watch that also calls ready once the initial values are
 // delivered, so a worker can load its servers before it takes calls.
-func (r *Registry) WatchReady(ctx context.Context, f func(name string, srv *subjects.Server), ready func()) error {
+func (r *Registry) WatchReady(ctx context.Context, f func(name string, srv *Server), ready func()) error {
 	return r.watch(ctx, f, ready)
 }

@@ -1,4 +1,4 @@
-package sync
+package registry
 
 import (
 	"crypto/aes"
@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"unicode"
-
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // SecretKeyEnv names the environment variable holding the key that encrypts
@@ -200,7 +198,7 @@ type visitor func(s secret, v string) (string, error)
 //     ["--api-key=enc:...", "--token", "enc:..."].
 //
 // A secret inside a URL is kept as written, percent-encoding and all.
-func secretFields(srv *subjects.Server, f visitor) error {
+func secretFields(srv *Server, f visitor) error {
 	if srv.AuthToken != "" {
 		v, err := f(secret{field: "auth_token"}, srv.AuthToken)
 		if err != nil {
@@ -404,7 +402,7 @@ func escapeIn(in int, v string) string {
 // header or env entry, a password or key in a URL, a secret argument): a
 // server that answers an empty tool list then has most likely rejected the
 // credentials.
-func HasCredentials(srv subjects.Server) bool {
+func HasCredentials(srv Server) bool {
 	has := false
 	_ = secretFields(&srv, func(_ secret, v string) (string, error) {
 		has = has || v != ""
@@ -435,9 +433,9 @@ func (e *scrubbed) Unwrap() error { return e.err }
 // would garble them more than they hide.
 const minScrub = 4
 
-// scrubber returns a function that scrubs the secrets of resolved (a
+// Scrubber returns a function that scrubs the secrets of resolved (a
 // server as Resolve returns it) from an error's text, keeping the chain.
-func scrubber(resolved subjects.Server) func(error) error {
+func Scrubber(resolved Server) func(error) error {
 	var secrets []string
 	_ = secretFields(&resolved, func(_ secret, v string) (string, error) {
 		for _, s := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {

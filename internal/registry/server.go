@@ -1,8 +1,10 @@
-package subjects
+package registry
 
 import (
 	"fmt"
 	"net/url"
+
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Transport names an MCP transport.
@@ -17,7 +19,7 @@ const (
 // Server is one registered MCP server: the entry stored in the servers KV
 // bucket and the unit the config file lists. Secret values (AuthToken,
 // secret headers, secret env) are stored as references ("env:NAME") or
-// ciphertext ("enc:..."), never in plain text; see package sync.
+// ciphertext ("enc:..."), never in plain text; see the package doc.
 type Server struct {
 	Name      string    `json:"name" yaml:"name"`
 	Transport Transport `json:"transport" yaml:"transport"`
@@ -39,11 +41,11 @@ type Server struct {
 	ProtocolVersion string `json:"protocol_version,omitempty" yaml:"protocol_version,omitempty"`
 
 	// CallTimeout bounds a call that carries no deadline (default 60s).
-	CallTimeout Duration `json:"call_timeout,omitempty" yaml:"call_timeout,omitempty"`
+	CallTimeout subjects.Duration `json:"call_timeout,omitempty" yaml:"call_timeout,omitempty"`
 	// ConnectTimeout bounds connect plus handshake (default 15s).
-	ConnectTimeout Duration `json:"connect_timeout,omitempty" yaml:"connect_timeout,omitempty"`
+	ConnectTimeout subjects.Duration `json:"connect_timeout,omitempty" yaml:"connect_timeout,omitempty"`
 	// IdleTimeout closes a session unused this long (default 5m).
-	IdleTimeout Duration `json:"idle_timeout,omitempty" yaml:"idle_timeout,omitempty"`
+	IdleTimeout subjects.Duration `json:"idle_timeout,omitempty" yaml:"idle_timeout,omitempty"`
 	// MaxConcurrency caps in-flight calls to this server per worker (default 64).
 	MaxConcurrency int `json:"max_concurrency,omitempty" yaml:"max_concurrency,omitempty"`
 	// RetryUnsafe lets a destructive, non-idempotent tool run again after a
@@ -53,7 +55,7 @@ type Server struct {
 
 // Validate checks the fields a transport needs, naming the field at fault.
 func (s *Server) Validate() error {
-	if _, err := EscapeToken(s.Name); err != nil {
+	if _, err := subjects.EscapeToken(s.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
 	switch s.Transport {
