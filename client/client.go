@@ -22,9 +22,10 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// DefaultTimeout is a call's deadline when neither the context nor
-// WithTimeout sets one.
-const DefaultTimeout = 60 * time.Second
+// DefaultTimeout (60s) is a call's deadline when neither the context nor
+// WithTimeout sets one; a worker gives a call that carries no deadline the
+// same.
+const DefaultTimeout = streams.DefaultCallTimeout
 
 // ErrNoResult is returned when no result arrived by the call's deadline
 // (plus a short grace for the worker's own timeout result).

@@ -344,7 +344,7 @@ func followRegistry(ctx context.Context, reg *registry.Registry, pool *mcppool.P
 		pool.Upsert(resolved)
 	}
 	go func() {
-		if err := reg.WatchReady(ctx, apply, func() { close(ready) }); err != nil {
+		if err := reg.Watch(ctx, apply, func() { close(ready) }); err != nil {
 			failed <- err
 		}
 	}()

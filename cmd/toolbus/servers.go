@@ -286,7 +286,7 @@ func serversList(ctx context.Context, c *command, args []string) error {
 	rows := make([]row, 0, len(srvs))
 	for _, s := range srvs {
 		st, _ := reg.Status(ctx, s.Name)
-		rows = append(rows, row{Server: reg.Redact(s), Status: st})
+		rows = append(rows, row{Server: registry.Redact(s), Status: st})
 	}
 	if *asJSON {
 		return printJSON(rows)
@@ -349,7 +349,7 @@ func serversShow(ctx context.Context, c *command, args []string) error {
 	return printJSON(struct {
 		Server registry.Server     `json:"server"`
 		Status subjects.SyncStatus `json:"status"`
-	}{reg.Redact(srv), st})
+	}{registry.Redact(srv), st})
 }
 
 func serversRm(ctx context.Context, c *command, args []string) error {

@@ -239,7 +239,7 @@ func TestDocumentedVectors(t *testing.T) {
 	}
 	srv := natstest.Start(t)
 	then := time.Unix(1531420618+40, 0)
-	url := startBridge(t, srv.JS, []Hook{{Name: "slash", Auth: AuthHMAC, Scheme: SchemeSlack, Secret: slackSecret}}, WithNow(func() time.Time { return then })) + "/hooks/slash"
+	url := startBridge(t, srv.JS, []Hook{{Name: "slash", Auth: AuthHMAC, Scheme: SchemeSlack, Secret: slackSecret}}, withNow(func() time.Time { return then })) + "/hooks/slash"
 	hdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": slackTS, "X-Slack-Signature": slackSig}
 	if r := post(t, url, []byte(slackBody), hdr); r.status != 202 {
 		t.Fatalf("Slack's example: %+v", r)

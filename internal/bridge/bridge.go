@@ -67,9 +67,6 @@ type Option func(*Bridge)
 // (default 2s).
 func WithPublishTimeout(d time.Duration) Option { return func(b *Bridge) { b.pubTimeout = d } }
 
-// WithNow sets the clock used for timestamps and the replay window.
-func WithNow(now func() time.Time) Option { return func(b *Bridge) { b.now = now } }
-
 // Bridge is the webhook endpoint: an http.Handler for POST /hooks/<name>.
 type Bridge struct {
 	js         jetstream.JetStream

@@ -122,9 +122,6 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 // ClientURL is the address other processes connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
-// Server exposes the running server (for tests and in-process connections).
-func (e *Embedded) Server() *server.Server { return e.srv }
-
 // Connect opens an in-process connection: no TCP, about 1.5x the publish rate.
 func (e *Embedded) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1)}, extra...)

@@ -296,14 +296,6 @@ func (c *Catalog) Lookup(server, tool string) (*Entry, bool) {
 	return e, true
 }
 
-// Entry returns a tool's entry, held or not.
-func (c *Catalog) Entry(server, tool string) (*Entry, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e, ok := c.tools[server][tool]
-	return e, ok
-}
-
 // Known reports whether the catalog has anything of server: a sync status
 // (it is registered) or tools.
 func (c *Catalog) Known(server string) bool {
@@ -364,18 +356,13 @@ func (c *Catalog) Tools(server string) []string {
 	return out
 }
 
-// ValidateArgs checks args against the tool's input schema, compiled once
-// per catalog revision. It returns ErrUnknownServer, ErrCatalogUnavailable,
-// ErrUnknownTool or ErrToolHeld (wrapped, with a message), or an
-// *ArgumentsError (errors.Is ErrInvalidArguments) naming the failing fields.
-func (c *Catalog) ValidateArgs(server, tool string, args json.RawMessage) error {
-	_, err := c.Check(server, tool, args)
-	return err
-}
-
-// Check is Lookup and ValidateArgs in one: the entry to call, or why not.
-// A tool the catalog has is checked even before its server's first sync is
-// in view in full; a tool it lacks is unknown only once it is.
+// Check returns the entry to call, or why not: ErrUnknownServer,
+// ErrCatalogUnavailable, ErrUnknownTool or ErrToolHeld (wrapped, with a
+// message), or an *ArgumentsError (errors.Is ErrInvalidArguments) naming
+// the fields that break the tool's input schema, compiled once per catalog
+// revision. A tool the catalog has is checked even before its server's
+// first sync is in view in full; a tool it lacks is unknown only once it
+// is.
 func (c *Catalog) Check(server, tool string, args json.RawMessage) (*Entry, error) {
 	c.mu.RLock()
 	e, ok := c.tools[server][tool]

@@ -190,7 +190,7 @@ func BenchmarkResync200x50Unchanged(b *testing.B) {
 }
 
 // BenchmarkCatalogLookupValidate is a worker's per-call catalog work:
-// Lookup plus ValidateArgs on a 10,000-tool catalog, from all CPUs.
+// Lookup plus Check on a 10,000-tool catalog, from all CPUs.
 //
 //	go test -run '^$' -bench CatalogLookup ./sync/
 func BenchmarkCatalogLookupValidate(b *testing.B) {
@@ -204,7 +204,7 @@ func BenchmarkCatalogLookupValidate(b *testing.B) {
 	for i := range benchServers {
 		srv := fmt.Sprintf("bench%03d", i)
 		for j := range benchTools {
-			e := BuildEntry(srv, "id", benchTool(j), now)
+			e := buildEntry(srv, "id", benchTool(j), now)
 			key, _ := subjects.CatalogKey(srv, e.Tool)
 			v, _ := json.Marshal(e)
 			if _, err := kv.Put(ctx, key, v); err != nil {
@@ -228,7 +228,7 @@ func BenchmarkCatalogLookupValidate(b *testing.B) {
 		for j := range benchTools {
 			k := key{fmt.Sprintf("bench%03d", i), fmt.Sprintf("tool_%02d", j)}
 			keys = append(keys, k)
-			if err := cat.ValidateArgs(k.srv, k.tool, args); err != nil { // compiles once
+			if _, err := cat.Check(k.srv, k.tool, args); err != nil { // compiles once
 				b.Fatal(err)
 			}
 		}
@@ -261,7 +261,7 @@ func BenchmarkCatalogLookupValidate(b *testing.B) {
 				if _, ok := cat.Lookup(k.srv, k.tool); !ok {
 					b.Fatalf("%v not found", k)
 				}
-				if err := cat.ValidateArgs(k.srv, k.tool, args); err != nil {
+				if _, err := cat.Check(k.srv, k.tool, args); err != nil {
 					b.Fatal(err)
 				}
 			}

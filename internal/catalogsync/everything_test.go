@@ -53,10 +53,10 @@ func TestServerEverything(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("everything", "echo", json.RawMessage(`{"message":"hi"}`)); err != nil {
+	if _, err := cat.Check("everything", "echo", json.RawMessage(`{"message":"hi"}`)); err != nil {
 		t.Errorf("echo valid args: %v", err)
 	}
-	if err := cat.ValidateArgs("everything", "echo", json.RawMessage(`{"message":1}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
+	if _, err := cat.Check("everything", "echo", json.RawMessage(`{"message":1}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("echo invalid args: %v", err)
 	}
 }

@@ -152,7 +152,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 	var mu sync.Mutex
 	var errs []error
 	failed := make(chan struct{}, 64)
-	s := h.syncer(fastRetry, WithSyncHook(func(server string, d Diff, err error) {
+	s := h.syncer(fastRetry, withSyncHook(func(server string, d Diff, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		errs = append(errs, err)
@@ -255,7 +255,7 @@ func TestFirstSyncRetriesDoNotMultiply(t *testing.T) {
 	g.open.Store(true)
 	var syncs atomic.Int32
 	for range 2 {
-		runSyncer(t, h.syncer(fastRetry, WithSyncHook(func(string, Diff, error) { syncs.Add(1) })))
+		runSyncer(t, h.syncer(fastRetry, withSyncHook(func(string, Diff, error) { syncs.Add(1) })))
 	}
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if n := resyncMsgs(t, h.ns.JS); n != 0 {
@@ -303,7 +303,7 @@ func poolFollows(t *testing.T, reg *registry.Registry, pool *mcppool.Pool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = reg.WatchReady(wctx, func(name string, srv *registry.Server) {
+		_ = reg.Watch(wctx, func(name string, srv *registry.Server) {
 			if srv == nil {
 				pool.Remove(name)
 				return
@@ -380,7 +380,7 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 
 	var dialMu sync.Mutex
 	dialled := map[string]int{}
-	dl := MCPPoolDialer(zeroLog(t))
+	dl := mcpPoolDialer(zeroLog(t))
 	counting := func(c context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
 		dialMu.Lock()
 		dialled[srv.Name]++
@@ -391,7 +391,7 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	// waits for the listener's stream.
 	other := newMCPServer(t, nil, tool("o", "o"))
 	listening := make(chan string, 4)
-	s := h.syncer(Config{Debounce: 50 * time.Millisecond}, WithPool(pool), WithDialer(counting))
+	s := h.syncer(Config{Debounce: 50 * time.Millisecond}, WithPool(pool), withDialer(counting))
 	s.onListening = func(name string) { listening <- name }
 	runSyncer(t, s)
 

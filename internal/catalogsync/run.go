@@ -278,7 +278,7 @@ func (s *Syncer) listenAll(ctx context.Context) {
 			defer close(l.done)
 			s.listen(lctx, l.srv)
 		}()
-	})
+	}, nil)
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn().Err(err).Msg("registry watch for list_changed listeners ended")
 	}
@@ -388,8 +388,11 @@ func (s *Syncer) listen(ctx context.Context, srv registry.Server) {
 // its session still exists.
 const pingInterval = 30 * time.Second
 
-// pingUntilLost pings c until a ping fails (then markLost) or lost or ctx
-// ends.
+// pingUntilLost asks c for a page of tools every pingInterval until a
+// request fails (then markLost) or lost or ctx ends. It runs only on legacy
+// (before 2026-07-28) sessions, where a request is the way to learn that
+// the server forgot the session; a tools page rather than mcp-go's
+// deprecated Ping, since the server is known to serve tools.
 func (s *Syncer) pingUntilLost(ctx context.Context, c *client.Client, lost <-chan struct{}, markLost func(error)) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
@@ -401,7 +404,7 @@ func (s *Syncer) pingUntilLost(ctx context.Context, c *client.Client, lost <-cha
 			return
 		case <-t.C:
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.Ping(pctx)
+			_, err := c.ListToolsByPage(pctx, mcp.ListToolsRequest{})
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				markLost(err)

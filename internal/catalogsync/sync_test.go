@@ -164,17 +164,17 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"text":"hi"}`)); err != nil {
+	if _, err := cat.Check("demo", "alpha", json.RawMessage(`{"text":"hi"}`)); err != nil {
 		t.Errorf("valid args: %v", err)
 	}
-	err = cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"text":5}`))
+	_, err = cat.Check("demo", "alpha", json.RawMessage(`{"text":5}`))
 	if !errors.Is(err, catalog.ErrInvalidArguments) || !strings.Contains(err.Error(), `argument "text"`) {
 		t.Errorf("invalid args: %v", err)
 	}
-	if err := cat.ValidateArgs("demo", "nope", nil); !errors.Is(err, catalog.ErrUnknownTool) {
+	if _, err := cat.Check("demo", "nope", nil); !errors.Is(err, catalog.ErrUnknownTool) {
 		t.Errorf("unknown tool: %v", err)
 	}
-	if err := cat.ValidateArgs("ghost", "x", nil); !errors.Is(err, catalog.ErrUnknownServer) {
+	if _, err := cat.Check("ghost", "x", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("unknown server: %v", err)
 	}
 	if e, ok := cat.Lookup("demo", "wipe"); !ok || e.SafeToRetry() {
@@ -216,7 +216,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		return nil
 	})
 	// Not held by default; the new schema is the one enforced.
-	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":"x"}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
+	if _, err := cat.Check("demo", "alpha", json.RawMessage(`{"n":"x"}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("new schema not enforced: %v", err)
 	}
 
@@ -232,7 +232,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("demo", "alpha", json.RawMessage(`{"n":1}`)); !errors.Is(err, catalog.ErrToolHeld) || !strings.Contains(err.Error(), "toolbus tools approve demo alpha") {
+	if _, err := cat.Check("demo", "alpha", json.RawMessage(`{"n":1}`)); !errors.Is(err, catalog.ErrToolHeld) || !strings.Contains(err.Error(), "toolbus tools approve demo alpha") {
 		t.Errorf("held tool: %v", err)
 	}
 	if err := h.reg.Approve(ctx(t), "demo", "alpha"); err != nil {
@@ -308,13 +308,13 @@ func TestBrokenSchemas(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("broken", "refs", json.RawMessage(`{"home":{}}`)); err == nil || !strings.Contains(err.Error(), "city") {
+	if _, err := cat.Check("broken", "refs", json.RawMessage(`{"home":{}}`)); err == nil || !strings.Contains(err.Error(), "city") {
 		t.Errorf("refs: %v", err)
 	}
-	if err := cat.ValidateArgs("broken", "nested_anyof", json.RawMessage(`{"v":true}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
+	if _, err := cat.Check("broken", "nested_anyof", json.RawMessage(`{"v":true}`)); !errors.Is(err, catalog.ErrInvalidArguments) {
 		t.Errorf("nested_anyof: %v", err)
 	}
-	if err := cat.ValidateArgs("broken", "no_properties", json.RawMessage(`{"any":"thing"}`)); err != nil {
+	if _, err := cat.Check("broken", "no_properties", json.RawMessage(`{"any":"thing"}`)); err != nil {
 		t.Errorf("no_properties is open for the server: %v", err)
 	}
 }
@@ -463,7 +463,7 @@ func TestCascadeDelete(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			seen[name] = srv != nil
-		})
+		}, nil)
 	}()
 	natstest.CheckFor(t, 5*time.Second, func() error {
 		mu.Lock()
@@ -508,7 +508,7 @@ func TestCascadeDelete(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cat.ValidateArgs("victim", "one", nil); !errors.Is(err, catalog.ErrUnknownServer) {
+	if _, err := cat.Check("victim", "one", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("call to removed server: %v", err)
 	}
 	if err := h.reg.Delete(ctx(t), "victim"); !errors.Is(err, registry.ErrNotFound) {
@@ -532,13 +532,11 @@ func TestRunSharedQueue(t *testing.T) {
 	}
 	// Two replicas share the consumer.
 	for range 2 {
-		s := h.syncer(Config{NoListen: true}, WithSyncHook(hook))
+		s := h.syncer(Config{NoListen: true}, withSyncHook(hook))
 		runSyncer(t, s)
 	}
-	var urls []string
 	for i := range 4 {
 		ms := newMCPServer(t, nil, tool(fmt.Sprintf("tool%d", i), "x"))
-		urls = append(urls, ms.URL)
 		h.put(httpServer(fmt.Sprintf("s%d", i), ms.URL)) // registration queues a sync
 	}
 	natstest.CheckFor(t, 10*time.Second, func() error {
@@ -591,7 +589,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	var mu sync.Mutex
 	syncs := 0
 	listening := make(chan struct{}, 4)
-	s := h.syncer(Config{Debounce: 300 * time.Millisecond}, WithSyncHook(func(server string, d Diff, err error) {
+	s := h.syncer(Config{Debounce: 300 * time.Millisecond}, withSyncHook(func(server string, d Diff, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		syncs++

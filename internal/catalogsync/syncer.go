@@ -24,11 +24,11 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// Dialer connects to an MCP server (secrets already resolved) and completes
+// dialer connects to an MCP server (secrets already resolved) and completes
 // the handshake; onNotify, when not nil, receives the server's
 // notifications, and listen opens streamable HTTP's standing notification
 // stream (servers before 2026-07-28 need it). The caller closes the client.
-type Dialer func(ctx context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
+type dialer func(ctx context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error)
 
 // Pool is an MCP session pool shared with the worker; *mcppool.Pool is the
 // real one. A Syncer given one (WithPool) lists tools over the pool's
@@ -46,8 +46,8 @@ type notifier interface {
 	OnNotification(f func(server string, n mcp.JSONRPCNotification))
 }
 
-// MCPPoolDialer dials with mcppool.Dial, sharing one HTTP client.
-func MCPPoolDialer(log zerolog.Logger) Dialer {
+// mcpPoolDialer dials with mcppool.Dial, sharing one HTTP client.
+func mcpPoolDialer(log zerolog.Logger) dialer {
 	hc := mcppool.NewHTTPClient(0)
 	return func(ctx context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
 		return mcppool.Dial(ctx, srv, mcppool.DialOptions{Log: log, HTTPClient: hc, OnNotification: onNotify, Listen: listen})
@@ -126,7 +126,7 @@ func (d Diff) Empty() bool { return len(d.Added)+len(d.Updated)+len(d.Removed) =
 type Syncer struct {
 	js   jetstream.JetStream
 	reg  *registry.Registry
-	dl   Dialer
+	dl   dialer
 	pool Pool
 	cfg  Config
 	log  zerolog.Logger
@@ -156,9 +156,6 @@ type Option func(*Syncer)
 // WithSyncLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option { return func(s *Syncer) { s.log = l } }
 
-// WithDialer replaces mcppool's dialer.
-func WithDialer(d Dialer) Option { return func(s *Syncer) { s.dl = d } }
-
 // WithPool lists tools over p's sessions instead of dialling: for each
 // server p holds with the registry's definition (secrets resolved); one it
 // does not hold yet (just registered) is dialled for that sync. Run then
@@ -166,11 +163,6 @@ func WithDialer(d Dialer) Option { return func(s *Syncer) { s.dl = d } }
 // process; with p passing notifications on (*mcppool.Pool does), the
 // server's tools/list_changed is heard on p's session instead.
 func WithPool(p Pool) Option { return func(s *Syncer) { s.pool = p } }
-
-// WithSyncHook calls f after every sync attempt (metrics, tests).
-func WithSyncHook(f func(server string, d Diff, err error)) Option {
-	return func(s *Syncer) { s.hook = f }
-}
 
 // New returns a Syncer over reg's buckets.
 func New(js jetstream.JetStream, reg *registry.Registry, cfg Config, opts ...Option) *Syncer {
@@ -183,7 +175,7 @@ func New(js jetstream.JetStream, reg *registry.Registry, cfg Config, opts ...Opt
 		o(s)
 	}
 	if s.dl == nil {
-		s.dl = MCPPoolDialer(s.log)
+		s.dl = mcpPoolDialer(s.log)
 	}
 	if n, ok := s.pool.(notifier); ok && !cfg.NoListen {
 		n.OnNotification(func(server string, n mcp.JSONRPCNotification) {
@@ -384,12 +376,12 @@ func (s *Syncer) apply(ctx context.Context, srv registry.Server, serverID string
 			// Unchanged definition: skip normalizing and judging it again.
 			o := old
 			changed := o.ApprovedHash != "" && o.Hash != o.ApprovedHash
-			if o.Hash == HashTool(t) && o.ServerID == serverID && o.Changed == changed && o.Held == (s.cfg.HoldChanged && changed) {
+			if o.Hash == hashTool(t) && o.ServerID == serverID && o.Changed == changed && o.Held == (s.cfg.HoldChanged && changed) {
 				d.Unchanged++
 				continue
 			}
 		}
-		ce := BuildEntry(srv.Name, serverID, t, now)
+		ce := buildEntry(srv.Name, serverID, t, now)
 		if !had {
 			ce.FirstSeen, ce.ApprovedHash = now, ce.Hash
 			d.Added = append(d.Added, t.Name)
@@ -443,10 +435,10 @@ func (s *Syncer) apply(ctx context.Context, srv registry.Server, serverID string
 	return d, nil
 }
 
-// BuildEntry turns a listed tool into a catalog entry: schema normalized
+// buildEntry turns a listed tool into a catalog entry: schema normalized
 // and judged, definition hashed. FirstSeen, ApprovedHash, Changed and Held
 // are the diff's to fill.
-func BuildEntry(server, serverID string, t mcp.Tool, now time.Time) subjects.CatalogEntry {
+func buildEntry(server, serverID string, t mcp.Tool, now time.Time) subjects.CatalogEntry {
 	orig := inputSchemaOf(t)
 	norm, fixes := catalog.Normalize(orig)
 	health, reasons := catalog.ValidateSchema(norm)
@@ -476,13 +468,13 @@ func BuildEntry(server, serverID string, t mcp.Tool, now time.Time) subjects.Cat
 	if out := outputSchemaOf(t); out != nil {
 		ce.OutputSchema, _ = json.Marshal(out)
 	}
-	ce.Hash = HashTool(t)
+	ce.Hash = hashTool(t)
 	return ce
 }
 
-// HashTool is the SHA-256 (hex) of a tool's definition: name, title,
+// hashTool is the SHA-256 (hex) of a tool's definition: name, title,
 // description, input and output schema, annotations; JSON with sorted keys.
-func HashTool(t mcp.Tool) string {
+func hashTool(t mcp.Tool) string {
 	h := sha256.New()
 	def, _ := json.Marshal(map[string]any{
 		"name": t.Name, "title": t.Title, "description": t.Description,

@@ -194,11 +194,6 @@ type natsProc struct {
 	p  *proc
 }
 
-func startNATS(t *testing.T, dir string) *natsProc {
-	t.Helper()
-	return startNATSCluster(t, dir, 1)[0]
-}
-
 // startNATSCluster starts size nats-servers (1: a single server; 3: a
 // JetStream cluster whose nodes route to each other on loopback), each
 // with sync_interval: always, and waits until JetStream answers on each.

@@ -325,9 +325,6 @@ func (r *Registry) Resolve(srv Server) (Server, error) {
 // other secret secretFields finds becomes "<encrypted>" or "<redacted>" —
 // the whole value, or just the password or query value inside a URL, or
 // the value of a secret flag in args.
-func (r *Registry) Redact(srv Server) Server { return Redact(srv) }
-
-// Redact is Registry.Redact without a registry.
 func Redact(srv Server) Server {
 	_ = secretFields(&srv, func(_ secret, v string) (string, error) {
 		switch {
@@ -342,15 +339,10 @@ func Redact(srv Server) Server {
 }
 
 // Watch calls f for every registered server (initial values first), then
-// for every change, until ctx ends: srv is nil when the server was removed.
-// Secrets in srv are sealed; Resolve before dialing. Watch blocks; it
-// returns nil when ctx ends.
-func (r *Registry) Watch(ctx context.Context, f func(name string, srv *Server)) error {
-	return r.watch(ctx, f, nil)
-}
-
-// watch is Watch with a callback once the initial values are delivered.
-func (r *Registry) watch(ctx context.Context, f func(name string, srv *Server), ready func()) error {
+// ready (when not nil) once, then f for every change, until ctx ends: srv
+// is nil when the server was removed. Secrets in srv are sealed; Resolve
+// before dialing. Watch blocks; it returns nil when ctx ends.
+func (r *Registry) Watch(ctx context.Context, f func(name string, srv *Server), ready func()) error {
 	w, err := r.servers.Watch(ctx, "*")
 	if err != nil {
 		return err
@@ -466,10 +458,4 @@ func (r *Registry) Approve(ctx context.Context, server, tool string) error {
 		})
 	}
 	return fmt.Errorf("approve %s/%s: the entry kept changing; try again", server, tool)
-}
-
-// WatchReady is Watch that also calls ready once the initial values are
-// delivered, so a worker can load its servers before it takes calls.
-func (r *Registry) WatchReady(ctx context.Context, f func(name string, srv *Server), ready func()) error {
-	return r.watch(ctx, f, ready)
 }

@@ -1,0 +1,6 @@
+package bridge
+
+import "time"
+
+// withNow sets the clock used for timestamps and the replay window.
+func withNow(now func() time.Time) Option { return func(b *Bridge) { b.now = now } }
