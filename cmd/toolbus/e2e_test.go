@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,26 +17,16 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/toolbus-dev/toolbus/client"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // serve starts `toolbus serve` as a user would, in dir, and returns the NATS
 // URL; it is stopped with SIGTERM at the end and must exit 0.
 func serve(t *testing.T, bin, dir string, args ...string) string {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	logPath, stop := background(t, dir, "serve", append([]string{bin, "serve", "--port", fmt.Sprint(port)}, args...)...)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
@@ -105,7 +94,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 func TestWebhookToToolCall(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	bridgePort := freePort(t)
+	bridgePort := testutil.FreePort(t)
 	cfg := fmt.Sprintf(`
 bridge:
   addr: 127.0.0.1:%d
@@ -149,7 +138,7 @@ hooks:
 	defer nc.Close()
 	cl, _ := client.New(nc, client.WithAgent("bridge")) // a hook's calls run as agent bridge
 	defer cl.Close()
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		res, err := cl.Result(context.Background(), acc.EventID)
 		if err != nil {
 			return err
@@ -195,7 +184,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 		return out
 	}
 	// The demo server syncs at start.
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		out, _, _ := run(t, env, bin, "tools")
 		if !strings.Contains(out, "demo") || !strings.Contains(out, "add") || !strings.Contains(out, "strict") {
 			return fmt.Errorf("tools: %s", out)
@@ -221,7 +210,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 		t.Fatalf("servers list leaks: %s", out)
 	}
 	must("5 tools", "sync", "search")
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		out, errOut, code := run(t, env, bin, "call", "search", "echo", `{"message":"found"}`)
 		if code != 0 || out != "found\n" {
 			return fmt.Errorf("call search echo: %d %q %q", code, out, errOut)
@@ -234,7 +223,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 		t.Fatalf("schema check: %d %q", code, errOut)
 	}
 	must("", "servers", "rm", "search")
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		_, errOut, _ := run(t, env, bin, "call", "search", "echo", `{"message":"x"}`)
 		if !strings.Contains(errOut, "unknown_server") {
 			return fmt.Errorf("after rm: %q", errOut)

@@ -15,6 +15,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 // Bare `toolbus` is a usage error (help on stderr, exit 2); --help is not.
@@ -89,7 +90,7 @@ func TestDefaultServeRefusesFaultsAndServersAddExitCodes(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	url := serve(t, bin, t.TempDir(), "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		out, _, _ := run(t, env, bin, "tools", "demo")
 		if !strings.Contains(out, "add") {
 			return fmt.Errorf("demo not synced yet: %s", out)

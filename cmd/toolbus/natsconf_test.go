@@ -23,8 +23,8 @@ import (
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -75,7 +75,7 @@ func background(t *testing.T, dir, name string, cmdline ...string) (logPath stri
 
 func waitLog(t *testing.T, path, want string) {
 	t.Helper()
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		b, _ := os.ReadFile(path)
 		if !bytes.Contains(b, []byte(want)) {
 			return fmt.Errorf("%s: no %q yet", filepath.Base(path), want)
@@ -104,7 +104,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	}
 	r := &natsConfRig{bin: testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus"), dir: t.TempDir()}
 	dir := r.dir
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	conf, err := os.ReadFile("../../nats.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	r.serverLog, _ = background(t, dir, "nats-server", ns, "-c", filepath.Join(dir, "nats.conf"))
 	r.url = func(user, pass string) string { return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, pass, port) }
 	r.plainURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		nc, err := nats.Connect(r.url("admin", "change-me-admin"))
 		if err == nil {
 			nc.Close()
@@ -146,7 +146,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	r.wlog, _ = background(t, dir, "worker", r.bin, "worker", "--config", "toolbus.yaml", "--name", "w-role", "--nats-url", r.url("worker", "change-me-worker"))
 	waitLog(t, r.wlog, "worker consuming tool calls")
 	asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		out, _, _ := run(t, asAdmin, r.bin, "tools")
 		if !strings.Contains(out, "destroy") || !strings.Contains(out, "demo-http") {
 			return fmt.Errorf("catalog not synced yet: %s", out)
@@ -268,7 +268,7 @@ func natsCLIExample(t *testing.T, cli, url string) {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if strings.Contains(subOut.String(), "tool.reply.agent1.probe") {
 			return nil
 		}
@@ -409,7 +409,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 		if res.Agent != "agent2" || res.Status != subjects.StatusOK {
 			t.Fatalf("agent2's call: %+v", res)
 		}
-		natstest.CheckFor(t, 20*time.Second, func() error {
+		testutil.CheckFor(t, 20*time.Second, func() error {
 			s, err := adminJS.Stream(ctx, subjects.StreamCalls)
 			if err != nil {
 				return err
@@ -540,7 +540,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 func TestSecondSigtermExitsNow(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	logPath := filepath.Join(dir, "serve.log")
 	logf, _ := os.Create(logPath)
 	serveCmd := exec.Command(bin, "serve", "--port", fmt.Sprint(port), "--bridge", "off")
@@ -563,7 +563,7 @@ func TestSecondSigtermExitsNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = call.Process.Kill(); _ = call.Wait() }()
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		if !strings.Contains(callErr.String(), "progress") {
 			return fmt.Errorf("call not running yet")
 		}

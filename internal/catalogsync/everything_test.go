@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/internal/catalog"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -47,7 +47,7 @@ func TestServerEverything(t *testing.T) {
 	t.Logf("server-everything: %d tools, health %v", len(es), health)
 
 	cat := h.catalog()
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if _, ok := cat.Lookup("everything", "echo"); !ok {
 			return errors.New("echo not in catalog")
 		}

@@ -18,12 +18,11 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -71,7 +70,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	ms := newMCPServer(t, g.wrap, tool("alpha", "a"))
 	h.put(httpServer("late", ms.URL))
 
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if !cat.Known("late") {
 			return errors.New("registration not in the catalog yet")
 		}
@@ -98,7 +97,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if _, err := s.SyncServer(ctx(t), "late"); err == nil {
 		t.Fatal("sync of a server answering 503 succeeded")
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		refusal, _, _ = cat.CheckCall("late", "alpha", nil)
 		if refusal == nil || !strings.Contains(refusal.Message, "failed (") {
 			return fmt.Errorf("refusal = %+v", refusal)
@@ -120,7 +119,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if _, err := s.SyncServer(ctx(t), "late"); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if !cat.Synced("late") {
 			return errors.New("the sync is not in view")
 		}
@@ -172,7 +171,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 		}
 	}
 	g.open.Store(true)
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		st, err := h.reg.Status(ctx(t), "late")
 		if err != nil || !st.OK {
 			return fmt.Errorf("status %+v %v", st, err)
@@ -181,7 +180,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 	})
 	// Synced: no retry left in the queue, so none will run.
 	cons, _ := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		ci, err := cons.Info(ctx(t))
 		if err != nil {
 			return err
@@ -205,7 +204,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 	if _, err := h.ns.JS.Publish(ctx(t), subj, []byte(`{"schedule":"nightly","kind":"resync"}`)); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(errs) == before {
@@ -257,7 +256,7 @@ func TestFirstSyncRetriesDoNotMultiply(t *testing.T) {
 	for range 2 {
 		runSyncer(t, h.syncer(fastRetry, withSyncHook(func(string, Diff, error) { syncs.Add(1) })))
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n := resyncMsgs(t, h.ns.JS); n != 0 {
 			return fmt.Errorf("%d requests queued", n)
 		}
@@ -317,19 +316,6 @@ func poolFollows(t *testing.T, reg *registry.Registry, pool *mcppool.Pool) {
 	<-ready
 }
 
-func textOf(t *testing.T, raw json.RawMessage) string {
-	t.Helper()
-	var r mcp.CallToolResult
-	if err := json.Unmarshal(raw, &r); err != nil || len(r.Content) == 0 {
-		t.Fatalf("result %s: %v", raw, err)
-	}
-	tc, ok := r.Content[0].(mcp.TextContent)
-	if !ok {
-		t.Fatalf("result %s: not text", raw)
-	}
-	return tc.Text
-}
-
 // With the worker's pool, a sync lists over the pool's session: after a
 // sync and a call, the stdio server has run once.
 func TestSyncOverPoolOneProcess(t *testing.T) {
@@ -338,7 +324,7 @@ func TestSyncOverPoolOneProcess(t *testing.T) {
 	spawnLog := filepath.Join(t.TempDir(), "spawns")
 	h.put(registry.Server{Name: "mem", Transport: registry.TransportStdio, Command: stdioServer(t),
 		Env: map[string]string{"STDIOSRV_SPAWN_LOG": spawnLog}})
-	pool := mcppool.New(zeroLog(t))
+	pool := mcppool.New(testutil.Logger(t))
 	t.Cleanup(func() { pool.Close() })
 	poolFollows(t, h.reg, pool)
 
@@ -354,8 +340,8 @@ func TestSyncOverPoolOneProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := spawns(t, spawnLog); len(got) != 1 || got[0] != textOf(t, raw) {
-		t.Fatalf("processes started %v, the call ran in %s: want one, the same", got, textOf(t, raw))
+	if got := spawns(t, spawnLog); len(got) != 1 || got[0] != testutil.Text(t, raw) {
+		t.Fatalf("processes started %v, the call ran in %s: want one, the same", got, testutil.Text(t, raw))
 	}
 	// A later sync reuses the session too.
 	if _, err := s.SyncServer(ctx(t), "mem"); err != nil {
@@ -374,13 +360,13 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	spawnLog := filepath.Join(t.TempDir(), "spawns")
-	pool := mcppool.New(zeroLog(t))
+	pool := mcppool.New(testutil.Logger(t))
 	t.Cleanup(func() { pool.Close() })
 	poolFollows(t, h.reg, pool)
 
 	var dialMu sync.Mutex
 	dialled := map[string]int{}
-	dl := mcpPoolDialer(zeroLog(t))
+	dl := mcpPoolDialer(testutil.Logger(t))
 	counting := func(c context.Context, srv registry.Server, onNotify func(mcp.JSONRPCNotification), listen bool) (*client.Client, error) {
 		dialMu.Lock()
 		dialled[srv.Name]++
@@ -409,7 +395,7 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no listener for the HTTP server within 10s")
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if es, _ := h.reg.Tools(ctx(t), "mem"); !slices.ContainsFunc(es, func(e subjects.CatalogEntry) bool { return e.Tool == "addtool" }) {
 			return fmt.Errorf("mem's tools: %s", names(es))
 		}
@@ -417,10 +403,10 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	})
 	// The call adds a tool; the server says so on the pool's session.
 	raw, _, err := pool.Call(ctx(t), "mem", "addtool", json.RawMessage(`{"name":"fresh"}`), mcppool.CallOptions{})
-	if err != nil || textOf(t, raw) != "added" {
+	if err != nil || testutil.Text(t, raw) != "added" {
 		t.Fatalf("addtool: %s %v", raw, err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if es, _ := h.reg.Tools(ctx(t), "mem"); !slices.ContainsFunc(es, func(e subjects.CatalogEntry) bool { return e.Tool == "fresh" }) {
 			return fmt.Errorf("fresh not synced: %s", names(es))
 		}
@@ -434,8 +420,4 @@ func TestRunOverPoolHearsListChangedWithoutSecondProcess(t *testing.T) {
 	if dialled["mem"] != 0 {
 		t.Errorf("the syncer dialled mem %d times itself", dialled["mem"])
 	}
-}
-
-func zeroLog(t *testing.T) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -29,14 +30,7 @@ func callText(t *testing.T, c *client.Client, tool string) string {
 	if err != nil {
 		t.Fatalf("call %s: %v", tool, err)
 	}
-	if len(res.Content) == 0 {
-		t.Fatalf("call %s: no content", tool)
-	}
-	tc, ok := res.Content[0].(mcp.TextContent)
-	if !ok {
-		t.Fatalf("call %s: %T, want text", tool, res.Content[0])
-	}
-	return tc.Text
+	return testutil.Text(t, res)
 }
 
 // dialResolved resolves a stored server and dials it as a worker does.

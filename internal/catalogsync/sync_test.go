@@ -16,8 +16,8 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolbus-dev/toolbus/internal/catalog"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -158,7 +158,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 	}
 
 	// The worker cache follows, compiles, validates.
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if !cat.Synced("demo") || len(cat.Tools("demo")) != 13 {
 			return fmt.Errorf("catalog has %d tools", len(cat.Tools("demo")))
 		}
@@ -205,7 +205,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 	if !slices.Equal(ev.Added, []string{"beta"}) || !slices.Equal(ev.Updated, []string{"alpha"}) || !slices.Equal(ev.Removed, []string{"t00"}) {
 		t.Errorf("event = %+v", ev)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		e, ok := cat.Lookup("demo", "alpha")
 		if !ok || !e.Changed {
 			return errors.New("alpha not updated in cache")
@@ -226,7 +226,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 	if err != nil || !slices.Equal(d.Held, []string{"alpha"}) {
 		t.Fatalf("hold sync: %+v %v", d, err)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if _, ok := cat.Lookup("demo", "alpha"); ok {
 			return errors.New("held alpha still callable")
 		}
@@ -238,7 +238,7 @@ func TestSyncDiffEventsAndCatalog(t *testing.T) {
 	if err := h.reg.Approve(ctx(t), "demo", "alpha"); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if e, ok := cat.Lookup("demo", "alpha"); !ok || e.Changed {
 			return errors.New("approved alpha not released")
 		}
@@ -302,7 +302,7 @@ func TestBrokenSchemas(t *testing.T) {
 	}
 	// Calls are checked against the server's own schema where it compiles.
 	cat := h.catalog()
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if len(cat.Tools("broken")) != 6 {
 			return errors.New("catalog not loaded")
 		}
@@ -465,7 +465,7 @@ func TestCascadeDelete(t *testing.T) {
 			seen[name] = srv != nil
 		}, nil)
 	}()
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !seen["victim"] || !seen["keeper"] {
@@ -473,7 +473,7 @@ func TestCascadeDelete(t *testing.T) {
 		}
 		return nil
 	})
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if !cat.Known("victim") {
 			return errors.New("victim not in catalog")
 		}
@@ -497,7 +497,7 @@ func TestCascadeDelete(t *testing.T) {
 	if _, err := h.reg.Get(ctx(t), "victim"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("get after delete: %v", err)
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen["victim"] {
@@ -539,7 +539,7 @@ func TestRunSharedQueue(t *testing.T) {
 		ms := newMCPServer(t, nil, tool(fmt.Sprintf("tool%d", i), "x"))
 		h.put(httpServer(fmt.Sprintf("s%d", i), ms.URL)) // registration queues a sync
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		for i := range 4 {
 			st, err := h.reg.Status(ctx(t), fmt.Sprintf("s%d", i))
 			if err != nil || !st.OK {
@@ -554,7 +554,7 @@ func TestRunSharedQueue(t *testing.T) {
 	if err := registry.RequestResync(ctx(t), h.ns.JS, ""); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if count["s0"] <= before {
@@ -570,7 +570,7 @@ func TestRunSharedQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		ci, err := cons.Info(ctx(t))
 		if err != nil {
 			return err
@@ -597,7 +597,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	s.onListening = func(string) { listening <- struct{}{} }
 	runSyncer(t, s)
 	h.put(httpServer("stormy", ms.URL))
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if syncs != 1 {
@@ -615,7 +615,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	for i := range 200 {
 		ms.AddTool(tool(fmt.Sprintf("storm%03d", i), "x"), echo)
 	}
-	natstest.CheckFor(t, 15*time.Second, func() error {
+	testutil.CheckFor(t, 15*time.Second, func() error {
 		es, err := h.reg.Tools(ctx(t), "stormy")
 		if err != nil || len(es) != 201 {
 			return fmt.Errorf("%d tools in catalog (%v)", len(es), err)
@@ -624,7 +624,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	})
 	// Quiet: nothing pending in the debouncer or the queue.
 	cons, _ := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		s.debMu.Lock()
 		n := len(s.debounce)
 		s.debMu.Unlock()
@@ -682,7 +682,7 @@ func TestListChangedOverLegacyStreamableHTTP(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("listener did not connect")
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		es, err := h.reg.Tools(ctx(t), "legacy")
 		if err != nil || len(es) != 1 {
 			return fmt.Errorf("%d tools (%v)", len(es), err)
@@ -690,7 +690,7 @@ func TestListChangedOverLegacyStreamableHTTP(t *testing.T) {
 		return nil
 	})
 	ms.AddTool(tool("second", "x"), echo)
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		es, err := h.reg.Tools(ctx(t), "legacy")
 		if err != nil || len(es) != 2 {
 			return fmt.Errorf("%d tools after list_changed (%v)", len(es), err)
