@@ -362,7 +362,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	if err := broker.Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, WithPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
+	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, withPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
 	body := []byte(`{"x":1}`)
 	// The sender retries the same signed request, which names one event.
 	sent := signed(body, time.Now(), nil)

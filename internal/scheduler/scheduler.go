@@ -44,13 +44,13 @@ const (
 	HeaderScheduledAt = "Toolbus-Scheduled-At"
 )
 
-// DefaultGrace is how late a tick may be published and still count as on
+// defaultGrace is how late a tick may be published and still count as on
 // time; an older tick counts as missed and follows the schedule's Missed
 // policy. It must stay below the streams' duplicate window (2m), or a late
 // replica could publish a tick again, and well above the time a dead
 // leader takes to be replaced (lease plus renewal, 4s by default), or the
 // ticks of a hand-over are missed rather than published late.
-const DefaultGrace = 30 * time.Second
+const defaultGrace = 30 * time.Second
 
 // Fire reports one publish attempt of one tick, to the WithOnFire observer.
 type Fire struct {
@@ -124,8 +124,8 @@ type runner struct {
 func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler, error) {
 	s := &Scheduler{
 		js:       js,
-		clock:    RealClock{},
-		grace:    DefaultGrace,
+		clock:    realClock{},
+		grace:    defaultGrace,
 		leaseTTL: DefaultLease, leaseRenew: DefaultRenew,
 		fromConf: map[string]*compiled{},
 		fromKV:   map[string]*compiled{},
