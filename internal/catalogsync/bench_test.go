@@ -18,6 +18,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -149,7 +150,7 @@ func benchSyncer(b *testing.B) (*natstest.Server, *Syncer) {
 	ns := natstest.Start(b)
 	urls := benchFleet(b, benchServers)
 	ctx := context.Background()
-	reg, err := registry.New(ctx, ns.JS, registry.WithSecretKey(testKey), registry.WithoutResyncOnPut())
+	reg, err := registry.New(ctx, ns.JS, registry.WithSecretKey(testutil.SecretKey), registry.WithoutResyncOnPut())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -61,41 +62,20 @@ func stdioServer(t testing.TB) string {
 	return stdiosrv.bin
 }
 
-// testKey is a fixed 32-byte secret key for tests.
-var testKey = []byte("0123456789abcdef0123456789abcdef")
-
-// env is a fake environment for env: references.
-type env struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (e *env) get(k string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.m[k]
-}
-
-func (e *env) set(k, v string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.m[k] = v
-}
-
 type harness struct {
 	t   *testing.T
 	ns  *natstest.Server
 	reg *registry.Registry
-	env *env
+	env *testutil.Env
 }
 
 func newHarness(t *testing.T, opts ...registry.Option) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
-	e := &env{m: map[string]string{}}
+	e := &testutil.Env{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reg, err := registry.New(ctx, ns.JS, append([]registry.Option{registry.WithGetenv(e.get), registry.WithSecretKey(testKey)}, opts...)...)
+	reg, err := registry.New(ctx, ns.JS, append([]registry.Option{registry.WithGetenv(e.Getenv), registry.WithSecretKey(testutil.SecretKey)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

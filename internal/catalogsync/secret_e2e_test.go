@@ -58,7 +58,7 @@ func dialResolved(t *testing.T, h *harness, name string) *client.Client {
 func TestSecretsEndToEndStdio(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, registry.WithoutResyncOnPut())
-	h.env.set("REF_TOKEN", "ref-secret-value")
+	h.env.Set("REF_TOKEN", "ref-secret-value")
 	args := []string{"--api-key=k-arg-123", "--token", "t-arg-456", "postgresql://u:pw-pos-789@h/db?sslmode=disable", "--verbose"}
 	env := map[string]string{
 		"DATABASE_URL": "postgres://app:pw-env-321@db:5432/app",
@@ -193,7 +193,7 @@ func TestServerEverythingEnv(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything")); err != nil {
 		t.Skip("@modelcontextprotocol/server-everything not installed; run `cd testdata/node && npm install` (the Makefile's npm step)")
 	}
-	t.Setenv(registry.SecretKeyEnv, base64.StdEncoding.EncodeToString(testKey))
+	t.Setenv(registry.SecretKeyEnv, base64.StdEncoding.EncodeToString(testutil.SecretKey))
 	t.Setenv("GITHUB_TOKEN", "ghp_host_only")
 	h := newHarness(t, registry.WithoutResyncOnPut())
 	h.put(registry.Server{

@@ -71,7 +71,7 @@ func TestRegistrySecrets(t *testing.T) {
 	if _, err := h.reg.Resolve(stored); err == nil || !strings.Contains(err.Error(), "SESSION") {
 		t.Errorf("Resolve with SESSION unset: %v", err)
 	}
-	h.env.set("SESSION", "sess-1")
+	h.env.Set("SESSION", "sess-1")
 	res, err := h.reg.Resolve(stored)
 	if err != nil {
 		t.Fatal(err)
@@ -398,12 +398,12 @@ func TestFailedOrEmptyListingNeverWipes(t *testing.T) {
 	srv := httpServer("lenient", hs.URL+"/mcp")
 	srv.AuthToken = "env:LENIENT_TOKEN"
 	h.put(srv)
-	h.env.set("LENIENT_TOKEN", "good")
+	h.env.Set("LENIENT_TOKEN", "good")
 	s := h.syncer(Config{})
 	if d, err := s.SyncServer(ctx(t), "lenient"); err != nil || len(d.Added) != 2 {
 		t.Fatalf("first sync: %+v %v", d, err)
 	}
-	h.env.set("LENIENT_TOKEN", "rotated-wrong")
+	h.env.Set("LENIENT_TOKEN", "rotated-wrong")
 	_, err := s.SyncServer(ctx(t), "lenient")
 	var se *SyncError
 	if !errors.As(err, &se) || se.Class != subjects.SyncAuthFailed {
@@ -414,7 +414,7 @@ func TestFailedOrEmptyListingNeverWipes(t *testing.T) {
 	}
 
 	// Unreachable: kept too.
-	h.env.set("LENIENT_TOKEN", "good")
+	h.env.Set("LENIENT_TOKEN", "good")
 	hs.Close()
 	_, err = s.SyncServer(ctx(t), "lenient")
 	if !errors.As(err, &se) || se.Class != subjects.SyncConnectionRefused {

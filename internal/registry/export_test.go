@@ -15,9 +15,3 @@ func found(srv Server) []string {
 
 // Found is found for the external tests.
 var Found = found
-
-// testKey is a fixed 32-byte secret key for tests.
-var testKey = []byte("0123456789abcdef0123456789abcdef")
-
-// TestKey is testKey for the external tests.
-var TestKey = testKey

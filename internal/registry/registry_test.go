@@ -6,46 +6,28 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
-
-// env is a fake environment for env: references.
-type env struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (e *env) get(k string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.m[k]
-}
-
-func (e *env) set(k, v string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.m[k] = v
-}
 
 type harness struct {
 	t   *testing.T
 	ns  *natstest.Server
 	reg *registry.Registry
-	env *env
+	env *testutil.Env
 }
 
 // newHarness starts a NATS server and a Registry on it that reads env:
-// references from a fake environment and seals with TestKey.
+// references from a fake environment and seals with testutil.SecretKey.
 func newHarness(t *testing.T, opts ...registry.Option) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
-	e := &env{m: map[string]string{}}
-	reg, err := registry.New(ctx(t), ns.JS, append([]registry.Option{registry.WithGetenv(e.get), registry.WithSecretKey(registry.TestKey)}, opts...)...)
+	e := &testutil.Env{}
+	reg, err := registry.New(ctx(t), ns.JS, append([]registry.Option{registry.WithGetenv(e.Getenv), registry.WithSecretKey(testutil.SecretKey)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +53,8 @@ func ctx(t testing.TB) context.Context {
 func TestSecretsSealedResolvedRedacted(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, registry.WithoutResyncOnPut())
-	h.env.set("PGPASS", "p@ss w/rd")
-	h.env.set("QKEY", "a&b=c")
+	h.env.Set("PGPASS", "p@ss w/rd")
+	h.env.Set("QKEY", "a&b=c")
 	srv := registry.Server{
 		Name: "all", Transport: registry.TransportHTTP,
 		URL:       "https://bob:hunter2@mcp.example.com/mcp?region=eu&api_key=k-url&sig=env:QKEY",

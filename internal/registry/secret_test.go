@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 func TestIsSensitiveName(t *testing.T) {
@@ -124,7 +126,7 @@ func FuzzSecretRoundTrip(f *testing.F) {
 	f.Add("https://u:p@h/mcp?api_key=k&x=1#f", "postgres://u:pw@h1,h2/db", "--token", "abc")
 	f.Add("http://h/?token=&token=a&&=b&sig", "redis://:@h", "--api-key=", "-")
 	f.Add("x://a:b:c@d@e/f?g=h", "", "-pass", "--pass=x=y")
-	s, err := newSealer(testKey)
+	s, err := newSealer(testutil.SecretKey)
 	if err != nil {
 		f.Fatal(err)
 	}

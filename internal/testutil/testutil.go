@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,3 +134,30 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// Env is a fake process environment, safe for concurrent use; its Getenv
+// stands in for os.Getenv. The zero value is empty.
+type Env struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// Getenv returns the value of k, "" when unset.
+func (e *Env) Getenv(k string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.m[k]
+}
+
+// Set sets k to v.
+func (e *Env) Set(k, v string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = map[string]string{}
+	}
+	e.m[k] = v
+}
+
+// SecretKey is a fixed 32-byte key for sealing secrets in tests.
+var SecretKey = []byte("0123456789abcdef0123456789abcdef")
