@@ -204,11 +204,11 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
 		return err
 	}
-	catalog, err := catalog.New(ctx, js, catalog.WithLogger(log))
+	cat, err := catalog.New(ctx, js, catalog.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer catalog.Stop()
+	defer cat.Stop()
 
 	svc := &services{}
 	// Every process is a sync replica (they share the resync queue), so a
@@ -222,11 +222,11 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	// (catalog_unavailable): give first syncs a moment before taking calls,
 	// which wait in TOOL_CALLS meanwhile.
 	wctx, cancel := context.WithTimeout(ctx, firstSyncWait)
-	if waiting := catalog.WaitFirstSync(wctx, pool.Names()); len(waiting) > 0 && ctx.Err() == nil {
+	if waiting := cat.WaitFirstSync(wctx, pool.Names()); len(waiting) > 0 && ctx.Err() == nil {
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat))
 	svc.run(ctx, "worker", w.Run)
 	if all {
 		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {

@@ -123,12 +123,12 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if _, err := catalogsync.New(wjs, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
 		return nil, fmt.Errorf("sync the demo server: %w", err)
 	}
-	catalog, err := catalog.New(ctx, wjs)
+	cat, err := catalog.New(ctx, wjs)
 	if err != nil {
 		return nil, err
 	}
-	defer catalog.Stop()
-	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(catalog))
+	defer cat.Stop()
+	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat))
 	wctx, stopWorker := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()

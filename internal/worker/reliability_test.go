@@ -287,15 +287,15 @@ func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Cl
 	if _, err := catalogsync.New(ns.JS, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	catalog, err := catalog.New(ctx, ns.JS)
+	cat, err := catalog.New(ctx, ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(catalog.Stop)
+	t.Cleanup(cat.Stop)
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
 	pool.Upsert(srv)
-	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(cat))
 	cl, _ = client.New(ns.NC)
 	t.Cleanup(func() { cl.Close() })
 	return ns, cl
