@@ -68,7 +68,7 @@ type Catalog struct {
 // Option configures a Catalog.
 type Option func(*Catalog)
 
-// WithCatalogLogger sets the logger.
+// WithLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option { return func(c *Catalog) { c.log = l } }
 
 // New loads the catalog and the servers' sync statuses, returns once

@@ -153,7 +153,7 @@ type serverState struct {
 // Option configures a Syncer.
 type Option func(*Syncer)
 
-// WithSyncLogger sets the logger.
+// WithLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option { return func(s *Syncer) { s.log = l } }
 
 // WithPool lists tools over p's sessions instead of dialling: for each

@@ -58,7 +58,7 @@ func WithGetenv(f func(string) string) Option {
 	return func(o *options) { o.getenv = f }
 }
 
-// WithRegistryLogger sets the logger.
+// WithLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
