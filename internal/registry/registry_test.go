@@ -1,4 +1,4 @@
-package registry_test
+package registry
 
 import (
 	"context"
@@ -10,31 +10,30 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
-	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 type harness struct {
 	t   *testing.T
 	ns  *natstest.Server
-	reg *registry.Registry
+	reg *Registry
 	env *testutil.Env
 }
 
 // newHarness starts a NATS server and a Registry on it that reads env:
 // references from a fake environment and seals with testutil.SecretKey.
-func newHarness(t *testing.T, opts ...registry.Option) *harness {
+func newHarness(t *testing.T, opts ...Option) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	e := &testutil.Env{}
-	reg, err := registry.New(ctx(t), ns.JS, append([]registry.Option{registry.WithGetenv(e.Getenv), registry.WithSecretKey(testutil.SecretKey)}, opts...)...)
+	reg, err := New(ctx(t), ns.JS, append([]Option{WithGetenv(e.Getenv), WithSecretKey(testutil.SecretKey)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &harness{t: t, ns: ns, reg: reg, env: e}
 }
 
-func (h *harness) put(srv registry.Server) {
+func (h *harness) put(srv Server) {
 	h.t.Helper()
 	if err := h.reg.Put(ctx(h.t), srv); err != nil {
 		h.t.Fatalf("put %s: %v", srv.Name, err)
@@ -52,11 +51,11 @@ func ctx(t testing.TB) context.Context {
 // found again in it, and that Resolve gives back the original.
 func TestSecretsSealedResolvedRedacted(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, registry.WithoutResyncOnPut())
+	h := newHarness(t, WithoutResyncOnPut())
 	h.env.Set("PGPASS", "p@ss w/rd")
 	h.env.Set("QKEY", "a&b=c")
-	srv := registry.Server{
-		Name: "all", Transport: registry.TransportHTTP,
+	srv := Server{
+		Name: "all", Transport: TransportHTTP,
 		URL:       "https://bob:hunter2@mcp.example.com/mcp?region=eu&api_key=k-url&sig=env:QKEY",
 		AuthToken: "tok-1",
 		Headers:   map[string]string{"X-Api-Key": "k-hdr", "X-Client": "toolbus"},
@@ -93,10 +92,10 @@ func TestSecretsSealedResolvedRedacted(t *testing.T) {
 		t.Errorf("non-secrets or references changed: %+v", stored)
 	}
 	var fieldsPlain, fieldsSealed []string
-	for _, f := range registry.Found(srv) {
+	for _, f := range found(srv) {
 		fieldsPlain = append(fieldsPlain, strings.SplitN(f, "=", 2)[0])
 	}
-	for _, f := range registry.Found(stored) {
+	for _, f := range found(stored) {
 		fieldsSealed = append(fieldsSealed, strings.SplitN(f, "=", 2)[0])
 	}
 	if !slices.Equal(fieldsPlain, fieldsSealed) {
@@ -117,7 +116,7 @@ func TestSecretsSealedResolvedRedacted(t *testing.T) {
 		t.Errorf("resolved:\n got %+v\nwant %+v", res, want)
 	}
 
-	red := registry.Redact(stored)
+	red := Redact(stored)
 	wantRed := []string{
 		"url=https://bob:<encrypted>@mcp.example.com/mcp?region=eu&api_key=<encrypted>&sig=env:QKEY",
 		"auth_token=<encrypted>", "X-Api-Key=<encrypted>", "X-Client=toolbus",
@@ -134,13 +133,13 @@ func TestSecretsSealedResolvedRedacted(t *testing.T) {
 	}
 	// Plain secrets (an entry stored before they were detected) redact too.
 	for _, p := range plain {
-		if strings.Contains(fmt.Sprintf("%+v", registry.Redact(srv)), p) {
-			t.Errorf("registry.Redact of the plain definition shows %q", p)
+		if strings.Contains(fmt.Sprintf("%+v", Redact(srv)), p) {
+			t.Errorf("Redact of the plain definition shows %q", p)
 		}
 	}
-	// registry.Redact does not touch its argument's maps and slices.
+	// Redact does not touch its argument's maps and slices.
 	if !strings.HasPrefix(stored.Args[0], "--api-key=enc:") || !strings.HasPrefix(stored.Headers["X-Api-Key"], "enc:") {
-		t.Errorf("registry.Redact changed the server it was given: %+v", stored)
+		t.Errorf("Redact changed the server it was given: %+v", stored)
 	}
 }
 
@@ -148,19 +147,19 @@ func TestSecretsSealedResolvedRedacted(t *testing.T) {
 // clear with no key, is refused with an error naming where it is.
 func TestPlainSecretRefusedWithoutKey(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, registry.WithoutResyncOnPut())
-	noKey, err := registry.New(ctx(t), h.ns.JS, registry.WithGetenv(func(string) string { return "" }), registry.WithoutResyncOnPut())
+	h := newHarness(t, WithoutResyncOnPut())
+	noKey, err := New(ctx(t), h.ns.JS, WithGetenv(func(string) string { return "" }), WithoutResyncOnPut())
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdio := func(args []string, env map[string]string) registry.Server {
-		return registry.Server{Name: "s", Transport: registry.TransportStdio, Command: "x", Args: args, Env: env}
+	stdio := func(args []string, env map[string]string) Server {
+		return Server{Name: "s", Transport: TransportStdio, Command: "x", Args: args, Env: env}
 	}
-	web := func(u string) registry.Server {
-		return registry.Server{Name: "w", Transport: registry.TransportHTTP, URL: u}
+	web := func(u string) Server {
+		return Server{Name: "w", Transport: TransportHTTP, URL: u}
 	}
 	cases := []struct {
-		srv   registry.Server
+		srv   Server
 		field string
 	}{
 		{web("https://u:pw@h/mcp"), "url.password"},
@@ -172,12 +171,12 @@ func TestPlainSecretRefusedWithoutKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		err := noKey.Put(ctx(t), tc.srv)
-		if !errors.Is(err, registry.ErrSecretKey) || !strings.Contains(err.Error(), tc.field+" holds a plain secret") || !strings.Contains(err.Error(), "env:") {
-			t.Errorf("%+v: %v, want an registry.ErrSecretKey naming %s", tc.srv, err, tc.field)
+		if !errors.Is(err, ErrSecretKey) || !strings.Contains(err.Error(), tc.field+" holds a plain secret") || !strings.Contains(err.Error(), "env:") {
+			t.Errorf("%+v: %v, want an ErrSecretKey naming %s", tc.srv, err, tc.field)
 		}
 	}
 	// References need no key.
-	ok := []registry.Server{
+	ok := []Server{
 		web("https://u:env:PW@h/mcp?api_key=env:KEY"),
 		stdio([]string{"--api-key=env:KEY", "--token", "env:TOKEN", "postgresql://u:env:PW@h/db"}, map[string]string{"DATABASE_URL": "env:DATABASE_URL"}),
 		stdio([]string{"--verbose", "/data", "https://example.com/?page=2"}, map[string]string{"SITE_URL": "https://example.com/"}),
