@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,33 +54,22 @@ func Example() {
 }
 
 // A call's options: its own id (a retry with the same id is answered with
-// the first result, never run twice), a deadline, a W3C trace context,
+// the first result), a deadline, a W3C trace context,
 // progress; WithResultPoll sets how often a waiting call also looks for a
 // stored result it may have missed. An error result names a stable code.
 func ExampleClient_Call() {
-	url, stop, err := startToolbus()
+	c, stop, err := startClient(client.WithAgent("alice"), client.WithResultPoll(time.Second))
 	if err != nil {
 		panic(err)
 	}
 	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		panic(err)
-	}
-	defer nc.Close()
-	c, err := client.New(nc, client.WithAgent("alice"), client.WithResultPoll(time.Second))
-	if err != nil {
-		panic(err)
-	}
-	defer c.Close()
 
 	ctx := context.Background()
-	steps := 0
 	res, err := c.Call(ctx, "demo", "sleep", map[string]int{"ms": 30, "steps": 3},
 		client.WithCallID("nightly-report-2026-11-29"),
 		client.WithTimeout(20*time.Second),
 		client.WithTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-		client.WithProgress(func(subjects.Progress) { steps++ }))
+		client.WithProgress(func(p subjects.Progress) { log.Printf("%s: %v of %v", p.CallID, p.Progress, p.Total) }))
 	if err != nil {
 		panic(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
@@ -73,4 +75,24 @@ func startToolbus() (url string, stop func(), err error) {
 	go func() { done <- w.Run(ctx) }()
 	undo = append(undo, func() { cancel(); <-done })
 	return emb.ClientURL(), stop, nil
+}
+
+// startClient starts a toolbus (startToolbus) and a client on it with opts;
+// stop closes both.
+func startClient(opts ...client.Option) (c *client.Client, stop func(), err error) {
+	url, stopBus, err := startToolbus()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		stopBus()
+		return nil, nil, err
+	}
+	if c, err = client.New(nc, opts...); err != nil {
+		nc.Close()
+		stopBus()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); nc.Close(); stopBus() }, nil
 }
