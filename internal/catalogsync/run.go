@@ -388,13 +388,13 @@ func (s *Syncer) listen(ctx context.Context, srv registry.Server) {
 // its session still exists.
 const pingInterval = 30 * time.Second
 
-// pingUntilLost asks c for a page of tools every pingInterval until a
+// pingUntilLost asks c for a page of tools every pingEvery until a
 // request fails (then markLost) or lost or ctx ends. It runs only on legacy
 // (before 2026-07-28) sessions, where a request is the way to learn that
 // the server forgot the session; a tools page rather than mcp-go's
 // deprecated Ping, since the server is known to serve tools.
 func (s *Syncer) pingUntilLost(ctx context.Context, c *client.Client, lost <-chan struct{}, markLost func(error)) {
-	t := time.NewTicker(pingInterval)
+	t := time.NewTicker(s.pingEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -694,6 +695,65 @@ func TestListChangedOverLegacyStreamableHTTP(t *testing.T) {
 		es, err := h.reg.Tools(ctx(t), "legacy")
 		if err != nil || len(es) != 2 {
 			return fmt.Errorf("%d tools after list_changed (%v)", len(es), err)
+		}
+		return nil
+	})
+}
+
+// A legacy streamable HTTP server that forgets the listener's session (a
+// restart behind the same URL) keeps the old standing GET stream open, so
+// only the listener's periodic request notices; it then reconnects and
+// queues a sync, which finds the restarted server's tools.
+func TestLegacyListenerNoticesForgottenSession(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	// Stateful, so that a session id the server did not issue is refused
+	// (404), as a restarted server refuses its predecessor's.
+	stateful := func(tools ...mcp.Tool) http.Handler {
+		s := server.NewMCPServer("test", "1.0", server.WithToolCapabilities(true))
+		for _, tl := range tools {
+			s.AddTool(tl, echo)
+		}
+		return server.NewStreamableHTTPServer(s, server.WithStateful(true))
+	}
+	var current atomic.Value // http.Handler
+	current.Store(stateful(tool("first", "s")))
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		current.Load().(http.Handler).ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	listening := make(chan struct{}, 4)
+	s := h.syncer(Config{Debounce: 50 * time.Millisecond})
+	s.onListening = func(string) { listening <- struct{}{} }
+	s.pingEvery = 50 * time.Millisecond
+	runSyncer(t, s)
+	srv := httpServer("legacy", front.URL+"/mcp")
+	srv.ProtocolVersion = "2025-11-25"
+	h.put(srv)
+	select {
+	case <-listening:
+	case <-time.After(15 * time.Second):
+		t.Fatal("listener did not connect")
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		es, err := h.reg.Tools(ctx(t), "legacy")
+		if err != nil || len(es) != 1 {
+			return fmt.Errorf("%d tools (%v)", len(es), err)
+		}
+		return nil
+	})
+
+	current.Store(stateful(tool("first", "s"), tool("second", "x"))) // "restarted": it knows no session
+	select {
+	case <-listening: // connected again
+	case <-time.After(15 * time.Second):
+		t.Fatal("the listener did not notice the forgotten session")
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		es, err := h.reg.Tools(ctx(t), "legacy")
+		if err != nil || len(es) != 2 {
+			return fmt.Errorf("%d tools after the restart (%v)", len(es), err)
 		}
 		return nil
 	})

@@ -135,6 +135,9 @@ type Syncer struct {
 	hook func(server string, d Diff, err error)
 	// onListening, for tests, is called when a list_changed session is up.
 	onListening func(server string)
+	// pingEvery is how often a listener on a legacy session checks that the
+	// server still knows it (pingInterval; tests shorten it).
+	pingEvery time.Duration
 
 	mu     sync.Mutex
 	states map[string]*serverState
@@ -168,7 +171,7 @@ func WithPool(p Pool) Option { return func(s *Syncer) { s.pool = p } }
 func New(js jetstream.JetStream, reg *registry.Registry, cfg Config, opts ...Option) *Syncer {
 	cfg.setDefaults()
 	s := &Syncer{
-		js: js, reg: reg, cfg: cfg, log: zerolog.Nop(), now: time.Now,
+		js: js, reg: reg, cfg: cfg, log: zerolog.Nop(), now: time.Now, pingEvery: pingInterval,
 		states: map[string]*serverState{}, debounce: map[string]*debouncer{},
 	}
 	for _, o := range opts {
