@@ -20,8 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"

@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
-	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
