@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -74,24 +73,24 @@ func TestReadmeWalkthrough(t *testing.T) {
 	url := serve(t, bin, dir, "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
 
-	out, errOut, code := run(t, env, bin, "call", "demo", "add", `{"a":2,"b":3}`)
+	out, errOut, code := tb(t, env, "call", "demo", "add", `{"a":2,"b":3}`)
 	if code != 0 || out != "5\n" {
 		t.Fatalf("call demo add: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, _, code = run(t, env, bin, "call", "demo", "echo", `{"message":"hi"}`, "--json")
+	out, _, code = tb(t, env, "call", "demo", "echo", `{"message":"hi"}`, "--json")
 	var res subjects.Result
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Status != subjects.StatusOK {
 		t.Fatalf("--json: exit %d, %q", code, out)
 	}
-	_, errOut, code = run(t, env, bin, "call", "demo", "fail", `{"message":"no"}`)
+	_, errOut, code = tb(t, env, "call", "demo", "fail", `{"message":"no"}`)
 	if code != 1 || !strings.Contains(errOut, "tool error: no") {
 		t.Fatalf("fail: exit %d, stderr %q", code, errOut)
 	}
-	_, errOut, code = run(t, env, bin, "call", "nope", "add", `{}`)
+	_, errOut, code = tb(t, env, "call", "nope", "add", `{}`)
 	if code != 1 || !strings.Contains(errOut, "unknown_server") {
 		t.Fatalf("unknown server: exit %d, stderr %q", code, errOut)
 	}
-	_, errOut, code = run(t, env, bin, "call", "demo", "add", `{"a":`)
+	_, errOut, code = tb(t, env, "call", "demo", "add", `{"a":`)
 	if code != 2 || !strings.Contains(errOut, "not valid JSON") {
 		t.Fatalf("bad JSON: exit %d, stderr %q", code, errOut)
 	}
@@ -161,24 +160,6 @@ hooks:
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.
-type syncBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The README's catalog, registry, schedules and dead-letter commands,
 // against `toolbus serve`.
 func TestReadmeCatalogCommands(t *testing.T) {
@@ -188,7 +169,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	env := []string{"NATS_URL=" + url}
 	must := func(want string, args ...string) string {
 		t.Helper()
-		out, errOut, code := run(t, env, bin, args...)
+		out, errOut, code := tb(t, env, args...)
 		if code != 0 || !strings.Contains(out+errOut, want) {
 			t.Fatalf("toolbus %s: exit %d, want %q in\n%s%s", strings.Join(args, " "), code, want, out, errOut)
 		}
@@ -196,7 +177,7 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	}
 	// The demo server syncs at start.
 	natstest.CheckFor(t, 30*time.Second, func() error {
-		out, _, _ := run(t, env, bin, "tools")
+		out, _, _ := tb(t, env, "tools")
 		if !strings.Contains(out, "demo") || !strings.Contains(out, "add") || !strings.Contains(out, "strict") {
 			return fmt.Errorf("tools: %s", out)
 		}
@@ -222,20 +203,20 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	}
 	must("5 tools", "sync", "search")
 	natstest.CheckFor(t, 20*time.Second, func() error {
-		out, errOut, code := run(t, env, bin, "call", "search", "echo", `{"message":"found"}`)
+		out, errOut, code := tb(t, env, "call", "search", "echo", `{"message":"found"}`)
 		if code != 0 || out != "found\n" {
 			return fmt.Errorf("call search echo: %d %q %q", code, out, errOut)
 		}
 		return nil
 	})
 	// Arguments that break the schema are refused by the catalog.
-	_, errOut, code := run(t, env, bin, "call", "search", "add", `{"a":"two"}`)
+	_, errOut, code := tb(t, env, "call", "search", "add", `{"a":"two"}`)
 	if code != 1 || !strings.Contains(errOut, "invalid_arguments") || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("schema check: %d %q", code, errOut)
 	}
 	must("", "servers", "rm", "search")
 	natstest.CheckFor(t, 20*time.Second, func() error {
-		_, errOut, _ := run(t, env, bin, "call", "search", "echo", `{"message":"x"}`)
+		_, errOut, _ := tb(t, env, "call", "search", "echo", `{"message":"x"}`)
 		if !strings.Contains(errOut, "unknown_server") {
 			return fmt.Errorf("after rm: %q", errOut)
 		}

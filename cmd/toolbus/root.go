@@ -42,16 +42,15 @@ type app struct {
 // reads in, so tests run commands in process; ctx ends at the first
 // SIGINT/SIGTERM in the real binary.
 func execute(ctx context.Context, args []string, getenv func(string) string, in io.Reader, out, errOut io.Writer) int {
-	root := newRootCmd(&app{getenv: getenv})
+	root := newRootCmd(&app{getenv: getenv}, in, out, errOut)
 	root.SetArgs(args)
-	root.SetIn(in)
-	root.SetOut(out)
-	root.SetErr(errOut)
 	cmd, err := root.ExecuteContextC(ctx)
 	return exitCode(cmd, err, errOut)
 }
 
-func newRootCmd(a *app) *cobra.Command {
+// newRootCmd builds the command tree, reading in and writing to out and
+// errOut.
+func newRootCmd(a *app, in io.Reader, out, errOut io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "toolbus <command>",
 		Short: "run MCP tool calls as durable jobs on NATS JetStream",
@@ -83,6 +82,9 @@ server of 'toolbus serve'.`,
 			return applyEnv(cmd, a.getenv)
 		},
 	}
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetUsageTemplate(usageTemplate)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
