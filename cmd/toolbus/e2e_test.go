@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -96,6 +97,77 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
 		t.Fatalf("data dir not under ./data: %v", err)
+	}
+
+	// Arguments from stdin.
+	out, errOut, code = tbIn(t, `{"a":40,"b":2}`, env, "call", "demo", "add", "-")
+	if code != 0 || out != "42\n" {
+		t.Fatalf("call demo add -: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// --detach prints the id at once; result reads the outcome later.
+	out, errOut, code = tb(t, env, "call", "--detach", "demo", "echo", `{"message":"later"}`)
+	id := strings.TrimSpace(out)
+	if code != 0 || id == "" || !strings.Contains(errOut, "toolbus result "+id) {
+		t.Fatalf("call --detach: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = tb(t, env, "result", "--wait", "30s", id)
+	if code != 0 || out != "later\n" {
+		t.Fatalf("result %s: exit %d, stdout %q, stderr %q", id, code, out, errOut)
+	}
+	if _, errOut, code = tb(t, env, "result", "never-sent-"+id); code != 1 || !strings.Contains(errOut, "no result for call") {
+		t.Fatalf("result of an unknown call: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Ctrl-C while `toolbus call` waits cancels the call on the bus: the
+// worker stops the tool and stores "cancelled", and call exits 130. With
+// one slot (--concurrency 1), the next call runs at once: the sleep no
+// longer holds it.
+func TestCallInterruptCancels(t *testing.T) {
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	url := serve(t, bin, t.TempDir(), "--bridge", "off", "--concurrency", "1")
+	env := []string{"NATS_URL=" + url}
+	id := client.NewCallID()
+	var callOut, callErr syncBuffer
+	call := exec.Command(bin, "call", "demo", "sleep", `{"ms":600000,"steps":6000}`, "--progress", "--timeout", "20m", "--id", id)
+	call.Env = append(os.Environ(), env...)
+	call.Stdout, call.Stderr = &callOut, &callErr
+	if err := call.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- call.Wait() }()
+	defer func() { _ = call.Process.Kill() }()
+	natstest.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(callErr.String(), "progress") {
+			return fmt.Errorf("the tool is not running yet: %q", callErr.String())
+		}
+		return nil
+	})
+	if err := call.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("call did not exit after SIGINT:\n%s", callErr.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(callErr.String(), "error (cancelled)") || !strings.Contains(callErr.String(), "cancelled on interrupt") {
+		t.Fatalf("call after SIGINT: %v, want exit 130 and the cancelled answer:\n%s%s", err, callOut.String(), callErr.String())
+	}
+	out, errOut, code := tb(t, env, "result", "--json", id)
+	var res subjects.Result
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("stored result of %s: exit %d\n%s%s", id, code, out, errOut)
+	}
+	if res.DurationMS >= 600000 {
+		t.Fatalf("the cancelled sleep ran %v ms, its whole length", res.DurationMS)
+	}
+	out, errOut, code = tb(t, env, "call", "demo", "add", `{"a":2,"b":3}`, "--timeout", "30s")
+	if code != 0 || out != "5\n" {
+		t.Fatalf("the worker's one slot is still taken after the cancel: exit %d %q %q", code, out, errOut)
 	}
 }
 

@@ -193,6 +193,23 @@ func TestNatsConfPermissions(t *testing.T) {
 		}
 		natsCLIExample(t, cli, r.url("agent1", "change-me-agent1"))
 	})
+	t.Run("natscli context", func(t *testing.T) {
+		natsCLI := os.Getenv("TOOLBUS_NATS_CLI")
+		if natsCLI == "" {
+			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
+		}
+		// agent1's context, saved by natscli, is all `toolbus call` needs:
+		// the user is the agent, the inbox _INBOX.agent1.
+		xdg := t.TempDir()
+		ctxEnv := []string{"XDG_CONFIG_HOME=" + xdg, "NATS_URL=", "NATS_CONTEXT="}
+		if out, errOut, code := run(t, ctxEnv, natsCLI, "context", "save", "agent1", "--server", r.plainURL, "--user", "agent1", "--password", "change-me-agent1"); code != 0 {
+			t.Fatalf("nats context save: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code := tb(t, ctxEnv, "--context", "agent1", "call", "demo", "add", `{"a":2,"b":3}`, "--json")
+		if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"agent": "agent1"`) {
+			t.Fatalf("call with --context agent1: exit %d\n%s%s", code, out, errOut)
+		}
+	})
 	t.Run("nats.js example", func(t *testing.T) {
 		node, err := exec.LookPath("node")
 		mods, _ := filepath.Abs("../../testdata/node/node_modules")
