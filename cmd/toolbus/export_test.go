@@ -10,4 +10,6 @@ import (
 var Execute = execute
 
 // Root returns the root command, for tests that walk every command.
-func Root() *cobra.Command { return newRootCmd(&app{getenv: os.Getenv}, os.Stdin, os.Stdout, os.Stderr) }
+func Root() *cobra.Command {
+	return newRootCmd(&app{getenv: os.Getenv}, os.Stdin, os.Stdout, os.Stderr)
+}
