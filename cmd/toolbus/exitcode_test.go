@@ -17,7 +17,9 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 )
 
-// Bare `toolbus` is a usage error (help on stderr, exit 2); --help is not.
+// The binary's exit statuses, through main: bare `toolbus` is a usage error
+// (help on stderr, exit 2), --help is not, a failure exits 1. The in-process
+// TestExitCodesInProcess covers each kind of error.
 func TestBareCommandExits2(t *testing.T) {
 	t.Parallel()
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
@@ -25,9 +27,13 @@ func TestBareCommandExits2(t *testing.T) {
 	if code != 2 || out != "" || !strings.Contains(errOut, "Commands:") {
 		t.Fatalf("toolbus: exit %d, stdout %q, stderr %q; want help on stderr, exit 2", code, out, errOut)
 	}
-	out, _, code = tb(t, nil, "--help")
+	out, _, code = run(t, nil, bin, "--help")
 	if code != 0 || !strings.Contains(out, "Commands:") {
 		t.Fatalf("toolbus --help: exit %d, stdout %q", code, out)
+	}
+	_, errOut, code = run(t, []string{"NATS_URL=nats://127.0.0.1:1", "NATS_CONTEXT="}, bin, "tools")
+	if code != 1 || !strings.Contains(errOut, "toolbus tools: connect to NATS") {
+		t.Fatalf("toolbus tools with NATS down: exit %d, stderr %q; want 1", code, errOut)
 	}
 }
 

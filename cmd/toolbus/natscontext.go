@@ -15,8 +15,6 @@ import (
 // natsContext is a natscli context file (nats context save NAME ...), as
 // natscli writes it to ~/.config/nats/context/NAME.json.
 type natsContext struct {
-	path string
-
 	URL         string `json:"url"`
 	User        string `json:"user"`
 	Password    string `json:"password"`
@@ -70,7 +68,7 @@ func loadNATSContext(name string, getenv func(string) string) (*natsContext, err
 	if err != nil {
 		return nil, fmt.Errorf("NATS context %q: %w", name, err)
 	}
-	c := &natsContext{path: path}
+	c := &natsContext{}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("NATS context %q: %s is not a natscli context: %w", name, path, err)
 	}
