@@ -48,7 +48,7 @@ read the result later with 'toolbus result <id>'.`,
   toolbus call demo sleep '{"ms":2000}' --progress      # progress notifications on stderr
   echo '{"a":1,"b":2}' | toolbus call demo add -        # arguments from stdin
   id=$(toolbus call --detach demo sleep '{"ms":60000}' --timeout 5m)
-  toolbus result --wait 5m "$id"`,
+  toolbus result --wait 5m -- "$id"                     # -- as an id may start with "-"`,
 		Args: wantArgs(2, 3, "<server> <tool> [json-arguments | -]"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			server, tool := pos[0], pos[1]
@@ -159,7 +159,7 @@ func callInterruptible(ctx context.Context, cl *client.Client, server, tool, id 
 	case o := <-done:
 		return o.res, true, o.err
 	case <-timer.C:
-		fmt.Fprintf(stderr, "no answer to the cancel of call %s within %v: no worker may have it yet; it is answered \"cancelled\" when one takes it (toolbus result %s)\n", id, cancelWait, id)
+		fmt.Fprintf(stderr, "no answer to the cancel of call %s within %v: no worker may have it yet; it is answered \"cancelled\" when one takes it (%s)\n", id, cancelWait, resultCommand(id))
 		return nil, true, exitError{code: exitInterrupted}
 	}
 }
@@ -189,8 +189,8 @@ func publishDetached(cmd *cobra.Command, js jetstream.JetStream, agent, server, 
 	if ack.Duplicate {
 		dup = " (a call with this id was already queued; this one was dropped as its duplicate)"
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "call %s queued%s, deadline %s; read its result with: toolbus result %s (--wait 1m to wait for it)\n",
-		id, dup, subjects.FormatDeadline(deadline), id)
+	fmt.Fprintf(cmd.ErrOrStderr(), "call %s queued%s, deadline %s; read its result with: %s (--wait 1m to wait for it)\n",
+		id, dup, subjects.FormatDeadline(deadline), resultCommand(id))
 	return nil
 }
 

@@ -101,6 +101,8 @@ func TestExitCodesInProcess(t *testing.T) {
 		{[]string{"tools"}, 1, "127.0.0.1:1"},
 		{[]string{"tools", "--nats-url", "nats://127.0.0.1:2"}, 1, "127.0.0.1:2"}, // the flag wins over NATS_URL
 		{[]string{"--context", "nope", "tools"}, 1, `unknown NATS context "nope"`},
+		{[]string{"result", "-Zx3b9kR2TgWmV7nYp0aLs"}, 2, `goes after --: toolbus result -- <id>`},
+		{[]string{"result", "--", "-Zx3b9kR2TgWmV7nYp0aLs"}, 1, "127.0.0.1:1"},
 	} {
 		out, errOut, code := tb(t, down, c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.want) {

@@ -111,10 +111,10 @@ func TestReadmeWalkthrough(t *testing.T) {
 	// --detach prints the id at once; result reads the outcome later.
 	out, errOut, code = tb(t, env, "call", "--detach", "demo", "echo", `{"message":"later"}`)
 	id := strings.TrimSpace(out)
-	if code != 0 || id == "" || !strings.Contains(errOut, "toolbus result "+id) {
+	if code != 0 || id == "" || !strings.Contains(errOut, "toolbus result ") || !strings.Contains(errOut, id) {
 		t.Fatalf("call --detach: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, errOut, code = tb(t, env, "result", "--wait", "30s", id)
+	out, errOut, code = tb(t, env, "result", "--wait", "30s", "--", id)
 	if code != 0 || out != "later\n" {
 		t.Fatalf("result %s: exit %d, stdout %q, stderr %q", id, code, out, errOut)
 	}
@@ -197,7 +197,7 @@ func TestCallInterruptCancels(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the sleep tool still runs after the call was cancelled")
 	}
-	out, errOut, code := tb(t, env, "result", "--json", id)
+	out, errOut, code := tb(t, env, "result", "--json", "--", id)
 	var res subjects.Result
 	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Error == nil || res.Error.Code != subjects.CodeCancelled {
 		t.Fatalf("stored result of %s: exit %d\n%s%s", id, code, out, errOut)

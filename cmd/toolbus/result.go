@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,8 +27,9 @@ func newResultCmd(a *app) *cobra.Command {
 		Long: `Print the stored result of a call by its id, as 'toolbus call' prints it, with
 the same exit status. Results are kept in TOOL_RESULTS for nats.result_max_age
 (24h unless set); an agent reads only its own.`,
-		Example: `  toolbus result 0KQ3X4F2HK5VZ8N2J6T1Q0
-  toolbus result --wait 5m --json "$(toolbus call --detach demo sleep '{"ms":60000}' --timeout 5m)"`,
+		Example: `  toolbus result Qx3b9kR2TgWmV7nYp0aLsA
+  toolbus result -- -Zx3b9kR2TgWmV7nYp0aLs             # an id that starts with "-" goes after --
+  toolbus result --wait 5m --json -- "$(toolbus call --detach demo sleep '{"ms":60000}' --timeout 5m)"`,
 		Args: wantArgs(1, 1, "<call-id>"),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			id := pos[0]
@@ -76,10 +78,22 @@ the same exit status. Results are kept in TOOL_RESULTS for nats.result_max_age
 			return nil
 		},
 	}
+	// Call ids are base64url: one in 64 starts with "-" and reads as flags.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usagef("%v (a call id that starts with \"-\" goes after --: toolbus result -- <id>)", err)
+	})
 	fs := cmd.Flags()
 	fs.StringVar(&agent, "agent", "", "the agent whose call it is (default: the NATS user, else \"default\")")
 	envFlag(fs, "agent", "TOOLBUS_AGENT")
 	fs.BoolVar(&asJSON, "json", false, "print the whole result as JSON (for scripts)")
 	fs.DurationVar(&wait, "wait", 0, "wait up to this long for the result to be stored")
 	return cmd
+}
+
+// resultCommand is the command that reads call id's result.
+func resultCommand(id string) string {
+	if strings.HasPrefix(id, "-") {
+		return "toolbus result -- " + id
+	}
+	return "toolbus result " + id
 }
