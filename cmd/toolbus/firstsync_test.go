@@ -36,12 +36,12 @@ servers:
 	env := []string{"NATS_URL=" + serve(t, bin, dir, "--bridge", "off")}
 
 	testutil.CheckFor(t, 30*time.Second, func() error {
-		if out, _, _ := run(t, env, bin, "tools", "mem"); !strings.Contains(out, "pid") {
+		if out, _, _ := tb(t, env, "tools", "mem"); !strings.Contains(out, "pid") {
 			return fmt.Errorf("tools mem: %s", out)
 		}
 		return nil
 	})
-	out, errOut, code := run(t, env, bin, "call", "mem", "pid", `{}`)
+	out, errOut, code := tb(t, env, "call", "mem", "pid", `{}`)
 	if code != 0 {
 		t.Fatalf("call mem pid: exit %d, %s", code, errOut)
 	}
@@ -55,7 +55,7 @@ servers:
 
 	// broken's first sync failed: its calls are refused, retryably, with why.
 	testutil.CheckFor(t, 30*time.Second, func() error {
-		_, errOut, code := run(t, env, bin, "call", "broken", "anything", `{}`)
+		_, errOut, code := tb(t, env, "call", "broken", "anything", `{}`)
 		if code != 1 || !strings.Contains(errOut, "catalog_unavailable") || !strings.Contains(errOut, "process_exited") {
 			return fmt.Errorf("call broken: exit %d, %q", code, errOut)
 		}

@@ -147,7 +147,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	waitLog(t, r.wlog, "worker consuming tool calls")
 	asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
 	testutil.CheckFor(t, 30*time.Second, func() error {
-		out, _, _ := run(t, asAdmin, r.bin, "tools")
+		out, _, _ := tb(t, asAdmin, "tools")
 		if !strings.Contains(out, "destroy") || !strings.Contains(out, "demo-http") {
 			return fmt.Errorf("catalog not synced yet: %s", out)
 		}
@@ -163,26 +163,25 @@ func startNatsConf(t *testing.T) *natsConfRig {
 // README's nats CLI and nats.js examples run as an authenticated agent.
 func TestNatsConfPermissions(t *testing.T) {
 	r := startNatsConf(t)
-	bin := r.bin
 
 	// An agent calls tools as itself; the CLI takes its agent and inbox
 	// from the NATS user.
 	asAgent := []string{"NATS_URL=" + r.url("agent1", "change-me-agent1")}
-	out, errOut, code := run(t, asAgent, bin, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
+	out, errOut, code := tb(t, asAgent, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
 	if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"worker": "w-role"`) || !strings.Contains(out, `"agent": "agent1"`) {
 		t.Fatalf("agent call: exit %d\n%s%s", code, out, errOut)
 	}
 	// A destructive tool writes the call ledger.
-	out, errOut, code = run(t, asAgent, bin, "call", "demo", "destroy", `{"key":"k1"}`)
+	out, errOut, code = tb(t, asAgent, "call", "demo", "destroy", `{"key":"k1"}`)
 	if code != 0 || !strings.Contains(out, "destroyed k1") {
 		t.Fatalf("destroy: exit %d\n%s%s", code, out, errOut)
 	}
-	_, errOut, code = run(t, asAgent, bin, "call", "demo", "add", `{"a":"two"}`)
+	_, errOut, code = tb(t, asAgent, "call", "demo", "add", `{"a":"two"}`)
 	if code != 1 || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("bad arguments: exit %d %s", code, errOut)
 	}
 	// Calling as another agent is refused with a message that says why.
-	_, errOut, code = run(t, asAgent, bin, "call", "--agent", "agent2", "demo", "add", `{"a":2,"b":3}`)
+	_, errOut, code = tb(t, asAgent, "call", "--agent", "agent2", "demo", "add", `{"a":2,"b":3}`)
 	if code == 0 || !strings.Contains(errOut, `agent "agent2"`) {
 		t.Fatalf("agent1 calling as agent2: exit %d %s", code, errOut)
 	}
@@ -193,6 +192,23 @@ func TestNatsConfPermissions(t *testing.T) {
 			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
 		}
 		natsCLIExample(t, cli, r.url("agent1", "change-me-agent1"))
+	})
+	t.Run("natscli context", func(t *testing.T) {
+		natsCLI := os.Getenv("TOOLBUS_NATS_CLI")
+		if natsCLI == "" {
+			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
+		}
+		// agent1's context, saved by natscli, is all `toolbus call` needs:
+		// the user is the agent, the inbox _INBOX.agent1.
+		xdg := t.TempDir()
+		ctxEnv := []string{"XDG_CONFIG_HOME=" + xdg, "NATS_URL=", "NATS_CONTEXT="}
+		if out, errOut, code := run(t, ctxEnv, natsCLI, "context", "save", "agent1", "--server", r.plainURL, "--user", "agent1", "--password", "change-me-agent1"); code != 0 {
+			t.Fatalf("nats context save: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code := tb(t, ctxEnv, "--context", "agent1", "call", "demo", "add", `{"a":2,"b":3}`, "--json")
+		if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"agent": "agent1"`) {
+			t.Fatalf("call with --context agent1: exit %d\n%s%s", code, out, errOut)
+		}
 	})
 	t.Run("nats.js example", func(t *testing.T) {
 		node, err := exec.LookPath("node")
@@ -222,7 +238,7 @@ func TestNatsConfPermissions(t *testing.T) {
 			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
 		}
 		asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
-		if out, errOut, code := run(t, asAdmin, bin, "agents", "add", "agent1"); code != 0 {
+		if out, errOut, code := tb(t, asAdmin, "agents", "add", "agent1"); code != 0 {
 			t.Fatalf("agents add: %d %s%s", code, out, errOut)
 		}
 		if out, errOut, code := run(t, asAdmin, cli, "pub", "agent.wake.agent1", "wake-from-cli"); code != 0 {

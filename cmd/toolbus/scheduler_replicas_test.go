@@ -195,7 +195,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	}
 
 	env := []string{"NATS_URL=" + url}
-	if out, errOut, code := run(t, env, bin, "schedules", "add", "tick", "--spec", "*/1 * * * * *", "--kind", "wake", "--agent", "a1"); code != 0 {
+	if out, errOut, code := tb(t, env, "schedules", "add", "tick", "--spec", "*/1 * * * * *", "--kind", "wake", "--agent", "a1"); code != 0 {
 		t.Fatalf("schedules add: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, name := range []string{"r1", "r2"} {
@@ -212,7 +212,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 		return nil
 	})
 
-	out, errOut, code := run(t, env, bin, "schedules", "list", "--json")
+	out, errOut, code := tb(t, env, "schedules", "list", "--json")
 	var list struct {
 		Leader    *scheduler.LeaderInfo `json:"leader"`
 		Schedules []scheduler.Info      `json:"schedules"`
@@ -223,7 +223,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	if list.Leader.Expired || procs[list.Leader.Name] == nil {
 		t.Fatalf("leader %+v is none of the replicas", list.Leader)
 	}
-	out, _, _ = run(t, env, bin, "schedules", "list")
+	out, _, _ = tb(t, env, "schedules", "list")
 	t.Logf("before the kills:\n%s", out)
 
 	// Kill the leader, twice: serve's scheduler or a replica, then whoever
@@ -300,7 +300,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 			}
 		}
 	}
-	out, _, _ = run(t, env, bin, "schedules", "list")
+	out, _, _ = tb(t, env, "schedules", "list")
 	t.Logf("after:\n%s", out)
 	if !strings.HasPrefix(out, "leader: "+leader+" since ") {
 		t.Errorf("schedules list does not name %s as the leader", leader)

@@ -63,7 +63,7 @@ hooks:
 	post(`{"n":"first"}`, "k1")
 	env := []string{"NATS_URL=" + url}
 	testutil.CheckFor(t, 10*time.Second, func() error {
-		out, _, _ := run(t, env, bin, "agents", "list", "--json")
+		out, _, _ := tb(t, env, "agents", "list", "--json")
 		if !strings.Contains(out, `"agent": "a1"`) || !strings.Contains(out, `"pending": 2`) {
 			return fmt.Errorf("agents list: %s", out)
 		}
@@ -84,7 +84,7 @@ hooks:
 	if code != 0 || strings.Contains(out, "first") || strings.Contains(out, "second") || !strings.Contains(out, "third") {
 		t.Fatalf("second run: exit %d\n%s%s", code, out, errOut)
 	}
-	out, _, _ = run(t, env, bin, "agents", "list", "--json")
+	out, _, _ = tb(t, env, "agents", "list", "--json")
 	if !strings.Contains(out, `"agent": "a1"`) || !strings.Contains(out, `"pending": 0`) {
 		t.Fatalf("agents list after: %s", out)
 	}
