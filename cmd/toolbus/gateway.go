@@ -2,72 +2,81 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 )
 
-func init() {
-	c := &command{
-		name:    "gateway",
-		summary: "serve the MCP front door only (streamable HTTP at /mcp): stateless, no worker; run any number of replicas",
-		usage:   "toolbus gateway [--listen 127.0.0.1:8088] [--config toolbus.yaml] [flags]",
+func newGatewayCmd(a *app) *cobra.Command {
+	var configPath, listen, logLevel string
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "serve the MCP front door only (streamable HTTP at /mcp): stateless, no worker; run any number of replicas",
+		Long: `Serve the MCP front door only: the whole catalog as one MCP server over
+streamable HTTP at /mcp, every tools/call a durable bus call. It keeps no
+state of its own (tasks live in the toolbus_tasks bucket) and runs no worker,
+so run any number of replicas behind a load balancer. The config file's mcp
+section gives its bearer tokens, views and timeouts; beyond loopback it
+refuses to start without tokens.`,
+		Example: `  toolbus gateway                                 # 127.0.0.1:8088, ./toolbus.yaml's mcp section
+  toolbus gateway --listen 0.0.0.0:8088 --config toolbus.yaml --nats-url nats://nats1:4222
+  toolbus gateway --nats-user gateway --nats-password "$GATEWAY_PASSWORD"`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkLogLevel(logLevel); err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), logLevel)
+			cfg, fc, err := loadFrontDoor(configPath)
+			if err != nil {
+				return err
+			}
+			addr := listen
+			if addr == "" {
+				addr = cfg.MCP.Listen
+			}
+			if addr == "" || addr == "off" {
+				addr = frontdoor.DefaultListen
+			}
+			if err := frontdoor.CheckListen(addr, fc); err != nil {
+				return err
+			}
+			ccfg, err := a.resolve(cfg.NATS.URL)
+			if err != nil {
+				return err
+			}
+			nc, _, err := dial(ccfg, "toolbus-gateway", log)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx := cmd.Context()
+			g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			return g.ListenAndServe(ctx, addr)
+		},
 	}
-	c.run = func(ctx context.Context, args []string) error {
-		fs := newFlags(c)
-		conn := addConnFlags(fs)
-		configPath := fs.String("config", "", "config file (default ./toolbus.yaml if present); its mcp section: tokens, views, timeouts")
-		listen := fs.String("listen", "", "listen address (default config mcp.listen, else "+frontdoor.DefaultListen+")")
-		logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-		if _, err := parseArgs(fs, args); err != nil {
-			return err
-		}
-		log := newLogger(*logLevel)
-		cfg, fc, err := loadFrontDoor(fs, conn, *configPath)
-		if err != nil {
-			return err
-		}
-		addr := *listen
-		if addr == "" {
-			addr = cfg.MCP.Listen
-		}
-		if addr == "" || addr == "off" {
-			addr = frontdoor.DefaultListen
-		}
-		if err := frontdoor.CheckListen(addr, fc); err != nil {
-			return err
-		}
-		nc, _, err := conn.connect("toolbus-gateway", log)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		defer g.Close()
-		return g.ListenAndServe(ctx, addr)
-	}
-	register(c)
+	fs := cmd.Flags()
+	fs.StringVar(&configPath, "config", "", "config file (default ./toolbus.yaml if present); its mcp section: tokens, views, timeouts")
+	fs.StringVar(&listen, "listen", "", "listen address (default config mcp.listen, else "+frontdoor.DefaultListen+")")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
 }
 
-// loadFrontDoor reads the config file's mcp section, secrets resolved, and
-// takes nats.url from it unless --nats-url / NATS_URL said otherwise.
-func loadFrontDoor(fs *flag.FlagSet, conn *connFlags, path string) (*config.Config, frontdoor.Config, error) {
-	cfg, err := config.Load(path)
+// loadFrontDoor reads the config file and its mcp section, secrets resolved.
+func loadFrontDoor(path string) (*config.Config, frontdoor.Config, error) {
+	cfg, err := loadConfig(path, nil)
 	if err != nil {
 		return nil, frontdoor.Config{}, err
-	}
-	if !flagSet(fs, "nats-url") && os.Getenv("NATS_URL") == "" && cfg.NATS.URL != "" {
-		conn.cfg.URL = cfg.NATS.URL
 	}
 	fc, err := frontdoor.FromConfig(cfg.MCP, cfg.Path)
 	return cfg, fc, err

@@ -118,10 +118,3 @@ func (c *catalog) snapshot() (map[ref]*subjects.CatalogEntry, uint64) {
 	}
 	return out, c.version
 }
-
-func (c *catalog) entry(r ref) (*subjects.CatalogEntry, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e, ok := c.entries[r]
-	return e, ok
-}

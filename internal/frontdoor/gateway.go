@@ -29,7 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/client"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	checkcat "github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -56,7 +56,7 @@ type Gateway struct {
 	js    jetstream.JetStream
 	log   zerolog.Logger
 	cat   *catalog
-	check *toolsync.Catalog
+	check *checkcat.Catalog
 	tasks *taskStore
 
 	cancel context.CancelFunc
@@ -96,7 +96,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...Option) (*Gatew
 		return nil, err
 	}
 	g.cat = cat
-	if g.check, err = toolsync.NewCatalog(gctx, js, toolsync.WithCatalogLogger(g.log)); err != nil {
+	if g.check, err = checkcat.New(gctx, js, checkcat.WithLogger(g.log)); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -431,7 +431,7 @@ func (p *profile) prepareCall(ctx context.Context, session string, m rpcMsg) (re
 	}
 	// The worker checks again; refusing here gives the client a JSON-RPC
 	// error with the same words, without a round trip.
-	if _, err := p.g.check.Check(ex.server, ex.tool, body); err != nil && !errors.Is(err, toolsync.ErrCatalogUnavailable) {
+	if _, err := p.g.check.Check(ex.server, ex.tool, body); err != nil && !errors.Is(err, checkcat.ErrCatalogUnavailable) {
 		return errorResponse(m.ID, mcp.INVALID_PARAMS, err.Error()), nil, ""
 	}
 	if t := params["task"]; len(t) > 0 && string(t) != "null" {

@@ -12,12 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -33,8 +35,8 @@ func testLog(t testing.TB) zerolog.Logger {
 // MCP server over streamable HTTP registered as "demo" and synced.
 type bus struct {
 	ns   *natstest.Server
-	reg  *toolsync.Registry
-	sync *toolsync.Syncer
+	reg  *registry.Registry
+	sync *catalogsync.Syncer
 	pool *mcppool.Pool
 }
 
@@ -47,19 +49,19 @@ func startBus(t *testing.T) *bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
+	reg, err := registry.New(ctx, ns.JS, registry.WithoutResyncOnPut())
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := &bus{ns: ns, reg: reg, pool: mcppool.New(testLog(t))}
 	t.Cleanup(func() { b.pool.Close() })
-	b.sync = toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true})
-	b.addServer(t, subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
-	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	b.sync = catalogsync.New(ns.JS, reg, catalogsync.Config{NoListen: true})
+	b.addServer(t, registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
+	cat, err := catalog.New(ctx, ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(catalog.Stop)
+	t.Cleanup(cat.Stop)
 	nc := ns.Conn(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -71,7 +73,7 @@ func startBus(t *testing.T) *bus {
 	if err := broker.Provision(pctx, js, streams.Options{}, cfg.ConsumerConfig()); err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(nc, js, b.pool, cfg, testLog(t), worker.WithCatalog(catalog))
+	w := worker.New(nc, js, b.pool, cfg, testLog(t), worker.WithCatalog(cat))
 	wctx, wcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
@@ -80,7 +82,7 @@ func startBus(t *testing.T) *bus {
 }
 
 // addServer registers a server, syncs it and hands it to the worker.
-func (b *bus) addServer(t *testing.T, srv subjects.Server) {
+func (b *bus) addServer(t *testing.T, srv registry.Server) {
 	t.Helper()
 	ctx := context.Background()
 	if err := b.reg.Put(ctx, srv); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -32,7 +33,7 @@ func TestListChangedOnTheGetStream(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET stream: %s", resp.Status)
 	}
-	b.addServer(t, subjects.Server{Name: "more", Transport: subjects.TransportHTTP, URL: startDemo(t), ProtocolVersion: "2025-11-25"})
+	b.addServer(t, registry.Server{Name: "more", Transport: registry.TransportHTTP, URL: startDemo(t), ProtocolVersion: "2025-11-25"})
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), "notifications/tools/list_changed") {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -108,7 +109,7 @@ func runSDK(t *testing.T, b *bus, args ...string) {
 				t.Fatalf("task: %+v", s)
 			}
 		case "add-server":
-			b.addServer(t, subjects.Server{Name: "more", Transport: subjects.TransportHTTP, URL: startDemo(t), ProtocolVersion: "2025-11-25"})
+			b.addServer(t, registry.Server{Name: "more", Transport: registry.TransportHTTP, URL: startDemo(t), ProtocolVersion: "2025-11-25"})
 		case "list-changed":
 			if !contains(s.Names, "more__add") {
 				t.Fatalf("after list_changed: %v", s.Names)

@@ -274,6 +274,9 @@ func (p *profile) await(ctx context.Context, rec *taskRecord) (*subjects.Result,
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
 	}
 }
 
