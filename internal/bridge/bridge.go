@@ -70,6 +70,18 @@ func WithPublishTimeout(d time.Duration) Option { return func(b *Bridge) { b.pub
 // WithNow sets the clock used for timestamps and the replay window.
 func WithNow(now func() time.Time) Option { return func(b *Bridge) { b.now = now } }
 
+// WithOnRequest sets an observer called after every request with the
+// hook's name ("" when the path names no configured hook, so callers
+// cannot grow the set of names) and the HTTP status answered (metrics). It
+// must not block.
+func WithOnRequest(f func(hook string, status int)) Option {
+	return func(b *Bridge) { b.onRequest = f }
+}
+
+// WithOther serves requests outside /hooks/ with h (for /metrics,
+// /healthz, /readyz on the bridge's listener) instead of answering 404.
+func WithOther(h http.Handler) Option { return func(b *Bridge) { b.other = h } }
+
 // Bridge is the webhook endpoint: an http.Handler for POST /hooks/<name>.
 type Bridge struct {
 	js         jetstream.JetStream
@@ -79,6 +91,8 @@ type Bridge struct {
 	now        func() time.Time
 	memory     *memory
 	woken      gosync.Map // agent -> struct{}: its wake-up consumer exists
+	onRequest  func(hook string, status int)
+	other      http.Handler
 }
 
 // hook is a validated Hook with its secrets resolved.
@@ -188,6 +202,40 @@ func refuse(status int, code, format string, a ...any) *httpError {
 
 // ServeHTTP handles POST /hooks/<name>.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b.other != nil && !strings.HasPrefix(r.URL.Path, PathPrefix) {
+		b.other.ServeHTTP(w, r)
+		return
+	}
+	if b.onRequest == nil {
+		b.serve(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	b.serve(sw, r)
+	name := ""
+	if h := b.hooks[strings.TrimPrefix(r.URL.Path, PathPrefix)]; h != nil {
+		name = h.Name
+	}
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	b.onRequest(name, sw.status)
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (b *Bridge) serve(w http.ResponseWriter, r *http.Request) {
 	start := b.now()
 	name, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	h := b.hooks[name]
