@@ -387,3 +387,34 @@ func TestWebhookMetricsOnBridgeListener(t *testing.T) {
 		t.Errorf("%d webhook series, want 3", n)
 	}
 }
+
+// The queue gauges read the real consumer and streams at scrape time.
+func TestQueueGauges(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := telemetry.New(telemetry.Config{})
+	m.WatchQueue(ns.JS)
+	base := serveMetrics(t, m, nil)
+	f := scrape(t, base)
+	if f.find("toolbus_queue_pending") == nil || f.value("toolbus_queue_pending") != 0 || f.value("toolbus_queue_oldest_age_seconds") != 0 {
+		t.Fatalf("empty queue: pending %v oldest %v", f.value("toolbus_queue_pending"), f.value("toolbus_queue_oldest_age_seconds"))
+	}
+	for range 2 {
+		subj, _ := subjects.ToolCall("agent1", "demo", "add")
+		if _, err := ns.JS.Publish(ctx, subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead, _ := subjects.ToolDead("agent1", "demo", "add")
+	if _, err := ns.JS.Publish(ctx, dead, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	f = scrape(t, base)
+	if f.value("toolbus_queue_pending") != 2 || f.value("toolbus_queue_awaiting_ack") != 0 || f.value("toolbus_dead_letters_stored") != 1 ||
+		f.value("toolbus_queue_oldest_age_seconds") <= 0 {
+		t.Fatalf("after 2 calls and a dead letter: pending %v awaiting %v dead %v oldest %v", f.value("toolbus_queue_pending"),
+			f.value("toolbus_queue_awaiting_ack"), f.value("toolbus_dead_letters_stored"), f.value("toolbus_queue_oldest_age_seconds"))
+	}
+}
