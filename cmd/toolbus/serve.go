@@ -30,6 +30,7 @@ type runFlags struct {
 	logLevel    string
 	concurrency int
 	name        string
+	metrics     string
 }
 
 func addRunFlags(fs *flag.FlagSet) *runFlags {
@@ -38,6 +39,7 @@ func addRunFlags(fs *flag.FlagSet) *runFlags {
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
 	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
+	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve also has them on the bridge's listener)")
 	return r
 }
 
@@ -73,6 +75,7 @@ func init() {
 		dataDir := fs.String("data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
 		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
 		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
+		natsMonitor := fs.String("nats-monitor", "", "embedded NATS: serve its monitoring endpoints (/varz, /jsz; for nats-surveyor) on this host:port")
 		bridgeAddr := fs.String("bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
 		log, cfg, err := rf.start(fs, conn, args)
 		if err != nil {
@@ -89,7 +92,7 @@ func init() {
 				return err
 			}
 		} else {
-			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways}
+			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways, MonitorAddr: *natsMonitor}
 			if *dataDir != "" {
 				ec.DataDir = *dataDir
 			}
@@ -210,6 +213,10 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	defer catalog.Stop()
 
 	svc := &services{}
+	op, err := startOps(ctx, svc, nc, js, rf, catalog, log)
+	if err != nil {
+		return err
+	}
 	// Every process is a sync replica (they share the resync queue), so a
 	// fleet of plain workers keeps its catalog too; only serve listens for
 	// notifications/tools/list_changed. The syncer lists tools over the
@@ -225,13 +232,13 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
 	if all {
-		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
+		if err := startScheduler(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
-		if err := startBridge(ctx, svc, js, cfg, log); err != nil {
+		if err := startBridge(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
 	}
@@ -280,7 +287,7 @@ func (s *services) wait() error {
 
 // startScheduler runs the cron scheduler with the config's schedules plus
 // the default catalog resync (sync.interval, 15m unless set; 0 disables).
-func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	var scheds []scheduler.Schedule
 	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
@@ -292,7 +299,7 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 	if every > 0 {
 		scheds = append(scheds, scheduler.Schedule{Name: "catalog-resync", Spec: "@every " + every.String(), Kind: scheduler.KindResync})
 	}
-	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds), scheduler.WithOnFire(op.onFire), scheduler.WithOnMissed(op.metrics.SchedulerMissed))
 	if err != nil {
 		return err
 	}
@@ -301,8 +308,9 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 }
 
 // startBridge serves the webhook bridge on bridge.addr (default
-// 127.0.0.1:8088; "off" disables it).
-func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+// 127.0.0.1:8088; "off" disables it), with /metrics, /healthz and /readyz
+// on the same listener.
+func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
 		return nil
@@ -314,7 +322,7 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	if err != nil {
 		return err
 	}
-	b, err := bridge.New(js, hooks, log)
+	b, err := bridge.New(js, hooks, log, bridge.WithOnRequest(op.metrics.WebhookRequest), bridge.WithOther(op.mux))
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}

@@ -133,8 +133,13 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 		}
 		return nil, errors.New("embedded NATS did not become ready in 15s")
 	}
-	log.Info().Str("url", srv.ClientURL()).Str("data_dir", dir).Msg("embedded NATS with JetStream ready")
-	return &Embedded{srv: srv}, nil
+	e := &Embedded{srv: srv}
+	ev := log.Info().Str("url", srv.ClientURL()).Str("data_dir", dir)
+	if u := e.MonitorURL(); u != "" {
+		ev = ev.Str("monitor", u)
+	}
+	ev.Msg("embedded NATS with JetStream ready")
+	return e, nil
 }
 
 // ClientURL is the address other processes connect to.

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
+	"github.com/toolbus-dev/toolbus/internal/telemetry"
+)
+
+// ops is what an operator scrapes from one process: Prometheus metrics,
+// /healthz and /readyz, on --metrics ADDR and, in serve, on the bridge's
+// listener.
+type ops struct {
+	metrics *telemetry.Metrics
+	health  *telemetry.Health
+	mux     *http.ServeMux
+}
+
+// startOps makes the metrics (labels bounded by the catalog), follows the
+// sync statuses, and serves them on rf.metrics when set.
+func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.JetStream, rf *runFlags, catalog *toolsync.Catalog, log zerolog.Logger) (*ops, error) {
+	o := &ops{health: telemetry.NewHealth(nc, js), mux: http.NewServeMux()}
+	o.metrics = telemetry.New(telemetry.Config{
+		KnownServer: catalog.Known,
+		KnownTool: func(server, tool string) bool {
+			_, ok := catalog.Entry(server, tool)
+			return ok
+		},
+		// PoolStats: wire to (*mcppool.Pool).Stats once it exists.
+	})
+	o.metrics.WatchQueue(js)
+	o.health.SetCatalog(catalog.Err)
+	telemetry.Mount(o.mux, o.metrics, o.health)
+	svc.run(ctx, "metrics", func(ctx context.Context) error {
+		if err := o.metrics.WatchSync(ctx, js); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("sync metrics stopped")
+		}
+		return nil
+	})
+	if rf.metrics == "" {
+		return o, nil
+	}
+	ln, err := net.Listen("tcp", rf.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: listen on %s: %w", rf.metrics, err)
+	}
+	log.Info().Str("addr", ln.Addr().String()).Msg("metrics on /metrics, health on /healthz and /readyz")
+	srv := &http.Server{Handler: o.mux, ReadHeaderTimeout: 10 * time.Second}
+	svc.run(ctx, "metrics-http", func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return o, nil
+}
+
+// onFire counts a scheduler publish attempt.
+func (o *ops) onFire(f scheduler.Fire) { o.metrics.SchedulerFired(f.Name, f.Duplicate, f.Err) }
