@@ -6,15 +6,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/control"
+	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
 	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // ops is what an operator scrapes from one process: Prometheus metrics,
@@ -77,3 +83,54 @@ func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.Je
 
 // onFire counts a scheduler publish attempt.
 func (o *ops) onFire(f scheduler.Fire) { o.metrics.SchedulerFired(f.Name, f.Duplicate, f.Err) }
+
+// fleet is what the control service reports and steers in this process.
+// Until the worker can pause a server and the pool report its sessions and
+// breakers, status lists the pool's servers and the observer's in-flight
+// count, and pause/resume answer that they are not available.
+type fleet struct {
+	pool    *mcppool.Pool
+	metrics *telemetry.Metrics
+}
+
+// errNoPause: this build's worker cannot pause a server yet.
+var errNoPause = errors.New("pausing a server is not available in this build")
+
+func (f fleet) Status() subjects.WorkerStatus {
+	st := subjects.WorkerStatus{InFlight: f.metrics.InFlight()}
+	for _, name := range f.pool.Names() {
+		st.Servers = append(st.Servers, subjects.WorkerServerStatus{Server: name})
+	}
+	return st
+}
+
+func (f fleet) Pause(server string) error  { return errNoPause }
+func (f fleet) Resume(server string) error { return errNoPause }
+
+// startControl registers this process's worker in the control service
+// (`nats micro ls`) until ctx ends.
+func startControl(ctx context.Context, svc *services, nc *nats.Conn, f control.Fleet, name string) error {
+	if name == "" { // as the worker names itself
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	s, err := control.Start(nc, f, control.Config{Name: name, Version: moduleVersion()})
+	if err != nil {
+		return err
+	}
+	svc.run(ctx, "control", func(ctx context.Context) error {
+		<-ctx.Done()
+		return s.Stop()
+	})
+	return nil
+}
+
+// moduleVersion is the SemVer of this build's module, "0.0.0" when unknown.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := strings.TrimPrefix(bi.Main.Version, "v"); v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "0.0.0"
+}

@@ -234,6 +234,9 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	cancel()
 	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
+	if err := startControl(ctx, svc, nc, fleet{pool: pool, metrics: op.metrics}, wcfg.Name); err != nil {
+		return err
+	}
 	if all {
 		if err := startScheduler(ctx, svc, js, cfg, log, op); err != nil {
 			return err

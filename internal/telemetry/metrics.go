@@ -9,6 +9,7 @@ package telemetry
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -57,6 +58,7 @@ type Metrics struct {
 	exec          *prometheus.HistogramVec
 	total         *prometheus.HistogramVec
 	inFlight      prometheus.Gauge
+	running       atomic.Int64 // inFlight's value, for InFlight
 	redeliveries  *prometheus.CounterVec
 	deadLetters   *prometheus.CounterVec
 	unknown       *prometheus.CounterVec
@@ -163,13 +165,21 @@ func (m *Metrics) server(server string) string {
 }
 
 // CallStarted implements worker.Observer: one more call in flight.
-func (m *Metrics) CallStarted(server, tool string) { m.inFlight.Inc() }
+func (m *Metrics) CallStarted(server, tool string) {
+	m.inFlight.Inc()
+	m.running.Add(1)
+}
+
+// InFlight is the number of calls this process is running, as the
+// observer heard it.
+func (m *Metrics) InFlight() int { return int(m.running.Load()) }
 
 // CallFinished implements worker.Observer. A call that ran (Ran) ends the
 // CallStarted that began it.
 func (m *Metrics) CallFinished(e worker.CallEvent) {
 	if e.Ran {
 		m.inFlight.Dec()
+		m.running.Add(-1)
 	}
 	server, tool := m.names(e.Server, e.Tool)
 	status, code := e.Status, e.Code
