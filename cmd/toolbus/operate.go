@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/control"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
@@ -30,6 +31,9 @@ type ops struct {
 	metrics *telemetry.Metrics
 	health  *telemetry.Health
 	mux     *http.ServeMux
+	// own: served on --metrics, so kept off the bridge's listener (which
+	// may face the internet for webhooks).
+	own bool
 }
 
 // startOps makes the metrics (labels bounded by the catalog), follows the
@@ -56,6 +60,7 @@ func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.Je
 	if rf.metrics == "" {
 		return o, nil
 	}
+	o.own = true
 	ln, err := net.Listen("tcp", rf.metrics)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics: listen on %s: %w", rf.metrics, err)
@@ -133,4 +138,14 @@ func moduleVersion() string {
 		}
 	}
 	return "0.0.0"
+}
+
+// bridgeOptions hook the bridge's requests into the metrics and, unless
+// they have a listener of their own, serve them on the bridge's.
+func (o *ops) bridgeOptions() []bridge.Option {
+	opts := []bridge.Option{bridge.WithOnRequest(o.metrics.WebhookRequest)}
+	if !o.own {
+		opts = append(opts, bridge.WithOther(o.mux))
+	}
+	return opts
 }

@@ -38,7 +38,12 @@ func TestServeOperatorSurface(t *testing.T) {
 	if out, errOut, code := run(t, env, bin, "call", "demo", "add", `{"a":2,"b":3}`); code != 0 || out != "5\n" {
 		t.Fatalf("call: exit %d %q %q", code, out, errOut)
 	}
-	for _, base := range []string{"http://" + bridge, "http://" + metrics} {
+	// With --metrics they are served there only, never on the bridge's
+	// listener, which may face the internet.
+	if code, _ := get(t, "http://"+bridge+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the bridge with --metrics set: %d", code)
+	}
+	for _, base := range []string{"http://" + metrics} {
 		if code, body := get(t, base+"/healthz"); code != http.StatusOK {
 			t.Errorf("%s/healthz: %d %q", base, code, body)
 		}

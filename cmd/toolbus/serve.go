@@ -39,7 +39,7 @@ func addRunFlags(fs *flag.FlagSet) *runFlags {
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
 	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
-	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve also has them on the bridge's listener)")
+	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve: instead of on the bridge's listener)")
 	return r
 }
 
@@ -312,7 +312,7 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 
 // startBridge serves the webhook bridge on bridge.addr (default
 // 127.0.0.1:8088; "off" disables it), with /metrics, /healthz and /readyz
-// on the same listener.
+// on the same listener unless --metrics gives them their own.
 func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
@@ -325,7 +325,7 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	if err != nil {
 		return err
 	}
-	b, err := bridge.New(js, hooks, log, bridge.WithOnRequest(op.metrics.WebhookRequest), bridge.WithOther(op.mux))
+	b, err := bridge.New(js, hooks, log, op.bridgeOptions()...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
