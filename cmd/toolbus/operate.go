@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,10 +17,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/bridge"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/control"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -38,18 +39,21 @@ type ops struct {
 
 // startOps makes the metrics (labels bounded by the catalog), follows the
 // sync statuses, and serves them on rf.metrics when set.
-func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.JetStream, rf *runFlags, catalog *toolsync.Catalog, log zerolog.Logger) (*ops, error) {
+func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.JetStream, rf *runFlags, cat *catalog.Catalog, log zerolog.Logger) (*ops, error) {
 	o := &ops{health: telemetry.NewHealth(nc, js), mux: http.NewServeMux()}
 	o.metrics = telemetry.New(telemetry.Config{
-		KnownServer: catalog.Known,
+		KnownServer: cat.Known,
 		KnownTool: func(server, tool string) bool {
-			_, ok := catalog.Entry(server, tool)
-			return ok
+			// Held tools are known too: Lookup hides them.
+			if _, ok := cat.Lookup(server, tool); ok {
+				return true
+			}
+			return slices.Contains(cat.Tools(server), tool)
 		},
 		// PoolStats: wire to (*mcppool.Pool).Stats once it exists.
 	})
 	o.metrics.WatchQueue(js)
-	o.health.SetCatalog(catalog.Err)
+	o.health.SetCatalog(cat.Err)
 	telemetry.Mount(o.mux, o.metrics, o.health)
 	svc.run(ctx, "metrics", func(ctx context.Context) error {
 		if err := o.metrics.WatchSync(ctx, js); err != nil && ctx.Err() == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/status"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -29,9 +30,9 @@ func get(t *testing.T, url string) (int, string) {
 // the worker in the control service, and `toolbus status` reading it all.
 func TestServeOperatorSurface(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
-	bridge := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	monitor := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	bridge := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	monitor := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	url := serve(t, bin, t.TempDir(), "--bridge", bridge, "--metrics", metrics, "--nats-monitor", monitor, "--name", "op-worker")
 	env := []string{"NATS_URL=" + url}
 
@@ -61,7 +62,7 @@ func TestServeOperatorSurface(t *testing.T) {
 		t.Errorf("--nats-monitor /jsz: %d %q", code, body)
 	}
 
-	out, errOut, code := run(t, env, bin, "status", "--json")
+	out, errOut, code := tb(t, env, "status", "--json")
 	var r status.Report
 	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
 		t.Fatalf("status --json: exit %d %q %q", code, out, errOut)
@@ -70,7 +71,7 @@ func TestServeOperatorSurface(t *testing.T) {
 		r.Servers[0].Name != "demo" || r.Servers[0].Health != "ok" || len(r.Errors) != 0 {
 		t.Fatalf("status: %s", out)
 	}
-	out, _, code = run(t, env, bin, "status")
+	out, _, code = tb(t, env, "status")
 	if code != 0 || !strings.Contains(out, "op-worker") || !strings.Contains(out, "queued 0") {
 		t.Fatalf("status text: exit %d\n%s", code, out)
 	}

@@ -7,55 +7,71 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/toolbus-dev/toolbus/internal/status"
 )
 
-func init() {
-	c := &command{
-		name:    "status",
-		summary: "the fleet at a glance: workers, calls queued/in flight/awaiting ack, dead letters, servers and breakers",
-		usage:   "toolbus status [--json] [--watch [--interval 2s]]",
-	}
-	c.run = func(ctx context.Context, args []string) error {
-		fs := newFlags(c)
-		conn := addConnFlags(fs)
-		asJSON := fs.Bool("json", false, "print JSON")
-		watch := fs.Bool("watch", false, "refresh until interrupted")
-		interval := fs.Duration("interval", 2*time.Second, "refresh interval with --watch")
-		wait := fs.Duration("discover-wait", time.Second, "how long to wait for workers to answer")
-		pos, err := parseArgs(fs, args)
-		if err != nil {
-			return err
-		}
-		if len(pos) > 0 {
-			return usagef("unexpected arguments %q", pos)
-		}
-		nc, js, err := conn.connect("toolbus-status", zerolog.Nop())
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		gather := func(ctx context.Context) *status.Report {
-			return status.Gather(ctx, nc, js, status.Options{DiscoverWait: *wait})
-		}
-		render := status.WriteText
-		if *asJSON {
-			render = status.WriteJSON
-		}
-		if *watch {
-			clear := ""
-			if !*asJSON && isTerminal(os.Stdout) {
-				clear = "\033[H\033[2J"
+func newStatusCmd(a *app) *cobra.Command {
+	var asJSON, watch bool
+	var interval, wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "the fleet at a glance: workers, calls queued/in flight/awaiting ack, dead letters, servers and breakers",
+		Long: `The fleet at a glance: the workers that answer in the control service
+(toolbus, as 'nats micro ls' lists it), calls queued, in flight and awaiting
+their ack, dead letters, and each server's last sync and breakers.
+
+What cannot be read (a bucket missing, no worker answering) is listed under
+errors; the command still exits 0 with what it could read.`,
+		Example: `  toolbus status
+  toolbus status --json
+  toolbus status --watch --interval 5s`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return usagef("--interval %s: want a positive duration", interval)
 			}
-			return status.Watch(ctx, os.Stdout, *interval, clear, gather, render)
-		}
-		return render(io.Writer(os.Stdout), gather(ctx))
+			if wait <= 0 {
+				return usagef("--discover-wait %s: want a positive duration", wait)
+			}
+			nc, js, err := a.connect("toolbus-status", zerolog.Nop())
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			gather := func(ctx context.Context) *status.Report {
+				return status.Gather(ctx, nc, js, status.Options{DiscoverWait: wait})
+			}
+			render := status.WriteText
+			if asJSON {
+				render = status.WriteJSON
+			}
+			out := cmd.OutOrStdout()
+			if watch {
+				clear := ""
+				if !asJSON && isTerminal(out) {
+					clear = "\033[H\033[2J"
+				}
+				return status.Watch(cmd.Context(), out, interval, clear, gather, render)
+			}
+			return render(out, gather(cmd.Context()))
+		},
 	}
-	register(c)
+	fs := cmd.Flags()
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.BoolVar(&watch, "watch", false, "refresh until interrupted")
+	fs.DurationVar(&interval, "interval", 2*time.Second, "refresh interval with --watch")
+	fs.DurationVar(&wait, "discover-wait", time.Second, "how long to wait for workers to answer")
+	return cmd
 }
 
-func isTerminal(f *os.File) bool {
+// isTerminal reports whether w is a terminal (a screen to clear).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

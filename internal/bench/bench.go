@@ -23,12 +23,13 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Options sizes a run.
@@ -95,7 +96,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	defer stopDemo()
-	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: 512}
+	srv := registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: 512}
 
 	// The worker uses an in-process connection, as `toolbus serve` does.
 	wnc, err := emb.Connect("bench-worker")
@@ -112,22 +113,22 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	defer pool.Close()
 	pool.Upsert(srv)
 	// The worker checks calls against the catalog, as under toolbus serve.
-	reg, err := toolsync.NewRegistry(ctx, wjs, toolsync.WithoutResyncOnPut())
+	reg, err := registry.New(ctx, wjs, registry.WithoutResyncOnPut())
 	if err != nil {
 		return nil, err
 	}
 	if err := reg.Put(ctx, srv); err != nil {
 		return nil, err
 	}
-	if _, err := toolsync.NewSyncer(wjs, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
+	if _, err := catalogsync.New(wjs, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
 		return nil, fmt.Errorf("sync the demo server: %w", err)
 	}
-	catalog, err := toolsync.NewCatalog(ctx, wjs)
+	cat, err := catalog.New(ctx, wjs)
 	if err != nil {
 		return nil, err
 	}
-	defer catalog.Stop()
-	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(catalog))
+	defer cat.Stop()
+	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat))
 	wctx, stopWorker := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()

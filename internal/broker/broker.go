@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -153,9 +154,6 @@ func (e *Embedded) MonitorURL() string {
 	}
 	return "http://" + a.String()
 }
-
-// Server exposes the running server (for tests and in-process connections).
-func (e *Embedded) Server() *server.Server { return e.srv }
 
 // Connect opens an in-process connection: no TCP, about 1.5x the publish rate.
 func (e *Embedded) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
@@ -318,7 +316,11 @@ func EnsureWakeConsumer(ctx context.Context, js jetstream.JetStream, agent strin
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
-		parts[i] = subjects.RedactURL(strings.TrimSpace(u))
+		u = strings.TrimSpace(u)
+		if p, err := url.Parse(u); err == nil && p.Host != "" {
+			u = p.Redacted()
+		}
+		parts[i] = u
 	}
 	return strings.Join(parts, ",")
 }

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -30,7 +31,7 @@ type Config struct {
 	NATS   NATS   `yaml:"nats"`
 	Worker Worker `yaml:"worker"`
 	// Servers maps a server name to its definition.
-	Servers map[string]subjects.Server `yaml:"servers"`
+	Servers map[string]registry.Server `yaml:"servers"`
 	// MCPServers is Claude Desktop's / Cursor's format.
 	MCPServers map[string]MCPServer `yaml:"mcpServers"`
 	Bridge     Bridge               `yaml:"bridge"`
@@ -150,7 +151,7 @@ func cleanYAMLError(err error) error {
 // normalize folds mcpServers into Servers and validates every server.
 func (c *Config) normalize() error {
 	if c.Servers == nil {
-		c.Servers = map[string]subjects.Server{}
+		c.Servers = map[string]registry.Server{}
 	}
 	for name, s := range c.Servers {
 		if s.Name != "" && s.Name != name {
@@ -181,21 +182,21 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-func (m MCPServer) server(name string) (subjects.Server, error) {
+func (m MCPServer) server(name string) (registry.Server, error) {
 	t := m.Type
 	if t == "" {
 		t = m.Transport
 	}
-	s := subjects.Server{Name: name, Command: m.Command, Args: m.Args, Env: m.Env, URL: m.URL, Headers: m.Headers}
+	s := registry.Server{Name: name, Command: m.Command, Args: m.Args, Env: m.Env, URL: m.URL, Headers: m.Headers}
 	switch strings.ToLower(t) {
 	case "":
 		s.Transport = guessTransport(m.Command, m.URL)
 	case "stdio":
-		s.Transport = subjects.TransportStdio
+		s.Transport = registry.TransportStdio
 	case "sse":
-		s.Transport = subjects.TransportSSE
+		s.Transport = registry.TransportSSE
 	case "http", "streamable-http", "streamablehttp", "streamable_http":
-		s.Transport = subjects.TransportHTTP
+		s.Transport = registry.TransportHTTP
 	default:
 		return s, fmt.Errorf("type: %q is not one of stdio, sse, http, streamable-http", t)
 	}
@@ -205,14 +206,14 @@ func (m MCPServer) server(name string) (subjects.Server, error) {
 	return s, nil
 }
 
-func guessTransport(command, url string) subjects.Transport {
+func guessTransport(command, url string) registry.Transport {
 	switch {
 	case command != "":
-		return subjects.TransportStdio
+		return registry.TransportStdio
 	case strings.HasSuffix(strings.TrimRight(url, "/"), "/sse"):
-		return subjects.TransportSSE
+		return registry.TransportSSE
 	case url != "":
-		return subjects.TransportHTTP
+		return registry.TransportHTTP
 	}
 	return ""
 }
@@ -224,8 +225,8 @@ func stripServer(err error, name string) error {
 }
 
 // ServerList returns the servers sorted by name.
-func (c *Config) ServerList() []subjects.Server {
-	out := make([]subjects.Server, 0, len(c.Servers))
+func (c *Config) ServerList() []registry.Server {
+	out := make([]registry.Server, 0, len(c.Servers))
 	for _, s := range c.Servers {
 		out = append(out, s)
 	}
@@ -255,10 +256,10 @@ func Default() *Config {
 	} else if abs, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = abs
 	}
-	return &Config{Servers: map[string]subjects.Server{
+	return &Config{Servers: map[string]registry.Server{
 		"demo": {
 			Name:      "demo",
-			Transport: subjects.TransportStdio,
+			Transport: registry.TransportStdio,
 			Command:   exe,
 			Args:      []string{"demo", "--transport", "stdio"},
 			// The demo server speaks 2025-11-25 and newer; pinning skips the

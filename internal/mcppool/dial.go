@@ -26,11 +26,10 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
-
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
-// Defaults for the zero values of subjects.Server's knobs.
+// Defaults for the zero values of registry.Server's knobs.
 const (
 	DefaultConnectTimeout = 15 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
@@ -83,11 +82,11 @@ var packageRunners = []string{"npx", "uvx", "bunx", "pipx", "docker"}
 // docker — by base name, also as npx.cmd and the like), which may download
 // the package or image first, DefaultFirstConnectTimeout; else
 // DefaultConnectTimeout. It is the one place that decides.
-func ConnectTimeout(srv subjects.Server, first bool) time.Duration {
+func ConnectTimeout(srv registry.Server, first bool) time.Duration {
 	if d := srv.ConnectTimeout.D(); d > 0 {
 		return d
 	}
-	if first && srv.Transport == subjects.TransportStdio && packageRunner(srv.Command) {
+	if first && srv.Transport == registry.TransportStdio && packageRunner(srv.Command) {
 		return DefaultFirstConnectTimeout
 	}
 	return DefaultConnectTimeout
@@ -137,7 +136,7 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 // *TransportError (could not start or reach the server), a *ProtocolError
 // (it refused the handshake), or ctx's error, wrapped. The caller owns the
 // client and must Close it.
-func Dial(ctx context.Context, srv subjects.Server, o DialOptions) (*client.Client, error) {
+func Dial(ctx context.Context, srv registry.Server, o DialOptions) (*client.Client, error) {
 	c, err := dial(ctx, srv, o, false)
 	if err != nil {
 		return nil, err
@@ -199,7 +198,7 @@ func (c *conn) exitError(cause error) error {
 	return explain(errors.Join(errProcessExited, cause), "%s", msg)
 }
 
-func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors bool) (*conn, error) {
+func dial(ctx context.Context, srv registry.Server, o DialOptions, rpcErrors bool) (*conn, error) {
 	timeout := ConnectTimeout(srv, !o.Redial)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -209,11 +208,11 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 	var tr transport.Interface
 	var err error
 	switch srv.Transport {
-	case subjects.TransportStdio:
+	case registry.TransportStdio:
 		c.target = srv.Command
 		tr, err = c.newStdio(srv, o)
-	case subjects.TransportHTTP, subjects.TransportSSE:
-		c.target = subjects.RedactURL(srv.URL) // it goes into error messages
+	case registry.TransportHTTP, registry.TransportSSE:
+		c.target = registry.RedactURL(srv.URL) // it goes into error messages
 		tr, err = c.newHTTP(srv, o, timeout)
 	default:
 		err = fmt.Errorf("transport %q is not one of stdio, sse, http", srv.Transport)
@@ -404,7 +403,7 @@ func (ch *child) lastStderr() string {
 	return s
 }
 
-func (c *conn) newStdio(srv subjects.Server, o DialOptions) (transport.Interface, error) {
+func (c *conn) newStdio(srv registry.Server, o DialOptions) (transport.Interface, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("stderr pipe: %w", err)
@@ -503,7 +502,7 @@ func inherited(k string) bool {
 
 // ---- sse and streamable http ----
 
-func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.Duration) (transport.Interface, error) {
+func (c *conn) newHTTP(srv registry.Server, o DialOptions, connectTimeout time.Duration) (transport.Interface, error) {
 	hc := o.HTTPClient
 	if hc == nil {
 		hc = NewHTTPClient(0)
@@ -514,7 +513,7 @@ func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.D
 		name, value := authHeader(srv.AuthHeader, srv.AuthToken)
 		headers[name] = value
 	}
-	if srv.Transport == subjects.TransportSSE {
+	if srv.Transport == registry.TransportSSE {
 		opts := []transport.ClientOption{
 			transport.WithHTTPClient(hc),
 			transport.WithHeaders(headers),

@@ -28,6 +28,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -126,7 +127,7 @@ func New(log zerolog.Logger, opts ...Option) *Pool {
 // Upsert adds or replaces the definition of srv.Name. When the definition
 // changed, the old session is closed once its in-flight calls finish, and
 // the next call dials afresh with a clean breaker.
-func (p *Pool) Upsert(srv subjects.Server) {
+func (p *Pool) Upsert(srv registry.Server) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -154,12 +155,12 @@ func (p *Pool) Remove(name string) {
 }
 
 // Server returns the definition registered under name.
-func (p *Pool) Server(name string) (subjects.Server, bool) {
+func (p *Pool) Server(name string) (registry.Server, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	s, ok := p.servers[name]
 	if !ok {
-		return subjects.Server{}, false
+		return registry.Server{}, false
 	}
 	return s.def, true
 }
@@ -211,7 +212,7 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 	if len(args) > 0 {
 		req.Params.Arguments = args
 	}
-	if co.AgentID != "" && s.def.Transport != subjects.TransportStdio {
+	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
 		req.Header = http.Header{}
 		req.Header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
@@ -270,7 +271,7 @@ func (p *Pool) ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 // servers send on the pool's sessions, other than notifications/progress
 // (which goes to the call that asked for it) — tools/list_changed, for
 // one. f runs on the session's reader and must not block. A session is
-// open only while the server is in use (see subjects.Server.IdleTimeout),
+// open only while the server is in use (see registry.Server.IdleTimeout),
 // and the pool does not open a subscriptions/listen stream, so on protocol
 // 2026-07-28 a server sends no list changes here.
 func (p *Pool) OnNotification(f func(server string, n mcp.JSONRPCNotification)) {
@@ -411,7 +412,7 @@ func (p *Pool) closeAsync(sess *session, why string) {
 
 type server struct {
 	p    *Pool
-	def  subjects.Server
+	def  registry.Server
 	log  zerolog.Logger
 	sem  chan struct{}
 	hc   *http.Client
@@ -436,7 +437,7 @@ type dialCall struct {
 	err  error
 }
 
-func (p *Pool) newServer(def subjects.Server) *server {
+func (p *Pool) newServer(def registry.Server) *server {
 	n := def.MaxConcurrency
 	if n <= 0 {
 		n = DefaultMaxConcurrency
@@ -454,7 +455,7 @@ func (p *Pool) newServer(def subjects.Server) *server {
 			backoff.WithMaxElapsedTime(0),
 		),
 	}
-	if def.Transport == subjects.TransportHTTP || def.Transport == subjects.TransportSSE {
+	if def.Transport == registry.TransportHTTP || def.Transport == registry.TransportSSE {
 		s.hc = p.httpClient
 		if s.hc == nil {
 			s.hc = NewHTTPClient(max(256, 2*n))

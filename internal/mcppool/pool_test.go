@@ -15,13 +15,14 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func TestDial(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
-	for _, def := range []subjects.Server{httpDef("api", h), stdioDef("local")} {
+	h := startHTTP(t, registry.TransportHTTP, false)
+	for _, def := range []registry.Server{httpDef("api", h), stdioDef("local")} {
 		c, err := Dial(context.Background(), def, DialOptions{Log: testLog(t)})
 		if err != nil {
 			t.Fatalf("%s: %v", def.Name, err)
@@ -39,16 +40,16 @@ func TestDial(t *testing.T) {
 func TestDialErrorsAreActionable(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		def  subjects.Server
+		def  registry.Server
 		want string
 	}{
-		{subjects.Server{Name: "github", Transport: subjects.TransportStdio, Command: "no-such-mcp-binary"},
+		{registry.Server{Name: "github", Transport: registry.TransportStdio, Command: "no-such-mcp-binary"},
 			`server "github": cannot start "no-such-mcp-binary": exec: "no-such-mcp-binary": executable file not found in $PATH`},
-		{subjects.Server{Name: "api", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1:9/mcp"},
+		{registry.Server{Name: "api", Transport: registry.TransportHTTP, URL: "http://127.0.0.1:9/mcp"},
 			`server "api": connection refused at http://127.0.0.1:9/mcp — is it running?`},
-		{subjects.Server{Name: "old", Transport: subjects.TransportSSE, URL: "http://127.0.0.1:9/sse"},
+		{registry.Server{Name: "old", Transport: registry.TransportSSE, URL: "http://127.0.0.1:9/sse"},
 			`server "old": connection refused at http://127.0.0.1:9/sse — is it running?`},
-		{subjects.Server{Name: "x", Transport: subjects.TransportStdio, Command: stdioBin, Env: map[string]string{"STDIOSRV_FAIL_START": "1"}},
+		{registry.Server{Name: "x", Transport: registry.TransportStdio, Command: stdioBin, Env: map[string]string{"STDIOSRV_FAIL_START": "1"}},
 			`server "x": process "` + stdioBin + `" exited (exit status 2); last stderr: stdiosrv: refusing to start`},
 	}
 	for _, c := range cases {
@@ -65,7 +66,7 @@ func TestDialErrorsAreActionable(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
 	secretURL := strings.Replace(plain.URL, "http://", "https://", 1) + "/mcp?api_key=SECRET-123"
-	_, err := Dial(context.Background(), subjects.Server{Name: "tls", Transport: subjects.TransportHTTP, URL: secretURL}, DialOptions{Log: testLog(t)})
+	_, err := Dial(context.Background(), registry.Server{Name: "tls", Transport: registry.TransportHTTP, URL: secretURL}, DialOptions{Log: testLog(t)})
 	if err == nil || strings.Contains(err.Error(), "SECRET-123") || !strings.Contains(err.Error(), "HTTP response to HTTPS client") {
 		t.Errorf("Dial with a key in the URL: %v", err)
 	}
@@ -73,12 +74,12 @@ func TestDialErrorsAreActionable(t *testing.T) {
 
 func TestLazyConnectReuseAndConcurrency(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []subjects.Transport{subjects.TransportHTTP, subjects.TransportSSE, subjects.TransportStdio} {
+	for _, kind := range []registry.Transport{registry.TransportHTTP, registry.TransportSSE, registry.TransportStdio} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			var h *httpServer
 			def := stdioDef("s")
-			if kind != subjects.TransportStdio {
+			if kind != registry.TransportStdio {
 				h = startHTTP(t, kind, false)
 				def = httpDef("s", h)
 			}
@@ -170,11 +171,11 @@ func TestStdioEnvAndDir(t *testing.T) {
 
 func TestProgressRouted(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []subjects.Transport{subjects.TransportHTTP, subjects.TransportSSE, subjects.TransportStdio} {
+	for _, kind := range []registry.Transport{registry.TransportHTTP, registry.TransportSSE, registry.TransportStdio} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			def := stdioDef("s")
-			if kind != subjects.TransportStdio {
+			if kind != registry.TransportStdio {
 				def = httpDef("s", startHTTP(t, kind, false))
 			}
 			p := New(testLog(t))
@@ -218,7 +219,7 @@ func TestProgressRouted(t *testing.T) {
 
 func TestToolErrorAndProtocolError(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -248,7 +249,7 @@ func TestToolErrorAndProtocolError(t *testing.T) {
 
 func TestResultRoundTrip(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -269,7 +270,7 @@ func TestResultRoundTrip(t *testing.T) {
 
 func TestServerDownBreakerAndRecovery(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t), WithBackoff(100*time.Millisecond, 200*time.Millisecond), WithBreaker(3, 0))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -405,7 +406,7 @@ func TestIdleCloseAndRemove(t *testing.T) {
 
 func TestUpsertChangedClosesOldSession(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	def := httpDef("s", h)
@@ -436,7 +437,7 @@ func TestUpsertChangedClosesOldSession(t *testing.T) {
 
 func TestProtocolPinSkipsDiscover(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, true) // ignores server/discover
+	h := startHTTP(t, registry.TransportHTTP, true) // ignores server/discover
 	def := httpDef("pinned", h)
 	def.ProtocolVersion = "2025-11-25"
 	p := New(testLog(t))
@@ -469,7 +470,7 @@ func TestProtocolPinSkipsDiscover(t *testing.T) {
 
 func TestCancelSendsNotificationOverHTTP(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	def := httpDef("s", h)
 	def.ProtocolVersion = "2025-11-25"
 	p := New(testLog(t))
@@ -518,7 +519,7 @@ func TestConcurrencyCap(t *testing.T) {
 
 func TestListToolsPaginates(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))

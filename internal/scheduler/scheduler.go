@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -43,13 +44,13 @@ const (
 	HeaderScheduledAt = "Toolbus-Scheduled-At"
 )
 
-// DefaultGrace is how late a tick may be published and still count as on
+// defaultGrace is how late a tick may be published and still count as on
 // time; an older tick counts as missed and follows the schedule's Missed
 // policy. It must stay below the streams' duplicate window (2m), or a late
 // replica could publish a tick again, and well above the time a dead
 // leader takes to be replaced (lease plus renewal, 4s by default), or the
 // ticks of a hand-over are missed rather than published late.
-const DefaultGrace = 30 * time.Second
+const defaultGrace = 30 * time.Second
 
 // Fire reports one publish attempt of one tick, to the WithOnFire observer.
 type Fire struct {
@@ -77,10 +78,6 @@ func WithSchedules(ss []Schedule) Option {
 	return func(s *Scheduler) { s.config = append(s.config, ss...) }
 }
 
-// WithGrace sets how late a tick may fire and still be on time (default
-// DefaultGrace).
-func WithGrace(d time.Duration) Option { return func(s *Scheduler) { s.grace = d } }
-
 // WithOnFire sets an observer called after every publish attempt (metrics,
 // tests). It must not block.
 func WithOnFire(f func(Fire)) Option { return func(s *Scheduler) { s.onFire = f } }
@@ -95,15 +92,6 @@ func WithOnMissed(f func(schedule string, n int)) Option {
 // WithName sets the replica's name, in its logs and in the lease while it
 // leads (default host-pid).
 func WithName(name string) Option { return func(s *Scheduler) { s.name = name } }
-
-// WithLease sets how long the leader's lease lasts without renewal and how
-// often the leader renews it (and followers look at it): default
-// DefaultLease and DefaultRenew. renew 0 means a third of the lease. A dead
-// leader is replaced within about lease+renew; keep that well below the
-// grace period, or ticks of the hand-over are missed rather than late.
-func WithLease(lease, renew time.Duration) Option {
-	return func(s *Scheduler) { s.leaseTTL, s.leaseRenew = lease, renew }
-}
 
 // Scheduler publishes the ticks of its schedules. Create it with New and
 // start it with Run.
@@ -144,8 +132,9 @@ type runner struct {
 func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler, error) {
 	s := &Scheduler{
 		js:       js,
-		clock:    RealClock{},
-		grace:    DefaultGrace,
+		clock:    realClock{},
+		grace:    defaultGrace,
+		leaseTTL: DefaultLease, leaseRenew: DefaultRenew,
 		fromConf: map[string]*compiled{},
 		fromKV:   map[string]*compiled{},
 		running:  map[string]*runner{},
@@ -153,20 +142,8 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 	for _, o := range opts {
 		o(s)
 	}
-	if s.grace <= 0 {
-		s.grace = DefaultGrace
-	}
 	if s.name == "" {
 		s.name = defaultName()
-	}
-	if s.leaseTTL <= 0 {
-		s.leaseTTL, s.leaseRenew = DefaultLease, DefaultRenew
-	}
-	if s.leaseRenew <= 0 {
-		s.leaseRenew = s.leaseTTL / 3
-	}
-	if s.leaseRenew >= s.leaseTTL {
-		return nil, fmt.Errorf("lease: the renewal interval (%v) must be shorter than the lease (%v)", s.leaseRenew, s.leaseTTL)
 	}
 	s.log = log.With().Str("component", "scheduler").Str("replica", s.name).Logger()
 	s.lease = newLease(js.Conn(), s.clock, s.log, s.name, s.leaseTTL, s.leaseRenew)
@@ -288,20 +265,13 @@ func (s *Scheduler) rewatch(ctx context.Context, kv jetstream.KeyValue) (jetstre
 
 // reload re-reads every definition and reconciles all schedules.
 func (s *Scheduler) reload(ctx context.Context, kv jetstream.KeyValue) {
-	lister, err := kv.ListKeys(ctx)
+	es, err := streams.ReadBucket(ctx, kv, defPrefix+">")
 	if err != nil {
 		s.log.Warn().Err(err).Msg("reload schedules")
 		return
 	}
 	seen := map[string]bool{}
-	for key := range lister.Keys() {
-		if len(key) <= len(defPrefix) || key[:len(defPrefix)] != defPrefix {
-			continue
-		}
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			continue
-		}
+	for _, e := range es {
 		if name := s.applyEntry(e); name != "" {
 			seen[name] = true
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/internal/control"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -223,7 +224,7 @@ func readServers(ctx context.Context, js jetstream.JetStream) ([]Server, error) 
 			continue // not a server entry
 		}
 		name, err := subjects.UnescapeToken(e.Key())
-		var srv subjects.Server
+		var srv registry.Server
 		if err != nil || json.Unmarshal(e.Value(), &srv) != nil {
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/control"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -37,10 +38,10 @@ func TestGatherFromNATS(t *testing.T) {
 		}
 	}
 	synced := time.Now().Add(-time.Minute).UTC()
-	for _, s := range []subjects.Server{
-		{Name: "demo", Transport: subjects.TransportHTTP, URL: "http://user:secret@127.0.0.1:1/mcp"},
-		{Name: "flaky.one", Transport: subjects.TransportStdio, Command: "flaky"},
-		{Name: "fresh", Transport: subjects.TransportSSE, URL: "http://127.0.0.1:2/sse"},
+	for _, s := range []registry.Server{
+		{Name: "demo", Transport: registry.TransportHTTP, URL: "http://user:secret@127.0.0.1:1/mcp"},
+		{Name: "flaky.one", Transport: registry.TransportStdio, Command: "flaky"},
+		{Name: "fresh", Transport: registry.TransportSSE, URL: "http://127.0.0.1:2/sse"},
 	} {
 		key, _ := subjects.ServerKey(s.Name)
 		put(key, s)

@@ -106,6 +106,11 @@ func Streams(o Options) []jetstream.StreamConfig {
 	}
 }
 
+// DefaultCallTimeout is a call's deadline when nothing sets one: the
+// worker cancels a call that carries no deadline after it, the client
+// waits this long by default, and a webhook's tool call gets it.
+const DefaultCallTimeout = 60 * time.Second
+
 // DefaultAckWait is the lease of a call on the workers' consumer: a
 // worker renews it every third of it while the call runs, so it bounds how
 // long the calls of a worker that died wait before another worker takes

@@ -157,13 +157,6 @@ func (m *Metrics) names(server, tool string) (string, string) {
 	return server, tool
 }
 
-func (m *Metrics) server(server string) string {
-	if m.cfg.KnownServer != nil && !m.cfg.KnownServer(server) {
-		return Unknown
-	}
-	return server
-}
-
 // CallStarted implements worker.Observer: one more call in flight.
 func (m *Metrics) CallStarted(server, tool string) {
 	m.inFlight.Inc()

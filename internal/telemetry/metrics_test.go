@@ -23,6 +23,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -110,7 +111,7 @@ func TestWorkerCallsMoveMetrics(t *testing.T) {
 	t.Cleanup(stop)
 	pool := mcppool.New(zerolog.Nop())
 	t.Cleanup(func() { pool.Close() })
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 
 	tools := map[string]bool{"add": true, "fail": true, "echo": true}
 	m := telemetry.New(telemetry.Config{

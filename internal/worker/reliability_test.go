@@ -16,11 +16,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -40,7 +42,7 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 	defer stop()
 	pool := mcppool.New(testLog(t))
 	defer pool.Close()
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()
@@ -105,7 +107,7 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, worker.Config{AckWait: time.Second, MaxDeliver: 2}, testLog(t))
 
 	r, err := replies.NextMsg(20 * time.Second)
@@ -274,26 +276,26 @@ func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Cl
 	t.Helper()
 	ns = natstest.Start(t)
 	ctx := context.Background()
-	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
-	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
+	srv := registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
+	reg, err := registry.New(ctx, ns.JS, registry.WithoutResyncOnPut())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Put(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
+	if _, err := catalogsync.New(ns.JS, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	cat, err := catalog.New(ctx, ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(catalog.Stop)
+	t.Cleanup(cat.Stop)
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
 	pool.Upsert(srv)
-	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(cat))
 	cl, _ = client.New(ns.NC)
 	t.Cleanup(func() { cl.Close() })
 	return ns, cl

@@ -20,6 +20,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -27,7 +28,7 @@ import (
 // Caller runs MCP tool calls; *mcppool.Pool is the real one.
 type Caller interface {
 	Call(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions) (json.RawMessage, bool, error)
-	Server(name string) (subjects.Server, bool)
+	Server(name string) (registry.Server, bool)
 }
 
 // Catalog refuses calls that cannot succeed before they reach a server.

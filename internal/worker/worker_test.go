@@ -19,6 +19,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
@@ -40,7 +41,7 @@ func testLog(t testing.TB) zerolog.Logger {
 	return zerolog.Nop()
 }
 
-func servers(t testing.TB) []subjects.Server {
+func servers(t testing.TB) []registry.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -55,11 +56,11 @@ func servers(t testing.TB) []subjects.Server {
 	}
 	t.Cleanup(stopSSE)
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/mcp-demo")
-	return []subjects.Server{
-		{Name: "demo", Transport: subjects.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
-		{Name: "demo-http", Transport: subjects.TransportHTTP, URL: httpURL},
-		{Name: "demo-sse", Transport: subjects.TransportSSE, URL: sseURL, ProtocolVersion: "2025-11-25"},
-		{Name: "broken", Transport: subjects.TransportStdio, Command: "/nonexistent/mcp-server"},
+	return []registry.Server{
+		{Name: "demo", Transport: registry.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
+		{Name: "demo-http", Transport: registry.TransportHTTP, URL: httpURL},
+		{Name: "demo-sse", Transport: registry.TransportSSE, URL: sseURL, ProtocolVersion: "2025-11-25"},
+		{Name: "broken", Transport: registry.TransportStdio, Command: "/nonexistent/mcp-server"},
 	}
 }
 
