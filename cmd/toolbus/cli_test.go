@@ -98,6 +98,8 @@ func TestExitCodesInProcess(t *testing.T) {
 		{[]string{"demo", "--exec-log", "x.log"}, 2, "--faults"},
 		{[]string{"sync", "--log-level", "loud"}, 2, "want debug, info, warn or error"},
 		{[]string{"serve", "extra"}, 2, "unexpected arguments"},
+		{[]string{"status", "--interval", "0s"}, 2, "--interval 0s: want a positive duration"},
+		{[]string{"status", "--json"}, 1, "127.0.0.1:1"},
 		{[]string{"tools"}, 1, "127.0.0.1:1"},
 		{[]string{"tools", "--nats-url", "nats://127.0.0.1:2"}, 1, "127.0.0.1:2"}, // the flag wins over NATS_URL
 		{[]string{"--context", "nope", "tools"}, 1, `unknown NATS context "nope"`},

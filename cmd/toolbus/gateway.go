@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 )
@@ -83,10 +83,10 @@ func loadFrontDoor(path string) (*config.Config, frontdoor.Config, error) {
 }
 
 // startFrontDoor runs the MCP front door inside serve: on the bridge's
-// listener (returned as a bridge option) when mcp.listen is unset or the
-// bridge's own address, on its own listener otherwise, not at all when
-// "off" or when it is unset and the bridge is off (bridgeAddr "").
-func startFrontDoor(ctx context.Context, svc *services, nc *nats.Conn, cfg *config.Config, log zerolog.Logger, bridgeAddr string) ([]bridge.Option, error) {
+// listener (returned, for startBridge to mount at /mcp) when mcp.listen is
+// unset or the bridge's own address, on its own listener otherwise, not at
+// all when "off" or when it is unset and the bridge is off (bridgeAddr "").
+func startFrontDoor(ctx context.Context, svc *services, nc *nats.Conn, cfg *config.Config, log zerolog.Logger, bridgeAddr string) (*frontdoor.Gateway, error) {
 	addr := cfg.MCP.Listen
 	if addr == "off" || addr == "" && bridgeAddr == "" {
 		return nil, nil
@@ -109,8 +109,21 @@ func startFrontDoor(ctx context.Context, svc *services, nc *nats.Conn, cfg *conf
 	context.AfterFunc(ctx, g.Close)
 	if shared {
 		log.Info().Str("addr", addr).Str("path", g.Path()).Msg("MCP front door on the bridge's listener")
-		return []bridge.Option{bridge.WithMount(g.Path(), g)}, nil
+		return g, nil
 	}
 	svc.run(ctx, "mcp", func(ctx context.Context) error { return g.ListenAndServe(ctx, addr) })
 	return nil, nil
+}
+
+// withFrontDoor serves the front door at its path and everything under it,
+// and every other path by next (nil: 404): the bridge's handler for paths
+// outside /hooks/.
+func withFrontDoor(g *frontdoor.Gateway, next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(g.Path(), g)
+	mux.Handle(g.Path()+"/", g)
+	if next != nil {
+		mux.Handle("/", next)
+	}
+	return mux
 }

@@ -93,8 +93,8 @@ func TestNatsConfGateway(t *testing.T) {
 	}
 }
 
-// serve mounts the MCP front door at /mcp on the bridge's listener; a
-// gateway refuses to listen beyond loopback without tokens.
+// serve mounts the MCP front door at /mcp on the bridge's listener, beside
+// /healthz; a gateway refuses to listen beyond loopback without tokens.
 func TestServeMountsTheFrontDoor(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	port, natsPort := testutil.FreePort(t), testutil.FreePort(t)
@@ -127,6 +127,16 @@ func TestServeMountsTheFrontDoor(t *testing.T) {
 	res, err := c.CallTool(ctx, req)
 	if err != nil || res.IsError || res.Content[0].(mcp.TextContent).Text != "5" {
 		t.Fatalf("demo__add through serve's /mcp: %+v %v", res, err)
+	}
+
+	// The operator endpoints share the listener with the front door.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz beside /mcp on the bridge's listener: %s", resp.Status)
 	}
 
 	_, errOut, code := tb(t, nil, "gateway", "--nats-url", natsURL, "--listen", fmt.Sprintf("0.0.0.0:%d", testutil.FreePort(t)))

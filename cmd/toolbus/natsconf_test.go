@@ -251,6 +251,13 @@ func TestNatsConfPermissions(t *testing.T) {
 		}
 	})
 
+	// An admin sees the WORKER-role worker in the control service: it may
+	// subscribe there and answer.
+	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json")
+	if code != 0 || !strings.Contains(out, `"name": "w-role"`) || !strings.Contains(out, `"status": {`) {
+		t.Fatalf("toolbus status as admin: exit %d\n%s%s", code, out, errOut)
+	}
+
 	for _, p := range []string{r.serverLog, r.wlog} {
 		b, _ := os.ReadFile(p)
 		// The matrix's own refusals are agent2's; the worker's connection

@@ -24,6 +24,7 @@ var commands = []func(*app) *cobra.Command{
 	newAgentsCmd,
 	newBridgeCmd,
 	newDLQCmd,
+	newStatusCmd,
 	newDemoCmd,
 	newGatewayCmd,
 	newMCPCmd,

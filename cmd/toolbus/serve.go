@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	gosync "sync"
 	"time"
 
@@ -31,6 +32,7 @@ type runFlags struct {
 	logLevel    string
 	concurrency int
 	name        string
+	metrics     string
 }
 
 func addRunFlags(fs *pflag.FlagSet) *runFlags {
@@ -39,6 +41,7 @@ func addRunFlags(fs *pflag.FlagSet) *runFlags {
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
 	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
+	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve: instead of on the bridge's listener)")
 	return r
 }
 
@@ -63,7 +66,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 
 func newServeCmd(a *app) *cobra.Command {
 	var rf *runFlags
-	var dataDir, host, bridgeAddr, mcpAddr string
+	var dataDir, host, natsMonitor, bridgeAddr, mcpAddr string
 	var port int
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -71,15 +74,17 @@ func newServeCmd(a *app) *cobra.Command {
 		Long: `Run everything in one process: an embedded NATS server with JetStream (or the
 NATS of --nats-url, --context or the config's nats.url), a worker, the catalog
 sync, the scheduler, the webhook bridge and the MCP front door (at /mcp on the
-bridge's listener unless --mcp or mcp.listen names its own). SIGINT/SIGTERM drains: no new
-calls, in-flight ones finish within worker.grace; a second signal exits at once.
+bridge's listener unless --mcp or mcp.listen names its own). SIGINT/SIGTERM
+drains: no new calls, in-flight ones finish within worker.grace; a second
+signal exits at once.
 
 NATS_URL and NATS_CONTEXT in the environment do not turn the embedded server
 off: only a flag or the config file does.`,
 		Example: `  toolbus serve                                   # ./toolbus.yaml, else the demo server; data in ./data
   toolbus serve --port 4333 --data /var/lib/toolbus
   toolbus serve --nats-url nats://nats1:4222,nats://nats2:4222 --bridge off
-  toolbus serve --mcp 127.0.0.1:8090                # the MCP front door on its own listener`,
+  toolbus serve --metrics 127.0.0.1:9090 --nats-monitor 127.0.0.1:8222
+  toolbus serve --mcp 127.0.0.1:8090              # the MCP front door on its own listener`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, cfg, ccfg, err := rf.start(a, cmd)
@@ -100,7 +105,7 @@ off: only a flag or the config file does.`,
 					return err
 				}
 			} else {
-				ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways}
+				ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways, MonitorAddr: natsMonitor}
 				if dataDir != "" {
 					ec.DataDir = dataDir
 				}
@@ -127,6 +132,7 @@ off: only a flag or the config file does.`,
 	fs.StringVar(&dataDir, "data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
 	fs.StringVar(&host, "host", "", "embedded NATS: listen host (default 127.0.0.1)")
 	fs.IntVar(&port, "port", 0, "embedded NATS: listen port (default 4222)")
+	fs.StringVar(&natsMonitor, "nats-monitor", "", "embedded NATS: serve its monitoring endpoints (/varz, /jsz; for nats-surveyor) on this host:port")
 	fs.StringVar(&bridgeAddr, "bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
 	fs.StringVar(&mcpAddr, "mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
 	return cmd
@@ -202,6 +208,10 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	defer cat.Stop()
 
 	svc := &services{}
+	op, err := startOps(ctx, svc, nc, js, rf, cat, log)
+	if err != nil {
+		return err
+	}
 	// Every process is a sync replica (they share the resync queue), so a
 	// fleet of plain workers keeps its catalog too; only serve listens for
 	// notifications/tools/list_changed. The syncer lists tools over the
@@ -217,13 +227,16 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
+	if err := startControl(ctx, svc, nc, fleet{pool: pool, metrics: op.metrics}, wcfg.Name); err != nil {
+		return err
+	}
 	if all {
-		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
+		if err := startScheduler(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
-		if err := startBridge(ctx, svc, js, cfg, log); err != nil {
+		if err := startBridge(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
 	}
@@ -272,7 +285,7 @@ func (s *services) wait() error {
 
 // startScheduler runs the cron scheduler with the config's schedules plus
 // the default catalog resync (sync.interval, 15m unless set; 0 disables).
-func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	var scheds []scheduler.Schedule
 	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
@@ -284,7 +297,7 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 	if every > 0 {
 		scheds = append(scheds, scheduler.Schedule{Name: "catalog-resync", Spec: "@every " + every.String(), Kind: scheduler.KindResync})
 	}
-	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds), scheduler.WithOnFire(op.onFire), scheduler.WithOnMissed(op.metrics.SchedulerMissed))
 	if err != nil {
 		return err
 	}
@@ -293,8 +306,10 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 }
 
 // startBridge serves the webhook bridge on bridge.addr (default
-// 127.0.0.1:8088; "off" disables it).
-func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+// 127.0.0.1:8088; "off" disables it), with /metrics, /healthz and /readyz
+// on the same listener unless --metrics gives them their own, and the MCP
+// front door at /mcp unless mcp.listen gives it its own (startFrontDoor).
+func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
 		_, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, "")
@@ -307,11 +322,19 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	if err != nil {
 		return err
 	}
-	mount, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, addr)
+	fd, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, addr)
 	if err != nil {
 		return err
 	}
-	b, err := bridge.New(js, hooks, log, mount...)
+	opts := op.bridgeOptions()
+	if fd != nil { // after bridgeOptions: its WithOther is replaced
+		var next http.Handler
+		if !op.own {
+			next = op.mux
+		}
+		opts = append(opts, bridge.WithOther(withFrontDoor(fd, next)))
+	}
+	b, err := bridge.New(js, hooks, log, opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}

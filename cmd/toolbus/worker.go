@@ -12,7 +12,8 @@ durable consumer, runs them against the registered MCP servers and is a sync
 replica. Start as many as you like; they share the load. With --config, the
 file's servers are registered at start.`,
 		Example: `  toolbus worker --nats-url nats://nats1:4222 --concurrency 128
-  toolbus worker --context prod --config toolbus.yaml --name w1`,
+  toolbus worker --context prod --config toolbus.yaml --name w1
+  toolbus worker --nats-url nats://nats1:4222 --metrics :9090`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, cfg, ccfg, err := rf.start(a, cmd)

@@ -63,20 +63,20 @@ const (
 // Option configures a Bridge.
 type Option func(*Bridge)
 
-// WithMount serves h on the bridge's listener for path and everything
-// under path + "/" (toolbus serve mounts the MCP front door at /mcp).
-func WithMount(path string, h http.Handler) Option {
-	return func(b *Bridge) { b.mounts = append(b.mounts, mount{path, h}) }
+// WithOnRequest sets an observer called after every request with the
+// hook's name ("" when the path names no configured hook, so callers
+// cannot grow the set of names) and the HTTP status answered (metrics). It
+// must not block.
+func WithOnRequest(f func(hook string, status int)) Option {
+	return func(b *Bridge) { b.onRequest = f }
 }
 
-type mount struct {
-	path string
-	h    http.Handler
-}
+// WithOther serves requests outside /hooks/ with h (for /metrics,
+// /healthz, /readyz on the bridge's listener) instead of answering 404.
+func WithOther(h http.Handler) Option { return func(b *Bridge) { b.other = h } }
 
 // Bridge is the webhook endpoint: an http.Handler for POST /hooks/<name>.
 type Bridge struct {
-	mounts     []mount
 	js         jetstream.JetStream
 	log        zerolog.Logger
 	hooks      map[string]*hook
@@ -84,6 +84,8 @@ type Bridge struct {
 	now        func() time.Time
 	memory     *memory
 	woken      gosync.Map // agent -> struct{}: its wake-up consumer exists
+	onRequest  func(hook string, status int)
+	other      http.Handler
 }
 
 // hook is a validated Hook with its secrets resolved.
@@ -193,12 +195,40 @@ func refuse(status int, code, format string, a ...any) *httpError {
 
 // ServeHTTP handles POST /hooks/<name>.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for _, m := range b.mounts {
-		if r.URL.Path == m.path || strings.HasPrefix(r.URL.Path, m.path+"/") {
-			m.h.ServeHTTP(w, r)
-			return
-		}
+	if b.other != nil && !strings.HasPrefix(r.URL.Path, pathPrefix) {
+		b.other.ServeHTTP(w, r)
+		return
 	}
+	if b.onRequest == nil {
+		b.serve(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	b.serve(sw, r)
+	name := ""
+	if h := b.hooks[strings.TrimPrefix(r.URL.Path, pathPrefix)]; h != nil {
+		name = h.Name
+	}
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	b.onRequest(name, sw.status)
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (b *Bridge) serve(w http.ResponseWriter, r *http.Request) {
 	start := b.now()
 	name, ok := strings.CutPrefix(r.URL.Path, pathPrefix)
 	h := b.hooks[name]

@@ -82,6 +82,13 @@ func WithSchedules(ss []Schedule) Option {
 // tests). It must not block.
 func WithOnFire(f func(Fire)) Option { return func(s *Scheduler) { s.onFire = f } }
 
+// WithOnMissed sets an observer called with a schedule's name whenever the
+// leader skips ticks older than the grace period (metrics). n is the number
+// of ticks skipped when it is known, else 1. It must not block.
+func WithOnMissed(f func(schedule string, n int)) Option {
+	return func(s *Scheduler) { s.onMissed = f }
+}
+
 // WithName sets the replica's name, in its logs and in the lease while it
 // leads (default host-pid).
 func WithName(name string) Option { return func(s *Scheduler) { s.name = name } }
@@ -89,14 +96,15 @@ func WithName(name string) Option { return func(s *Scheduler) { s.name = name } 
 // Scheduler publishes the ticks of its schedules. Create it with New and
 // start it with Run.
 type Scheduler struct {
-	woken  sync.Map // agent -> struct{}: its wake-up consumer exists
-	js     jetstream.JetStream
-	log    zerolog.Logger
-	clock  Clock
-	config []Schedule
-	grace  time.Duration
-	onFire func(Fire)
-	name   string
+	woken    sync.Map // agent -> struct{}: its wake-up consumer exists
+	js       jetstream.JetStream
+	log      zerolog.Logger
+	clock    Clock
+	config   []Schedule
+	grace    time.Duration
+	onFire   func(Fire)
+	onMissed func(schedule string, n int)
+	name     string
 
 	leaseTTL, leaseRenew time.Duration
 	lease                *lease
@@ -401,6 +409,7 @@ func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 		case last.After(floor):
 			prev = last // a restart or a new leader: ticks due since are still on time
 		default:
+			s.missed(c, last, floor) // ticks past the grace while no replica led
 			prev = floor
 		}
 	}
@@ -429,15 +438,20 @@ func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 			missed := c.latest(prev, now.Add(-s.grace))
 			if after := c.next(missed); !after.IsZero() && !after.After(now) {
 				log.Warn().Time("tick", missed).Time("last", prev).Msg("missed ticks skipped; the next is still on time")
+				s.missed(c, prev, missed)
 				prev = missed
 				continue
 			}
 			if c.Missed != MissedOnce {
 				log.Warn().Time("tick", missed).Msg("missed tick skipped (policy skip)")
+				s.missed(c, prev, missed)
 				prev = missed
 				continue
 			}
 			log.Info().Time("tick", missed).Time("last", prev).Msg("firing once for missed ticks (policy once)")
+			if n := s.countTicks(c, prev, missed) - 1; n > 0 && s.onMissed != nil {
+				s.onMissed(c.Name, n) // the latest fires; the ones before it are missed
+			}
 			tick, catchUp = missed, true
 		}
 		if !s.lease.hold(ctx) {
@@ -581,6 +595,26 @@ func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, ca
 		log.Debug().Time("tick", tick).Str("msg_id", f.MsgID).Msg("tick already published by another replica")
 	}
 	s.observe(f)
+}
+
+// missed reports the ticks after prev up to and including last as missed.
+func (s *Scheduler) missed(c *compiled, prev, last time.Time) {
+	if s.onMissed != nil {
+		s.onMissed(c.Name, s.countTicks(c, prev, last))
+	}
+}
+
+// maxCountedTicks bounds the ticks counted one by one (an "@every 1s"
+// schedule down for a day); beyond it the count is that bound.
+const maxCountedTicks = 10000
+
+// countTicks counts the ticks after prev up to and including last.
+func (s *Scheduler) countTicks(c *compiled, prev, last time.Time) int {
+	n := 0
+	for t := c.next(prev); !t.IsZero() && !t.After(last) && n < maxCountedTicks; t = c.next(t) {
+		n++
+	}
+	return n
 }
 
 func (s *Scheduler) observe(f Fire) {

@@ -283,10 +283,23 @@ func TestMissedTickPolicies(t *testing.T) {
 	// reads the last fires the first one recorded.
 	clock.Set(time.Date(2026, 3, 1, 12, 10, 45, 0, time.UTC))
 	rec2 := &recorder{}
-	startScheduler(t, srv, WithName("second"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
+	var missedMu sync.Mutex
+	missed := map[string]int{}
+	onMissed := func(name string, n int) { missedMu.Lock(); missed[name] += n; missedMu.Unlock() }
+	startScheduler(t, srv, WithName("second"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add), WithOnMissed(onMissed))
 	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n := rec2.count(all); n != 1 {
 			return fmt.Errorf("%d fires on return, want 1", n)
+		}
+		return nil
+	})
+	// 12:02 to 12:10 were missed: the skipper skips all nine, the catcher
+	// fires 12:10 and misses the eight before it.
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		missedMu.Lock()
+		defer missedMu.Unlock()
+		if missed["skipper"] != 9 || missed["catcher"] != 8 {
+			return fmt.Errorf("missed ticks %v, want skipper 9, catcher 8", missed)
 		}
 		return nil
 	})
