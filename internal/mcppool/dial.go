@@ -219,7 +219,7 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 		err = fmt.Errorf("transport %q is not one of stdio, sse, http", srv.Transport)
 	}
 	if err != nil {
-		return nil, &TransportError{Server: srv.Name, Err: err}
+		return nil, &TransportError{Server: srv.Name, Class: ClassTransport, Err: err}
 	}
 
 	var copts []client.ClientOption
@@ -298,7 +298,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 		exited = exited || errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE)
 	}
 	if exited {
-		return &TransportError{Server: c.server, Err: c.exitError(err)}
+		return &TransportError{Server: c.server, Class: ClassProcessExited, Err: c.exitError(err)}
 	}
 	_ = c.close()
 	switch {
@@ -313,7 +313,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 		} else if errors.As(err, &pe) {
 			cause = pe
 		}
-		return &TransportError{Server: c.server, Err: explain(err, "cannot start %q: %v", c.child.command, cause)}
+		return &TransportError{Server: c.server, Class: startClass(err), Err: explain(err, "cannot start %q: %v", c.child.command, cause)}
 	case cctx.Err() != nil:
 		msg := fmt.Sprintf("no MCP handshake from %s within connect_timeout %s", c.target, timeout)
 		if c.child != nil {
@@ -321,7 +321,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 				msg += "; last stderr: " + tail
 			}
 		}
-		return &TransportError{Server: c.server, Err: explain(err, "%s", msg)}
+		return &TransportError{Server: c.server, Class: ClassTimeout, Err: explain(err, "%s", msg)}
 	}
 	return classify(ctx, c.server, c.target, err)
 }

@@ -417,15 +417,16 @@ type server struct {
 	hc   *http.Client
 	idle time.Duration
 
-	mu       sync.Mutex
-	sess     *session
-	dialing  *dialCall
-	removed  bool
-	failures int
-	lastErr  error
-	nextTry  time.Time
-	probing  bool
-	bo       *backoff.ExponentialBackOff
+	mu        sync.Mutex
+	sess      *session
+	dialing   *dialCall
+	removed   bool
+	failures  int
+	lastErr   error
+	lastClass Class
+	nextTry   time.Time
+	probing   bool
+	bo        *backoff.ExponentialBackOff
 	// connected: a dial succeeded since Upsert, so a package runner has
 	// its package and later dials get the usual connect timeout.
 	connected bool
@@ -514,7 +515,7 @@ func (s *server) session(ctx context.Context) (*session, error) {
 			now := time.Now()
 			if s.failures >= s.p.breakerFailures {
 				if now.Before(s.nextTry) || s.probing {
-					err := &TransportError{Server: s.def.Name, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
+					err := &TransportError{Server: s.def.Name, Class: s.lastClass, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
 					s.mu.Unlock()
 					return nil, err
 				}
@@ -606,7 +607,13 @@ func (s *server) watch(sess *session) {
 		}
 		s.mu.Unlock()
 		// stdio: close now (the child is gone) and learn how it ended.
-		err := &TransportError{Server: s.def.Name, Err: sess.conn.exitError(describe(sess.conn.target, sess.conn.lostErr))}
+		class, _ := transportClass(sess.conn.lostErr)
+		if sess.conn.child != nil {
+			class = ClassProcessExited
+		} else if class == "" {
+			class = ClassReset
+		}
+		err := &TransportError{Server: s.def.Name, Class: class, Err: sess.conn.exitError(describe(sess.conn.target, sess.conn.lostErr))}
 		s.mu.Lock()
 		if !sess.retired {
 			s.retireLocked(sess, err, true)
@@ -640,6 +647,7 @@ func (s *server) failed(ctx context.Context, sess *session, err error) error {
 	}
 	if sess.conn.child != nil && (errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE)) {
 		te.Err = sess.conn.exitError(err)
+		te.Class = ClassProcessExited
 	}
 	// A refused connection or a write to a dead child never reached the
 	// server; anything else (a reset, an EOF, a child that died while
@@ -677,6 +685,7 @@ func (s *server) retireLocked(sess *session, err error, now bool) {
 
 func (s *server) recordFailureLocked(err error) {
 	var te *TransportError
+	s.lastClass = ClassOf(err)
 	if errors.As(err, &te) {
 		err = te.Err
 	}
@@ -704,6 +713,7 @@ func (s *server) resetLocked() {
 	}
 	s.failures = 0
 	s.lastErr = nil
+	s.lastClass = ""
 	s.nextTry = time.Time{}
 	s.probing = false
 	s.bo.Reset()
