@@ -188,11 +188,12 @@ type CallOptions struct {
 	Progress func(progress, total float64, message string)
 }
 
-// Call runs tools/call on server. It returns the MCP CallToolResult as JSON
-// and whether the tool reported an error (isError): a tool error is a
-// result, not a Go error. err is a *TransportError, a *ProtocolError,
-// ErrUnknownServer / ErrClosed (wrapped), or the context's error (wrapped).
-// A ctx without deadline gets the server's call timeout (default 60s).
+// Call runs tools/call on server. It returns the MCP CallToolResult as the
+// server sent it, unknown fields included, and whether the tool reported an
+// error (isError): a tool error is a result, not a Go error. err is a
+// *TransportError, a *ProtocolError, ErrUnknownServer / ErrClosed (wrapped),
+// or the context's error (wrapped); ClassOf tells which. A ctx without
+// deadline gets the server's call timeout (default 60s).
 func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (json.RawMessage, bool, error) {
 	s, err := p.server(server)
 	if err != nil {
@@ -206,43 +207,22 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 	}
 	defer s.release(sess)
 
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool
-	if len(args) > 0 {
-		req.Params.Arguments = args
-	}
+	var header http.Header
 	if co.AgentID != "" && s.def.Transport != subjects.TransportStdio {
-		req.Header = http.Header{}
-		req.Header.Set(subjects.AgentHTTPHeader, co.AgentID)
+		header = http.Header{subjects.AgentHTTPHeader: []string{co.AgentID}}
 	}
+	var token string
 	if co.Progress != nil {
-		token := "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
+		token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
 		sess.progress.Store(token, co.Progress)
 		defer sess.progress.Delete(token)
-		req.Params.Meta = &mcp.Meta{ProgressToken: token}
 	}
-	if !sess.conn.hooks.modern() {
-		var token string
-		if req.Params.Meta != nil {
-			token, _ = req.Params.Meta.ProgressToken.(string)
-		}
-		raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, req.Header, token)
-		if err != nil {
-			return nil, false, s.failed(ctx, sess, err)
-		}
-		s.succeeded()
-		return raw, isErr, nil
-	}
-	res, err := sess.conn.client.CallTool(ctx, req)
+	raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, header, token)
 	if err != nil {
 		return nil, false, s.failed(ctx, sess, err)
 	}
 	s.succeeded()
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return nil, false, &ProtocolError{Server: server, Message: "cannot re-encode the tool result: " + err.Error()}
-	}
-	return raw, res.IsError, nil
+	return raw, isErr, nil
 }
 
 // ListTools lists every tool of server, following pagination.

@@ -1,10 +1,12 @@
 package mcppool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -562,4 +565,48 @@ func (p *Pool) serverFor(t *testing.T, name string) *server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// The CallToolResult reaches the caller as the server sent it, fields
+// mcp-go does not know included, on both protocol eras: the pool never
+// decodes and re-encodes it.
+func TestResultUnknownFieldsKept(t *testing.T) {
+	t.Parallel()
+	inner := mcpserver.NewStreamableHTTPServer(newMCPServer())
+	// A real MCP server whose tools/call answers carry a field from a
+	// newer spec: it is inserted into the JSON the server wrote.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !bytes.Contains(body, []byte(`"tools/call"`)) {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, r)
+		out := bytes.Replace(rec.Body.Bytes(), []byte(`"content":`), []byte(`"x_future":{"kept":true,"n":[1,2]},"content":`), 1)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(out)
+	}))
+	defer srv.Close()
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		p := New(testLog(t))
+		defer p.Close()
+		def := subjects.Server{Name: "s", Transport: subjects.TransportHTTP, URL: srv.URL + "/mcp", ProtocolVersion: version}
+		p.Upsert(def)
+		raw, isErr, err := p.Call(context.Background(), "s", "echo", json.RawMessage(`{"a":1}`), CallOptions{})
+		if err != nil || isErr {
+			t.Fatalf("%s: %v %v", version, isErr, err)
+		}
+		if got := p.serverFor(t, "s").sess.conn.client.ProtocolVersion(); got != version {
+			t.Fatalf("session speaks %s, want %s", got, version)
+		}
+		if !bytes.Contains(raw, []byte(`"x_future":{"kept":true,"n":[1,2]}`)) || text(t, raw) != `{"a":1}` {
+			t.Errorf("%s: unknown field not passed through: %s", version, raw)
+		}
+	}
 }
