@@ -78,9 +78,17 @@ func (l *ledger) marked(key string) bool {
 	return !errors.Is(err, jetstream.ErrKeyNotFound)
 }
 
+// cancelTTL is how long a worker remembers a cancel of a call it is not
+// running. The cancel is also answered at once with a stored cancelled
+// result (answerCancel); the set is what stops a delivery that skips the
+// result lookup (the first delivery of a tool safe to re-run) and covers a
+// store that failed. A call still queued after cancelTTL runs.
+const cancelTTL = 10 * time.Minute
+
 // cancelSet remembers call ids cancelled before any worker ran them. Every
-// worker hears every tool.cancel.<id>, so each keeps its own set; entries
-// expire after the duplicate window's worth of queueing.
+// worker hears every tool.cancel.<agent>.<id>, so each keeps its own set;
+// entries expire after cancelTTL, and are swept once the set holds more
+// than 1024.
 type cancelSet struct {
 	mu  gosync.Mutex
 	ids map[string]time.Time

@@ -89,7 +89,7 @@ func newRig(t *testing.T, cfg worker.Config, workers int) *rig {
 // shuts it down gracefully and waits.
 func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.Config, log zerolog.Logger, opts ...worker.Option) (stop func()) {
 	t.Helper()
-	js, err := jetstreamNew(nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, bo
 		msg.Header[k] = v
 	}
 	msg.Data = body
-	js, _ := jetstreamNew(nc)
+	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
@@ -262,7 +262,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	}
 	// A call that names no valid agent or call id has nowhere to be
 	// answered: it settles at once, into TOOL_DEAD with the reason.
-	js, _ := jetstreamNew(r.ns.NC)
+	js, _ := jetstream.New(r.ns.NC)
 	unanswerable := []struct {
 		subject, id, says string
 	}{
