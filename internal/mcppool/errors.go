@@ -45,6 +45,7 @@ const (
 	ClassAuth           Class = "auth"            // HTTP 401 or 403
 	ClassNotMCP         Class = "not_mcp"         // a 4xx to the handshake, or the session ended (404): not an MCP endpoint
 	ClassHTTP5xx        Class = "http_5xx"        // the server answered HTTP 5xx
+	ClassBadAnswer      Class = "bad_answer"      // the transport read a body that is not JSON-RPC (an HTML page, a proxy's error)
 	ClassTransport      Class = "transport"       // any other transport failure (DNS, TLS, ...)
 )
 
@@ -71,7 +72,7 @@ const (
 func (c Class) Transport() bool {
 	switch c {
 	case ClassRefused, ClassReset, ClassTimeout, ClassProcessExited, ClassCannotStart,
-		ClassCommandMissing, ClassAuth, ClassNotMCP, ClassHTTP5xx, ClassTransport:
+		ClassCommandMissing, ClassAuth, ClassNotMCP, ClassHTTP5xx, ClassBadAnswer, ClassTransport:
 		return true
 	}
 	return false
@@ -272,9 +273,13 @@ func transportClass(err error) (Class, bool) {
 		}
 		return ClassTransport, true
 	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return ClassTimeout, true
+	case errors.As(err, &tre) && (errors.As(err, &syntaxErr) || errors.As(err, &typeErr)):
+		return ClassBadAnswer, true
 	case errors.As(err, &ne) || errors.As(err, &tre):
 		return ClassTransport, true
 	}

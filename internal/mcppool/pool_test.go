@@ -107,8 +107,10 @@ func TestLazyConnectReuseAndConcurrency(t *testing.T) {
 						errs <- err
 					case isErr:
 						errs <- fmt.Errorf("isError: %s", raw)
-					case text(t, raw) != string(args):
-						errs <- fmt.Errorf("echo %s = %s", args, text(t, raw))
+					default:
+						if got, err := textOf(raw); err != nil || got != string(args) {
+							errs <- fmt.Errorf("echo %s = %s (%v)", args, got, err)
+						}
 					}
 				}()
 			}

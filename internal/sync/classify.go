@@ -56,7 +56,7 @@ func classify(srv subjects.Server, err error) *SyncError {
 	case class == mcppool.ClassProcessExited || class == mcppool.ClassCannotStart || class == mcppool.ClassCommandMissing ||
 		srv.Transport == subjects.TransportStdio && class == mcppool.ClassReset:
 		return mk(subjects.SyncProcessExited, fmt.Sprintf("run `%s` by hand to see why it stops", strings.TrimSpace(srv.Command+" "+strings.Join(srv.Args, " "))))
-	case class.Protocol():
+	case class.Protocol() || class == mcppool.ClassBadAnswer:
 		return mk(subjects.SyncInvalidJSONRPC, fmt.Sprintf("%s answered, but not as an MCP server listing tools; check that the url points at an MCP endpoint", target))
 	case class == mcppool.ClassHTTP5xx && srv.Transport != subjects.TransportStdio:
 		return mk(subjects.SyncOther, "the server failed; see its logs")

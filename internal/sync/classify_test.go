@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"syscall"
@@ -42,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{web, transport.ErrLegacySSEServer, subjects.SyncNotFound},
 		{web, fmt.Errorf("list: %w", context.DeadlineExceeded), subjects.SyncTimeout},
 		{web, fmt.Errorf("%w: no such method", mcp.ErrMethodNotFound), subjects.SyncInvalidJSONRPC},
+		{web, transport.NewError(fmt.Errorf("failed to decode response: %w", &json.SyntaxError{})), subjects.SyncInvalidJSONRPC},
 		{cmd, transport.NewError(fmt.Errorf("write: %w", syscall.EPIPE)), subjects.SyncProcessExited},
 		{web, errors.New("something odd"), subjects.SyncOther},
 	}
