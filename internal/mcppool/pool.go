@@ -76,10 +76,6 @@ func WithBreaker(failures int, openFor time.Duration) Option {
 	}
 }
 
-// WithHTTPClient makes every sse/http server share c instead of getting its
-// own from NewHTTPClient.
-func WithHTTPClient(c *http.Client) Option { return func(p *Pool) { p.httpClient = c } }
-
 // Pool holds one lazily dialled MCP session per registered server. It is
 // safe for concurrent use. The zero value is not usable; call New.
 type Pool struct {
@@ -90,7 +86,6 @@ type Pool struct {
 	backoffMax      time.Duration
 	breakerFailures int
 	breakerOpenFor  time.Duration
-	httpClient      *http.Client
 
 	ctx    context.Context // ends on Close; bounds dials
 	cancel context.CancelFunc
@@ -343,6 +338,36 @@ func (p *Pool) Health(name string) Health {
 	return h
 }
 
+// ServerStats is a server's load and connection state, as Stats reports it.
+type ServerStats struct {
+	State               State // the breaker's view, as Health says
+	ConsecutiveFailures int
+	Sessions            int // live sessions: 0 or 1, shared by all calls (a retired one finishing its calls is not counted)
+	InFlight            int // calls holding a slot (running, or connecting)
+}
+
+// Stats reports every registered server's load and state, by name.
+func (p *Pool) Stats() map[string]ServerStats {
+	p.mu.RLock()
+	servers := make(map[string]*server, len(p.servers))
+	for n, s := range p.servers {
+		servers[n] = s
+	}
+	p.mu.RUnlock()
+	out := make(map[string]ServerStats, len(servers))
+	for n, s := range servers {
+		h := p.Health(n)
+		s.mu.Lock()
+		st := ServerStats{State: h.State, ConsecutiveFailures: h.ConsecutiveFailures, InFlight: len(s.sem)}
+		if s.sess != nil {
+			st.Sessions++
+		}
+		s.mu.Unlock()
+		out[n] = st
+	}
+	return out
+}
+
 func (p *Pool) server(name string) (*server, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -436,10 +461,7 @@ func (p *Pool) newServer(def subjects.Server) *server {
 		),
 	}
 	if def.Transport == subjects.TransportHTTP || def.Transport == subjects.TransportSSE {
-		s.hc = p.httpClient
-		if s.hc == nil {
-			s.hc = NewHTTPClient(max(256, 2*n))
-		}
+		s.hc = NewHTTPClient(max(256, 2*n))
 	}
 	return s
 }

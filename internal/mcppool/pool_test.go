@@ -612,3 +612,29 @@ func TestResultUnknownFieldsKept(t *testing.T) {
 		}
 	}
 }
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	h := startHTTP(t, subjects.TransportHTTP, false)
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(httpDef("s", h))
+	if st := p.Stats()["s"]; st.State != StateIdle || st.Sessions != 0 || st.InFlight != 0 {
+		t.Fatalf("before any call: %+v", st)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Call(context.Background(), "s", "sleep", json.RawMessage(`{"ms":300}`), CallOptions{})
+		done <- err
+	}()
+	checkFor(t, 5*time.Second, "one call in flight on a session", func() bool {
+		st := p.Stats()["s"]
+		return st.InFlight == 1 && st.Sessions == 1 && st.State == StateConnected
+	})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()["s"]; st.InFlight != 0 || st.Sessions != 1 {
+		t.Fatalf("after the call: %+v", st)
+	}
+}
