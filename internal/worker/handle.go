@@ -372,12 +372,12 @@ func (w *Worker) classify(ctx context.Context, j *job, err error) outcome {
 }
 
 // progress publishes MCP progress notifications on
-// tool.progress.<agent>.<id>.
+// tool.progress.<agent>.<id>. Most calls send none: nothing is built until
+// one arrives.
 func (w *Worker) progress(agent, id string) func(progress, total float64, message string) {
-	subj := subjects.ToolProgress(agent, id)
 	return func(progress, total float64, message string) {
 		data, _ := json.Marshal(subjects.Progress{CallID: id, Progress: progress, Total: total, Message: message})
-		_ = w.nc.Publish(subj, data)
+		_ = w.nc.Publish(subjects.ToolProgress(agent, id), data)
 	}
 }
 
