@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/client"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/worker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // everything returns the path of npm's @modelcontextprotocol/server-everything
