@@ -546,6 +546,11 @@ func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.D
 		opts = append(opts, transport.WithHTTPHeaderFunc(transport.HTTPHeaderFunc(o.HeaderFunc)))
 	}
 	if o.Listen {
+		// The standing GET stream is how servers before 2026-07-28 send
+		// tools/list_changed; mcp-go deprecates the option because
+		// 2026-07-28 replaced it (Client.Listen), and with it the session
+		// stays on the earlier version, which is what Listen asks for.
+		//lint:ignore SA1019 the only way to listen on protocols before 2026-07-28
 		opts = append(opts, transport.WithContinuousListening())
 	}
 	t, err := transport.NewStreamableHTTP(srv.URL, opts...)

@@ -137,12 +137,6 @@ func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("server %q: %s (JSON-RPC %d)", e.Server, e.Message, e.Code)
 }
 
-// IsTransport reports whether err is (or wraps) a *TransportError.
-func IsTransport(err error) bool {
-	var te *TransportError
-	return errors.As(err, &te)
-}
-
 // ClassOf returns the class of err: the one the pool gave it, or, for an
 // error straight from mcp-go (a client returned by Dial), the one classify
 // would give it. nil has no class ("").

@@ -517,7 +517,11 @@ func (s *server) session(ctx context.Context) (*session, error) {
 			now := time.Now()
 			if s.failures >= s.p.breakerFailures {
 				if now.Before(s.nextTry) || s.probing {
-					err := &TransportError{Server: s.def.Name, Class: s.lastClass, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
+					class := s.lastClass
+					if !class.Transport() {
+						class = ClassTransport // down after a refused handshake: still not reachable
+					}
+					err := &TransportError{Server: s.def.Name, Class: class, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
 					s.mu.Unlock()
 					return nil, err
 				}

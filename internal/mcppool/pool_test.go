@@ -42,25 +42,26 @@ func TestDial(t *testing.T) {
 func TestDialErrorsAreActionable(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		def  subjects.Server
-		want string
+		def   subjects.Server
+		want  string
+		class Class
 	}{
 		{subjects.Server{Name: "github", Transport: subjects.TransportStdio, Command: "no-such-mcp-binary"},
-			`server "github": cannot start "no-such-mcp-binary": exec: "no-such-mcp-binary": executable file not found in $PATH`},
+			`server "github": cannot start "no-such-mcp-binary": exec: "no-such-mcp-binary": executable file not found in $PATH`, ClassCommandMissing},
 		{subjects.Server{Name: "api", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1:9/mcp"},
-			`server "api": connection refused at http://127.0.0.1:9/mcp — is it running?`},
+			`server "api": connection refused at http://127.0.0.1:9/mcp — is it running?`, ClassRefused},
 		{subjects.Server{Name: "old", Transport: subjects.TransportSSE, URL: "http://127.0.0.1:9/sse"},
-			`server "old": connection refused at http://127.0.0.1:9/sse — is it running?`},
+			`server "old": connection refused at http://127.0.0.1:9/sse — is it running?`, ClassRefused},
 		{subjects.Server{Name: "x", Transport: subjects.TransportStdio, Command: stdioBin, Env: map[string]string{"STDIOSRV_FAIL_START": "1"}},
-			`server "x": process "` + stdioBin + `" exited (exit status 2); last stderr: stdiosrv: refusing to start`},
+			`server "x": process "` + stdioBin + `" exited (exit status 2); last stderr: stdiosrv: refusing to start`, ClassProcessExited},
 	}
 	for _, c := range cases {
 		_, err := Dial(context.Background(), c.def, DialOptions{Log: testLog(t)})
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 			t.Errorf("Dial(%s):\n got %v\nwant %s…", c.def.Name, err, c.want)
 		}
-		if !IsTransport(err) {
-			t.Errorf("Dial(%s): %T is not a transport error", c.def.Name, err)
+		if got := ClassOf(err); got != c.class || !got.Transport() {
+			t.Errorf("Dial(%s): class %s, want %s", c.def.Name, got, c.class)
 		}
 	}
 	// An error that net/http words with the request URL keeps the query's
@@ -236,10 +237,10 @@ func TestToolErrorAndProtocolError(t *testing.T) {
 	for _, srv := range []string{"s", "local"} {
 		_, _, err = p.Call(context.Background(), srv, "no_such_tool", nil, CallOptions{})
 		var pe *ProtocolError
-		if !errors.As(err, &pe) || pe.Code == 0 || !strings.Contains(pe.Message, "no_such_tool") {
-			t.Fatalf("%s: unknown tool: %T %v", srv, err, err)
+		if !errors.As(err, &pe) || pe.Code == 0 || !strings.Contains(pe.Message, "no_such_tool") || ClassOf(err) != ClassUnknownTool {
+			t.Fatalf("%s: unknown tool: %T %v (class %s)", srv, err, err, ClassOf(err))
 		}
-		if IsTransport(err) {
+		if ClassOf(err).Transport() {
 			t.Fatalf("%s: protocol error counted as transport", srv)
 		}
 		if st := p.Health(srv); st.State != StateConnected || st.ConsecutiveFailures != 0 {
@@ -329,7 +330,7 @@ func TestStdioChildExitRespawns(t *testing.T) {
 	pid1 := text(t, raw)
 
 	_, _, err = p.Call(context.Background(), "x", "exit", json.RawMessage(`{"code":3}`), CallOptions{})
-	if !IsTransport(err) || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
+	if !ClassOf(err).Transport() || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
 		t.Fatalf("exit: %v", err)
 	}
 	t.Logf("exit error: %v", err)
@@ -483,7 +484,7 @@ func TestCancelSendsNotificationOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, _, err := p.Call(ctx, "s", "sleep", json.RawMessage(`{"ms":5000}`), CallOptions{})
-	if !errors.Is(err, context.DeadlineExceeded) || IsTransport(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || ClassOf(err).Transport() {
 		t.Fatalf("cancelled call: %T %v", err, err)
 	}
 	checkFor(t, 3*time.Second, "notifications/cancelled", func() bool { return h.count("notifications/cancelled") == 1 })
@@ -636,5 +637,29 @@ func TestStats(t *testing.T) {
 	}
 	if st := p.Stats()["s"]; st.InFlight != 0 || st.Sessions != 1 {
 		t.Fatalf("after the call: %+v", st)
+	}
+}
+
+// HTTP answers that are not MCP get their class from mcp-go's types (401,
+// a 4xx to the handshake) or, for other statuses, the status mcp-go quotes.
+func TestDialHTTPStatusClasses(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		status int
+		class  Class
+	}{
+		{http.StatusUnauthorized, ClassAuth},
+		{http.StatusNotFound, ClassNotMCP},
+		{http.StatusServiceUnavailable, ClassHTTP5xx},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", c.status)
+		}))
+		def := subjects.Server{Name: "s", Transport: subjects.TransportHTTP, URL: srv.URL + "/mcp", ProtocolVersion: "2025-11-25"}
+		_, err := Dial(context.Background(), def, DialOptions{Log: testLog(t)})
+		if got := ClassOf(err); got != c.class {
+			t.Errorf("HTTP %d: class %s, want %s (%v)", c.status, got, c.class, err)
+		}
+		srv.Close()
 	}
 }
