@@ -330,7 +330,7 @@ func TestStdioChildExitRespawns(t *testing.T) {
 	pid1 := text(t, raw)
 
 	_, _, err = p.Call(context.Background(), "x", "exit", json.RawMessage(`{"code":3}`), CallOptions{})
-	if !ClassOf(err).Transport() || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
+	if ClassOf(err) != ClassProcessExited || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
 		t.Fatalf("exit: %v", err)
 	}
 	t.Logf("exit error: %v", err)
@@ -484,7 +484,8 @@ func TestCancelSendsNotificationOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, _, err := p.Call(ctx, "s", "sleep", json.RawMessage(`{"ms":5000}`), CallOptions{})
-	if !errors.Is(err, context.DeadlineExceeded) || ClassOf(err).Transport() {
+	var te *TransportError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) || ClassOf(err) != ClassTimeout {
 		t.Fatalf("cancelled call: %T %v", err, err)
 	}
 	checkFor(t, 3*time.Second, "notifications/cancelled", func() bool { return h.count("notifications/cancelled") == 1 })
