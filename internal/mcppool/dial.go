@@ -763,19 +763,16 @@ func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.Ra
 	if resp.Error != nil {
 		return nil, false, &rpcError{Code: resp.Error.Code, Message: resp.Error.Message}
 	}
-	var flag struct {
-		IsError    bool           `json:"isError"`
-		ResultType mcp.ResultType `json:"resultType"`
-	}
-	if err := json.Unmarshal(resp.Result, &flag); err != nil {
+	isError, resultType, err := resultFlags(resp.Result)
+	if err != nil {
 		return nil, false, fmt.Errorf("tools/call answer is not a CallToolResult: %w", err)
 	}
-	if flag.ResultType == mcp.ResultTypeInputRequired {
+	if resultType == mcp.ResultTypeInputRequired {
 		// toolbus has no person or model to ask (no sampling, elicitation
 		// or roots handler), as mcp-go's client would refuse too.
 		return nil, false, &rpcError{Code: mcp.INVALID_REQUEST, Message: "the tool asked the client for input (elicitation, sampling or roots), which toolbus cannot give"}
 	}
-	return resp.Result, flag.IsError, nil
+	return resp.Result, isError, nil
 }
 
 // setModernMeta prepares the _meta members a 2026-07-28 request carries
