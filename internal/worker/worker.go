@@ -51,17 +51,19 @@ type Config struct {
 	Name string
 	// Concurrency is the number of calls run at once (default 64).
 	Concurrency int
-	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
+	// MaxAckPending caps unacknowledged calls across all workers (default:
+	// streams.WorkerConsumer's, 1024).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an ack before redelivering
 	// (default streams.DefaultAckWait, 5s): a running call renews it with
 	// InProgress at AckWait/3, and the calls of a worker that died go to
 	// another within it.
 	AckWait time.Duration
-	// MaxDeliver is the number of deliveries before a call is dead (default 5).
+	// MaxDeliver is the number of deliveries before a call is dead (default:
+	// streams.WorkerConsumer's, 5).
 	MaxDeliver int
 	// DefaultTimeout bounds a call with no deadline header when its server
-	// sets no call_timeout (default 60s).
+	// sets no call_timeout (default mcppool.DefaultCallTimeout, 60s).
 	DefaultTimeout time.Duration
 	// Grace is how long shutdown lets in-flight calls finish (default 20s).
 	Grace time.Duration
@@ -83,17 +85,11 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
 	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 1024
-	}
 	if c.AckWait <= 0 {
 		c.AckWait = streams.DefaultAckWait
 	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 5
-	}
 	if c.DefaultTimeout <= 0 {
-		c.DefaultTimeout = 60 * time.Second
+		c.DefaultTimeout = mcppool.DefaultCallTimeout
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = 10 * time.Second
