@@ -412,17 +412,22 @@ func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func
 }
 
 // lease puts msg in the set whose leases heartbeat renews, and counts it
-// in flight for server, until the returned func is called.
+// in flight for server (a call whose subject names none is not counted),
+// until the returned func is called.
 func (w *Worker) lease(msg jetstream.Msg, server string) (release func()) {
 	w.mu.Lock()
 	w.leases[msg] = struct{}{}
-	w.inflight[server]++
+	if server != "" {
+		w.inflight[server]++
+	}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
 		delete(w.leases, msg)
-		if w.inflight[server]--; w.inflight[server] <= 0 {
-			delete(w.inflight, server)
+		if server != "" {
+			if w.inflight[server]--; w.inflight[server] <= 0 {
+				delete(w.inflight, server)
+			}
 		}
 		w.mu.Unlock()
 	}
