@@ -217,12 +217,27 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	var inflight gosync.WaitGroup
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	// One long-lived goroutine per slot runs the calls: a goroutine's stack
+	// grows once, not for every call (growing it was a visible share of a
+	// call's CPU). A call is handed over with its slot taken, so a runner
+	// is free or about to be.
+	work := make(chan jetstream.Msg)
+	var runners gosync.WaitGroup
+	for range w.cfg.Concurrency {
+		runners.Add(1)
+		go func() {
+			defer runners.Done()
+			for msg := range work {
+				w.process(callCtx, msg)
+				<-slots
+				inflight.Done()
+			}
+		}()
+	}
+	defer func() { close(work); runners.Wait() }()
 	run := func(msg jetstream.Msg) {
 		inflight.Add(1)
-		go func() {
-			defer func() { <-slots; inflight.Done() }()
-			w.process(callCtx, msg)
-		}()
+		work <- msg
 	}
 	// Two pullers share the slots, so one has a pull request out while the
 	// other's batch ends: no gap in deliveries under load.
