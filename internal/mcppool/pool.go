@@ -204,7 +204,8 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 
 	var header http.Header
 	if co.AgentID != "" && s.def.Transport != subjects.TransportStdio {
-		header = http.Header{subjects.AgentHTTPHeader: []string{co.AgentID}}
+		header = make(http.Header, 1)
+		header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
 	var token string
 	if co.Progress != nil {
