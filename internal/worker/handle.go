@@ -263,6 +263,11 @@ func (w *Worker) claim(ctx context.Context, j *job) (outcome, bool) {
 	switch {
 	case err == nil:
 		return outcome{}, false // no attempt started it before: no result to find
+	case errors.Is(err, errCancelledBefore):
+		if out, done := w.earlierAnswer(ctx, j); done {
+			return out, true // the cancelled answer
+		}
+		return fail(j.res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(j.call.agent, j.call.id)), true
 	case errors.Is(err, errStartedBefore):
 		if out, done := w.earlierAnswer(ctx, j); done {
 			return out, true

@@ -277,6 +277,17 @@ func catalogRig(t *testing.T) (ns *natstest.Server, cl *client.Client, execLog s
 // catalogRigFor is catalogRig for a demo server already running at url.
 func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Client) {
 	t.Helper()
+	ns, catalog, pool := catalogParts(t, url)
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	cl, _ = client.New(ns.NC)
+	t.Cleanup(func() { cl.Close() })
+	return ns, cl
+}
+
+// catalogParts is catalogRigFor without a worker: a synced catalog of the
+// demo server at url, and a pool holding it.
+func catalogParts(t *testing.T, url string) (ns *natstest.Server, catalog *toolsync.Catalog, pool *mcppool.Pool) {
+	t.Helper()
 	ns = natstest.Start(t)
 	ctx := context.Background()
 	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
@@ -290,18 +301,72 @@ func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Cl
 	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	catalog, err = toolsync.NewCatalog(ctx, ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(catalog.Stop)
-	pool := mcppool.New(testLog(t))
+	pool = mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
 	pool.Upsert(srv)
-	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
-	cl, _ = client.New(ns.NC)
+	return ns, catalog, pool
+}
+
+// A destructive call cancelled while queued never runs, even when the
+// worker that takes it later did not hear the cancel (it started after):
+// the cancel left a mark in the ledger, and the call's claim finds it.
+func TestCancelledDestructiveCallNeverRuns(t *testing.T) {
+	execLog := t.TempDir() + "/exec.log"
+	url, stopDemo, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true, ExecLog: execLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDemo)
+	ns, catalog, pool := catalogParts(t, url)
+	cl, _ := client.New(ns.NC)
 	t.Cleanup(func() { cl.Close() })
-	return ns, cl
+	stopA := startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: 1, Grace: 50 * time.Millisecond}, testLog(t), worker.WithCatalog(catalog))
+
+	// Worker A's only slot is busy; the destructive call queues.
+	running := make(chan struct{})
+	var once gosync.Once
+	blocker := client.NewCallID()
+	callAsync(cl, "demo", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blocker),
+		client.WithProgress(func(subjects.Progress) { once.Do(func() { close(running) }) }))
+	<-running
+	id := client.NewCallID()
+	queued := callAsync(cl, "demo", "destroy", `{"key":"never"}`, client.WithCallID(id))
+	waitQueued(t, ns, 2)
+	if err := cl.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	if res := (<-queued).must(t); res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("queued destructive call: %+v, want cancelled", res)
+	}
+	// A stops (handing the blocker back); B never heard the cancel.
+	stopA()
+	startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: 2}, testLog(t), worker.WithCatalog(catalog))
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := ns.JS.Stream(context.Background(), subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 1 {
+			return fmt.Errorf("%d calls queued, want only the blocker", n)
+		}
+		return nil
+	})
+	if err := cl.Cancel(blocker); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, ns, 0)
+	if b, _ := os.ReadFile(execLog); strings.Contains(string(b), "destroy") {
+		t.Fatalf("the cancelled destructive call ran: %q", b)
+	}
+	res, err := cl.Result(context.Background(), id)
+	if err != nil || res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("stored answer %+v %v, want the cancelled one", res, err)
+	}
 }
 
 // With the catalog, an unknown tool and arguments that break the tool's

@@ -397,7 +397,15 @@ func (w *Worker) answerCancel(m *nats.Msg) {
 	}
 	// A call that must not run twice has a start mark once a worker
 	// started it: that worker answers, truthfully (it may have finished).
-	if w.ledger.marked(subjects.LedgerKey(agent, id)) {
+	// Otherwise the cancelled mark keeps any later attempt from starting
+	// it, however long it stays queued (such a call looks for a result only
+	// when its claim finds a mark).
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := w.ledger.cancel(ctx, subjects.LedgerKey(agent, id), w.cfg.Name); err != nil {
+		if !errors.Is(err, errStartedBefore) {
+			w.log.Warn().Err(err).Str("call_id", id).Str("agent_id", agent).Msg("cancel not answered yet; the call is answered when a worker takes it")
+		}
 		return
 	}
 	var about subjects.Cancel
