@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
+	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -39,7 +41,7 @@ type ops struct {
 
 // startOps makes the metrics (labels bounded by the catalog), follows the
 // sync statuses, and serves them on rf.metrics when set.
-func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.JetStream, rf *runFlags, cat *catalog.Catalog, log zerolog.Logger) (*ops, error) {
+func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.JetStream, rf *runFlags, cat *catalog.Catalog, pool *mcppool.Pool, log zerolog.Logger) (*ops, error) {
 	o := &ops{health: telemetry.NewHealth(nc, js), mux: http.NewServeMux()}
 	o.metrics = telemetry.New(telemetry.Config{
 		KnownServer: cat.Known,
@@ -50,7 +52,7 @@ func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.Je
 			}
 			return slices.Contains(cat.Tools(server), tool)
 		},
-		// PoolStats: wire to (*mcppool.Pool).Stats once it exists.
+		PoolStats: func() []telemetry.PoolServerStats { return poolStats(pool) },
 	})
 	o.metrics.WatchQueue(js)
 	o.health.SetCatalog(cat.Err)
@@ -93,28 +95,60 @@ func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.Je
 // onFire counts a scheduler publish attempt.
 func (o *ops) onFire(f scheduler.Fire) { o.metrics.SchedulerFired(f.Name, f.Duplicate, f.Err) }
 
-// fleet is what the control service reports and steers in this process.
-// Until the worker can pause a server and the pool report its sessions and
-// breakers, status lists the pool's servers and the observer's in-flight
-// count, and pause/resume answer that they are not available.
+// fleet is what the control service reports and steers in this process:
+// the worker's in-flight calls and paused servers, the pool's sessions and
+// breakers.
 type fleet struct {
-	pool    *mcppool.Pool
-	metrics *telemetry.Metrics
+	w    *worker.Worker
+	pool *mcppool.Pool
 }
 
-// errNoPause: this build's worker cannot pause a server yet.
-var errNoPause = errors.New("pausing a server is not available in this build")
-
 func (f fleet) Status() subjects.WorkerStatus {
-	st := subjects.WorkerStatus{InFlight: f.metrics.InFlight()}
-	for _, name := range f.pool.Names() {
-		st.Servers = append(st.Servers, subjects.WorkerServerStatus{Server: name})
+	ws := f.w.Stats()
+	st := subjects.WorkerStatus{Paused: ws.Paused}
+	for _, n := range ws.InFlight {
+		st.InFlight += n
+	}
+	for _, ps := range poolStats(f.pool) {
+		st.Servers = append(st.Servers, subjects.WorkerServerStatus{
+			Server: ps.Server, Sessions: ps.Sessions, Breaker: ps.Breaker,
+			InFlight: ws.InFlight[ps.Server], Paused: slices.Contains(ws.Paused, ps.Server),
+		})
 	}
 	return st
 }
 
-func (f fleet) Pause(server string) error  { return errNoPause }
-func (f fleet) Resume(server string) error { return errNoPause }
+func (f fleet) Pause(server string) error {
+	if !slices.Contains(f.pool.Names(), server) {
+		return fmt.Errorf("%w: %q", control.ErrUnknownServer, server)
+	}
+	f.w.Pause(server)
+	return nil
+}
+
+func (f fleet) Resume(server string) error {
+	if !slices.Contains(f.pool.Names(), server) {
+		return fmt.Errorf("%w: %q", control.ErrUnknownServer, server)
+	}
+	f.w.Resume(server)
+	return nil
+}
+
+// poolStats is the pool's view of each server, sorted by name, with the
+// breaker named as Prometheus and status show it.
+func poolStats(pool *mcppool.Pool) []telemetry.PoolServerStats {
+	stats := pool.Stats()
+	out := make([]telemetry.PoolServerStats, 0, len(stats))
+	for _, name := range slices.Sorted(maps.Keys(stats)) {
+		ps := stats[name]
+		breaker := "closed"
+		if ps.State == mcppool.StateDown {
+			breaker = "open"
+		}
+		out = append(out, telemetry.PoolServerStats{Server: name, Sessions: ps.Sessions, Breaker: breaker, InFlight: ps.InFlight})
+	}
+	return out
+}
 
 // startControl registers this process's worker in the control service
 // (`nats micro ls`) until ctx ends.

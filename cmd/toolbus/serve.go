@@ -208,7 +208,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	defer cat.Stop()
 
 	svc := &services{}
-	op, err := startOps(ctx, svc, nc, js, rf, cat, log)
+	op, err := startOps(ctx, svc, nc, js, rf, cat, pool, log)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	cancel()
 	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
-	if err := startControl(ctx, svc, nc, fleet{pool: pool, metrics: op.metrics}, wcfg.Name); err != nil {
+	if err := startControl(ctx, svc, nc, fleet{w: w, pool: pool}, wcfg.Name); err != nil {
 		return err
 	}
 	if all {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -419,32 +418,24 @@ func notSyncedYet(server string, st subjects.SyncStatus, arriving bool) string {
 	return fmt.Sprintf("server %q is registered but its tool list has not been read yet: %s. Retry the call shortly (with a new call id), or run `toolbus sync %s` to sync it now and see why it fails", server, what, server)
 }
 
-// CheckCall is Check in the worker's terms, in one lookup: refusal is nil
-// when the call may go to the server, or the error result to answer with.
-// The worker asks only about servers it has registered, so a server the
-// catalog knows nothing of yet — like one whose first sync has not been
-// read in full — is refused with catalog_unavailable (retryable), never let
-// through unchecked. known says whether the catalog has the tool, and safe
-// whether its annotations (MCP's defaults when absent) make running it
-// twice harmless (read-only, idempotent or not destructive).
-func (c *Catalog) CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool) {
+// Admit is Check in the worker's terms (worker.Catalog), in one lookup:
+// nil when the call may go to the server, and whether the tool's
+// annotations (MCP's defaults when absent) make running it twice harmless
+// (read-only, idempotent or not destructive); otherwise ErrUnknownTool,
+// ErrToolHeld, ErrInvalidArguments or ErrCatalogUnavailable, wrapped with a
+// message. The worker asks only about servers it has registered, so a
+// server the catalog knows nothing of yet — like one whose first sync has
+// not been read in full — is ErrCatalogUnavailable (retryable), never let
+// through unchecked.
+func (c *Catalog) Admit(server, tool string, args json.RawMessage) (safe bool, err error) {
 	e, err := c.Check(server, tool, args)
-	if e != nil {
-		safe, known = e.SafeToRetry(), true
-	}
-	switch {
-	case err == nil:
-		return nil, safe, known
-	case errors.Is(err, ErrUnknownServer):
+	if errors.Is(err, ErrUnknownServer) {
 		// Registered (the worker checked) but not in the catalog yet: its
 		// status has not arrived.
-		return &subjects.Error{Code: subjects.CodeCatalogUnavailable, Message: notSyncedYet(server, subjects.SyncStatus{}, false)}, safe, known
-	case errors.Is(err, ErrCatalogUnavailable):
-		return &subjects.Error{Code: subjects.CodeCatalogUnavailable, Message: strings.TrimPrefix(err.Error(), ErrCatalogUnavailable.Error()+": ")}, safe, known
-	case errors.Is(err, ErrUnknownTool), errors.Is(err, ErrToolHeld):
-		return &subjects.Error{Code: subjects.CodeUnknownTool, Message: err.Error()}, safe, known
-	case errors.Is(err, ErrInvalidArguments):
-		return &subjects.Error{Code: subjects.CodeInvalidArguments, Message: err.Error()}, safe, known
+		return false, fmt.Errorf("%w: %s", ErrCatalogUnavailable, notSyncedYet(server, subjects.SyncStatus{}, false))
 	}
-	return &subjects.Error{Code: subjects.CodeInternal, Message: err.Error()}, safe, known
+	if err != nil {
+		return false, err
+	}
+	return e.SafeToRetry(), nil
 }

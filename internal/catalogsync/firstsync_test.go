@@ -21,6 +21,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -76,17 +77,14 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 		}
 		return nil
 	})
-	refusal, _, known := cat.CheckCall("late", "anything", nil)
-	if refusal == nil || refusal.Code != subjects.CodeCatalogUnavailable || known {
-		t.Fatalf("before any sync: refusal %+v, known %v", refusal, known)
+	_, refusal := cat.Admit("late", "anything", nil)
+	if !errors.Is(refusal, catalog.ErrCatalogUnavailable) {
+		t.Fatalf("before any sync: refusal %v", refusal)
 	}
 	for _, want := range []string{`"late" is registered`, "queued or running", "toolbus sync late"} {
-		if !strings.Contains(refusal.Message, want) {
-			t.Errorf("message %q lacks %q", refusal.Message, want)
+		if !strings.Contains(refusal.Error(), want) {
+			t.Errorf("message %q lacks %q", refusal, want)
 		}
-	}
-	if got := refusal.Code.HTTPish(); got != 503 {
-		t.Errorf("HTTPish = %d, want 503", got)
 	}
 	if _, err := cat.Check("late", "anything", nil); !errors.Is(err, catalog.ErrCatalogUnavailable) {
 		t.Errorf("Check = %v, want catalog.ErrCatalogUnavailable", err)
@@ -97,15 +95,15 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if _, err := s.SyncServer(ctx(t), "late"); err == nil {
 		t.Fatal("sync of a server answering 503 succeeded")
 	}
-	testutil.CheckFor(t, 5*time.Second, func() error {
-		refusal, _, _ = cat.CheckCall("late", "alpha", nil)
-		if refusal == nil || !strings.Contains(refusal.Message, "failed (") {
-			return fmt.Errorf("refusal = %+v", refusal)
+	natstest.CheckFor(t, 5*time.Second, func() error {
+		_, refusal = cat.Admit("late", "alpha", nil)
+		if refusal == nil || !strings.Contains(refusal.Error(), "failed (") {
+			return fmt.Errorf("refusal = %v", refusal)
 		}
 		return nil
 	})
-	if refusal.Code != subjects.CodeCatalogUnavailable || !strings.Contains(refusal.Message, "503") || !strings.Contains(refusal.Message, "retried with backoff") {
-		t.Errorf("after a failed sync: %+v", refusal)
+	if !errors.Is(refusal, catalog.ErrCatalogUnavailable) || !strings.Contains(refusal.Error(), "503") || !strings.Contains(refusal.Error(), "retried with backoff") {
+		t.Errorf("after a failed sync: %v", refusal)
 	}
 	wctx, cancel := context.WithTimeout(ctx(t), 5*time.Second)
 	defer cancel()
@@ -125,21 +123,21 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 		}
 		return nil
 	})
-	if refusal, _, known := cat.CheckCall("late", "alpha", json.RawMessage(`{"text":"hi"}`)); refusal != nil || !known {
-		t.Errorf("alpha: refusal %+v known %v", refusal, known)
+	if _, refusal := cat.Admit("late", "alpha", json.RawMessage(`{"text":"hi"}`)); refusal != nil {
+		t.Errorf("alpha: refusal %v", refusal)
 	}
-	if refusal, _, _ := cat.CheckCall("late", "nope", nil); refusal == nil || refusal.Code != subjects.CodeUnknownTool {
-		t.Errorf("missing tool: %+v", refusal)
+	if _, refusal := cat.Admit("late", "nope", nil); !errors.Is(refusal, catalog.ErrUnknownTool) {
+		t.Errorf("missing tool: %v", refusal)
 	}
 
 	// A server the catalog has never heard of: Check says unknown_server;
-	// the worker asks CheckCall only about servers it has registered, so
+	// the worker asks Admit only about servers it has registered, so
 	// there it is one whose status has not arrived yet: retryable.
 	if _, err := cat.Check("ghost", "x", nil); !errors.Is(err, catalog.ErrUnknownServer) {
 		t.Errorf("Check ghost = %v", err)
 	}
-	if refusal, _, _ := cat.CheckCall("ghost", "x", nil); refusal == nil || refusal.Code != subjects.CodeCatalogUnavailable {
-		t.Errorf("CheckCall ghost = %+v", refusal)
+	if _, refusal := cat.Admit("ghost", "x", nil); !errors.Is(refusal, catalog.ErrCatalogUnavailable) {
+		t.Errorf("Admit ghost = %v", refusal)
 	}
 }
 

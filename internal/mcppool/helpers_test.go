@@ -235,13 +235,22 @@ func stdioDef(name string) registry.Server {
 // text returns the first text content of a CallToolResult JSON.
 func text(t *testing.T, raw json.RawMessage) string {
 	t.Helper()
+	s, err := textOf(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// textOf is text for goroutines other than the test's: it returns the error.
+func textOf(raw json.RawMessage) (string, error) {
 	var r struct {
 		Content []struct {
 			Text string `json:"text"`
 		} `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil || len(r.Content) == 0 {
-		t.Fatalf("bad result %s: %v", raw, err)
+		return "", fmt.Errorf("bad result %s: %v", raw, err)
 	}
-	return r.Content[0].Text
+	return r.Content[0].Text, nil
 }
