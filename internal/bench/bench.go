@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	mcpclient "github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,12 +26,14 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Options sizes a run.
@@ -41,7 +46,7 @@ type Options struct {
 	ProtocolVersion string
 	// Workers is the worker's concurrency (default 128).
 	Workers int
-	// Only measures one path: "direct" or "bus" (default both).
+	// Only measures one path: "direct", "bus" or "frontdoor" (default all).
 	Only string
 	// Rounds the two paths take turns (default 3); rows are the median round.
 	Rounds int
@@ -95,7 +100,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	defer stopDemo()
-	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: 512}
+	srv := registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: 512}
 
 	// The worker uses an in-process connection, as `toolbus serve` does.
 	wnc, err := emb.Connect("bench-worker")
@@ -112,22 +117,22 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	defer pool.Close()
 	pool.Upsert(srv)
 	// The worker checks calls against the catalog, as under toolbus serve.
-	reg, err := toolsync.NewRegistry(ctx, wjs, toolsync.WithoutResyncOnPut())
+	reg, err := registry.New(ctx, wjs, registry.WithoutResyncOnPut())
 	if err != nil {
 		return nil, err
 	}
 	if err := reg.Put(ctx, srv); err != nil {
 		return nil, err
 	}
-	if _, err := toolsync.NewSyncer(wjs, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
+	if _, err := catalogsync.New(wjs, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
 		return nil, fmt.Errorf("sync the demo server: %w", err)
 	}
-	catalog, err := toolsync.NewCatalog(ctx, wjs)
+	cat, err := catalog.New(ctx, wjs)
 	if err != nil {
 		return nil, err
 	}
-	defer catalog.Stop()
-	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(catalog))
+	defer cat.Stop()
+	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat))
 	wctx, stopWorker := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()
@@ -167,12 +172,30 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return err
 	}
 
-	// The two paths take turns, Rounds times, and each row is the median
-	// round: this machine's noise moves both alike instead of one.
+	// The MCP front door: an mcp-go client over streamable HTTP to a
+	// gateway on the agent's connection, each call a bus call.
+	fd, stopFD, err := frontDoor(ctx, cnc, o.ProtocolVersion, log)
+	if err != nil {
+		return nil, fmt.Errorf("front door: %w", err)
+	}
+	defer stopFD()
+	frontDoorCall := func(ctx context.Context) error {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "demo__echo"
+		req.Params.Arguments = args
+		res, err := fd.CallTool(ctx, req)
+		if err == nil && res.IsError {
+			err = fmt.Errorf("isError result")
+		}
+		return err
+	}
+
+	// The paths take turns, Rounds times, and each row is the median
+	// round: this machine's noise moves them alike instead of one.
 	paths := []struct {
 		name string
 		f    func(context.Context) error
-	}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}}
+	}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}, {"frontdoor (MCP → bus → worker)", frontDoorCall}}
 	var rows []Row
 	for _, c := range o.Concurrency {
 		rounds := make([][]Row, len(paths))
@@ -194,6 +217,40 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		}
 	}
 	return rows, nil
+}
+
+// frontDoor serves the MCP front door on loopback over nc and returns an
+// mcp-go client connected to it.
+func frontDoor(ctx context.Context, nc *nats.Conn, version string, log zerolog.Logger) (*mcpclient.Client, func(), error) {
+	g, err := frontdoor.New(ctx, nc, frontdoor.Config{}, frontdoor.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		g.Close()
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = g.Serve(sctx, ln); close(done) }()
+	stop := func() { cancel(); <-done; g.Close() }
+	c, err := mcpclient.NewStreamableHttpClient("http://"+ln.Addr().String()+g.Path(),
+		transport.WithHTTPBasicClient(mcppool.NewHTTPClient(256)))
+	if err == nil {
+		err = c.Start(ctx)
+	}
+	if err == nil {
+		req := mcp.InitializeRequest{}
+		req.Params.ProtocolVersion = version
+		req.Params.ClientInfo = mcp.Implementation{Name: "toolbus-bench", Version: "1"}
+		_, err = c.Initialize(ctx, req)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return c, func() { _ = c.Close(); stop() }, nil
 }
 
 // median returns the round with the median throughput, its calls and

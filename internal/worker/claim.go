@@ -13,24 +13,26 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// decode reads a call message. A call whose arguments were too large for a
-// message carries a claim (Toolbus-Claim headers) and an empty body: the
-// arguments are read from the Object Store, and only if the claim names an
+// claimedArgs reads the arguments of a call that were too large for a
+// message: it carries a claim (Toolbus-Claim headers) and an empty body.
+// They are read from the Object Store, and only if the claim names an
 // object of this very call (its agent, from the subject, and its call id)
 // in toolbus's bucket. Then they are checked as if they had come in the
-// body.
-func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (call, *subjects.Error) {
-	h := msg.Headers()
-	c, e := decodeCall(msg.Subject(), h, msg.Data())
-	if e != nil || h.Get(subjects.HeaderClaim) == "" {
-		return c, e
+// body. A bad claim, or one that cannot be read, sets j.bad.
+func (w *Worker) claimedArgs(ctx context.Context, j *job) {
+	h := j.msg.Headers()
+	if j.bad != nil || h.Get(subjects.HeaderClaim) == "" {
+		return
 	}
+	c := &j.call
 	cl, err := claim.FromHeader(h)
 	if err != nil {
-		return c, bad(subjects.CodeInvalidRequest, "%v", err)
+		j.bad = bad(subjects.CodeInvalidRequest, "%v", err)
+		return
 	}
-	if len(msg.Data()) > 0 {
-		return c, bad(subjects.CodeInvalidRequest, "the call names its arguments in header %s and also has a body; send one or the other", subjects.HeaderClaim)
+	if len(j.msg.Data()) > 0 {
+		j.bad = bad(subjects.CodeInvalidRequest, "the call names its arguments in header %s and also has a body; send one or the other", subjects.HeaderClaim)
+		return
 	}
 	// Not cut short by shutdown (a read is quick, and its failure would be
 	// answered); NATS hiccups are retried, a bad claim is not.
@@ -45,13 +47,14 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (call, *subjects
 	})
 	switch {
 	case errors.Is(err, claim.ErrTooLarge):
-		return c, bad(subjects.CodeTooLarge, "arguments: %v", err)
+		j.bad = bad(subjects.CodeTooLarge, "arguments: %v", err)
 	case errors.Is(err, claim.ErrForeign), errors.Is(err, subjects.ErrInvalidClaim), errors.Is(err, claim.ErrMissing), errors.Is(err, claim.ErrCorrupt):
-		return c, bad(subjects.CodeInvalidRequest, "header %s: %v", subjects.HeaderClaim, err)
+		j.bad = bad(subjects.CodeInvalidRequest, "header %s: %v", subjects.HeaderClaim, err)
 	case err != nil:
-		return c, bad(subjects.CodeInternal, "could not read the call's arguments from %s: %v", cl.Object, err)
+		j.bad = bad(subjects.CodeInternal, "could not read the call's arguments from %s: %v", cl.Object, err)
+	default:
+		j.call, j.bad = decodeCall(j.msg.Subject(), h, body)
 	}
-	return decodeCall(msg.Subject(), h, body)
 }
 
 // claimResult stores an encoded result too large for a message in the

@@ -21,6 +21,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -82,7 +83,7 @@ func TestLargeResultsFromServerFilesystem(t *testing.T) {
 	ns := natstest.StartWith(t, natsDefaultPayload, streams.Options{})
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
-	pool.Upsert(subjects.Server{Name: "fs", Transport: subjects.TransportStdio, Command: node, Args: []string{script, dir}})
+	pool.Upsert(registry.Server{Name: "fs", Transport: registry.TransportStdio, Command: node, Args: []string{script, dir}})
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
 	cl, err := client.New(ns.NC)
 	if err != nil {
@@ -147,7 +148,7 @@ func claimRig(t *testing.T, cfg worker.Config) (*natstest.Server, *client.Client
 	t.Cleanup(stop)
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, cfg, testLog(t))
 	cl, err := client.New(ns.NC)
 	if err != nil {
