@@ -24,6 +24,8 @@ type command struct {
 	usage   string // "toolbus name [flags] args", shown by `toolbus name --help`
 	// run parses args with its own FlagSet (use newFlags) and does the work.
 	run func(ctx context.Context, args []string) error
+	// hidden commands are left out of `toolbus --help` (internal helpers).
+	hidden bool
 }
 
 var commands = map[string]*command{}
@@ -65,6 +67,9 @@ Commands:
 `)
 	names := make([]string, 0, len(commands))
 	for n := range commands {
+		if commands[n].hidden {
+			continue
+		}
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -17,6 +17,9 @@ type Options struct {
 	Replicas int
 	// ResultMaxAge is how long TOOL_RESULTS keeps a result (default 24h).
 	ResultMaxAge time.Duration
+	// ResultMaxBytes caps TOOL_RESULTS on disk; the oldest results go first
+	// (-1: no cap).
+	ResultMaxBytes int64
 	// DuplicateWindow is JetStream's de-duplication window on calls (default 2m).
 	DuplicateWindow time.Duration
 }
@@ -27,6 +30,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ResultMaxAge <= 0 {
 		o.ResultMaxAge = 24 * time.Hour
+	}
+	if o.ResultMaxBytes == 0 {
+		o.ResultMaxBytes = -1
 	}
 	if o.DuplicateWindow <= 0 {
 		o.DuplicateWindow = 2 * time.Minute
@@ -57,6 +63,7 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:          o.Replicas,
 			MaxAge:            o.ResultMaxAge,
 			MaxMsgsPerSubject: 1,
+			MaxBytes:          o.ResultMaxBytes,
 			Duplicates:        o.DuplicateWindow,
 			AllowDirect:       true,
 			// Each stored result is republished to its caller on
