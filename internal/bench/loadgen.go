@@ -115,6 +115,12 @@ func LoadgenMain(args []string, stdout io.Writer) int {
 	return 0
 }
 
+// reply is a result message and when it arrived.
+type reply struct {
+	msg *nats.Msg
+	at  time.Time
+}
+
 type loadgen struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -123,16 +129,17 @@ type loadgen struct {
 	agent   string
 	server  string
 	mu      gosync.Mutex
-	waiting map[string]chan *nats.Msg
+	waiting map[string]chan reply
 }
 
 func newLoadgen(ctx context.Context, natsURL, mcpURL, agent, server, proto string) (*loadgen, error) {
-	g := &loadgen{agent: agent, server: server, waiting: map[string]chan *nats.Msg{}}
+	g := &loadgen{agent: agent, server: server, waiting: map[string]chan reply{}}
 	var err error
 	if g.nc, err = nats.Connect(natsURL, nats.Name("toolbus-bench-loadgen")); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", natsURL, err)
 	}
-	if g.js, err = jetstream.New(g.nc); err != nil {
+	// A burst of --inflight calls is published without waiting for acks.
+	if g.js, err = jetstream.New(g.nc, jetstream.WithPublishAsyncMaxPending(1<<16)); err != nil {
 		return nil, err
 	}
 	// One subscription for every result of the agent, as the README says.
@@ -160,18 +167,18 @@ func (g *loadgen) onReply(m *nats.Msg) {
 	delete(g.waiting, id)
 	g.mu.Unlock()
 	if ch != nil {
-		ch <- m
+		ch <- reply{m, time.Now()}
 	}
 }
 
 // publish sends one call and returns where its result will arrive.
-func (g *loadgen) publish(ctx context.Context, tool string, args []byte, async bool) (string, chan *nats.Msg, jetstream.PubAckFuture, error) {
+func (g *loadgen) publish(ctx context.Context, tool string, args []byte, async bool) (string, chan reply, jetstream.PubAckFuture, error) {
 	subj, err := subjects.ToolCall(g.agent, g.server, tool)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	id := subjects.NewCallID()
-	ch := make(chan *nats.Msg, 1)
+	ch := make(chan reply, 1)
 	g.mu.Lock()
 	g.waiting[id] = ch
 	g.mu.Unlock()
@@ -198,16 +205,17 @@ func (g *loadgen) forget(id string) {
 }
 
 // wait takes the call's result and turns an error result into an error.
-func (g *loadgen) wait(ctx context.Context, id string, ch chan *nats.Msg) error {
+func (g *loadgen) wait(ctx context.Context, id string, ch chan reply) (time.Time, error) {
 	select {
-	case m := <-ch:
+	case r := <-ch:
+		m := r.msg
 		if st := m.Header.Get(subjects.HeaderStatus); st != "ok" {
-			return fmt.Errorf("result %s: %s %s", st, m.Header.Get(subjects.HeaderServiceErrorCode), m.Header.Get(subjects.HeaderServiceError))
+			return r.at, fmt.Errorf("result %s: %s %s", st, m.Header.Get(subjects.HeaderServiceErrorCode), m.Header.Get(subjects.HeaderServiceError))
 		}
-		return nil
+		return r.at, nil
 	case <-ctx.Done():
 		g.forget(id)
-		return fmt.Errorf("no result: %w", ctx.Err())
+		return time.Time{}, fmt.Errorf("no result: %w", ctx.Err())
 	}
 }
 
@@ -218,7 +226,8 @@ func (g *loadgen) busCall(ctx context.Context, tool string, args []byte) error {
 	if err != nil {
 		return err
 	}
-	return g.wait(ctx, id, ch)
+	_, err = g.wait(ctx, id, ch)
+	return err
 }
 
 func (g *loadgen) directCall(ctx context.Context, tool string, args []byte) error {
@@ -260,7 +269,7 @@ func (g *loadgen) burst(ctx context.Context, j job, args []byte, emit func(repor
 	start := time.Now()
 	type pending struct {
 		id  string
-		ch  chan *nats.Msg
+		ch  chan reply
 		fut jetstream.PubAckFuture
 	}
 	calls := make([]pending, 0, j.Burst)
@@ -298,13 +307,14 @@ func (g *loadgen) burst(ctx context.Context, j job, args []byte, emit func(repor
 	defer cancel()
 	lat := make([]time.Duration, 0, len(ok))
 	for _, c := range ok {
-		if err := g.wait(wctx, c.id, c.ch); err != nil {
+		at, err := g.wait(wctx, c.id, c.ch)
+		if err != nil {
 			fail(err)
 			continue
 		}
-		lat = append(lat, time.Since(start))
+		lat = append(lat, at.Sub(start))
+		r.Elapsed = max(r.Elapsed, at.Sub(start))
 	}
-	r.Elapsed = time.Since(start)
 	r.Calls = len(lat)
 	sort.Slice(lat, func(i, k int) bool { return lat[i] < lat[k] })
 	if len(lat) > 0 {

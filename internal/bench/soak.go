@@ -105,21 +105,25 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	runtime.GC()
 	rss0, _ := memStatus()
 	var (
-		peakG   int
-		mu      gosync.Mutex
-		stop    = make(chan struct{})
-		done    = make(chan struct{})
-		profErr = make(chan error, 1)
+		peakG               int
+		peakHeap, peakStack uint64
+		mu                  gosync.Mutex
+		stop                = make(chan struct{})
+		done                = make(chan struct{})
+		profErr             = make(chan error, 1)
 	)
 	go func() {
 		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
 				mu.Lock()
 				peakG = max(peakG, runtime.NumGoroutine())
+				peakHeap, peakStack = max(peakHeap, ms.HeapInuse), max(peakStack, ms.StackInuse)
 				mu.Unlock()
 			case <-stop:
 				return
@@ -149,9 +153,9 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	default:
 	}
 	_, peak := memStatus()
-	fmt.Fprintf(w, "| calls in flight | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak goroutines | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %d | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %.2f s |\n",
-		o.Inflight, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakG, cpu.Seconds())
+	fmt.Fprintf(w, "| calls in flight | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %d | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %.0f MB / %.0f MB | %.2f s |\n",
+		o.Inflight, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
 	return nil
 }
 
