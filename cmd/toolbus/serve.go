@@ -18,7 +18,6 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
-	"github.com/toolbus-dev/toolbus/internal/streams"
 	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -177,7 +176,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if all {
 		provision = broker.Provision
 	}
-	err = provision(pctx, js, streams.Options{Replicas: cfg.NATS.Replicas, ResultMaxAge: cfg.NATS.ResultMaxAge.D()}, wcfg.ConsumerConfig())
+	err = provision(pctx, js, cfg.NATS.StreamOptions(), wcfg.ConsumerConfig())
 	cancel()
 	if err != nil {
 		return fmt.Errorf("provision JetStream: %w", err)

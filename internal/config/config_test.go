@@ -105,3 +105,25 @@ func TestExampleFileLoads(t *testing.T) {
 		t.Fatalf("example config: %+v", c)
 	}
 }
+
+func TestRetentionKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+nats:
+  result_max_age: 1h
+  result_max_bytes: 134217728
+  ledger_max_age: 10m
+  ledger_max_bytes: -1
+  duplicate_window: 30s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.NATS.StreamOptions()
+	if o.ResultMaxAge.Hours() != 1 || o.ResultMaxBytes != 128<<20 || o.LedgerMaxAge.Minutes() != 10 || o.LedgerMaxBytes != -1 || o.DuplicateWindow.Seconds() != 30 {
+		t.Fatalf("stream options: %+v", o)
+	}
+	_, err = Parse([]byte("nats:\n  result_max_bytes: 1000\n"))
+	if err == nil || !strings.Contains(err.Error(), "nats.result_max_bytes") {
+		t.Fatalf("err = %v, want one naming nats.result_max_bytes", err)
+	}
+}
