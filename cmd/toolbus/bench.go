@@ -37,6 +37,7 @@ func init() {
 		ackPending := fs.Int("max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
 		srvConc := fs.Int("server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
 		resultMaxBytes := fs.Int64("result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
+		h2c := fs.Bool("h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
 		doc := fs.String("doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -48,6 +49,7 @@ func init() {
 			Soak: *soak, SampleEvery: *every, Inflight: *inflight, HeapProfile: *memprofile, ServerConcurrency: *srvConc, Progress: os.Stderr}
 		o.Worker.Concurrency, o.Worker.MaxAckPending = *workers, *ackPending
 		o.Streams.ResultMaxBytes = *resultMaxBytes
+		o.H2C = *h2c
 		var err error
 		if o.Concurrency, err = positiveInts("concurrency", *levels); err != nil {
 			return err

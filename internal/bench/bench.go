@@ -15,6 +15,7 @@ import (
 
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,10 @@ type Options struct {
 	Worker            worker.Config
 	ServerConcurrency int
 	Streams           streams.Options
+	// H2C makes the serve side call the MCP server over HTTP/2 without TLS
+	// (one multiplexed connection) instead of HTTP/1.1 (a connection per
+	// call in flight): an experiment for the pool's transport.
+	H2C bool
 
 	// Soak, when set, replaces the table with a run of this length at
 	// SoakConcurrency [64] on echo_plain, sampling the serve side's RSS
@@ -242,7 +247,11 @@ func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err e
 		return nil, err
 	}
 	st.server = subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: mcpURL, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: o.ServerConcurrency}
-	st.pool = mcppool.New(log)
+	var popts []mcppool.Option
+	if o.H2C {
+		popts = append(popts, mcppool.WithHTTPClient(h2cClient()))
+	}
+	st.pool = mcppool.New(log, popts...)
 	st.pool.Upsert(st.server)
 	reg, err := toolsync.NewRegistry(ctx, st.js, toolsync.WithoutResyncOnPut())
 	if err != nil {
@@ -287,6 +296,15 @@ func (st *serve) close() {
 	if st.dir != "" {
 		os.RemoveAll(st.dir)
 	}
+}
+
+// h2cClient speaks HTTP/2 without TLS only (prior knowledge).
+func h2cClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	t.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1 << 20}
+	return &http.Client{Transport: t}
 }
 
 // child is a bench-loadgen process and its pipes.

@@ -93,7 +93,8 @@ func soak(ctx context.Context, o Options, st *serve, lg *child, w io.Writer) err
 		xs[i], rs[i], hs[i], ns[i] = s.at.Minutes(), mb(s.rss), mb(s.heap), float64(s.results+s.ledger)
 	}
 	fmt.Fprintf(w, "\nSlope over the second half: RSS %+.2f MB/min, Go heap %+.2f MB/min", slope(xs, rs), slope(xs, hs))
-	if perMsg := slope(ns, rs); !math.IsNaN(perMsg) && ns[len(ns)-1] > ns[0] {
+	// Per retained message only where retention grew (not once capped).
+	if perMsg := slope(ns, rs); !math.IsNaN(perMsg) && ns[len(ns)-1] > 1.5*ns[0] {
 		fmt.Fprintf(w, "; RSS %+.0f bytes per retained message (results and ledger marks)", perMsg*(1<<20))
 	}
 	fmt.Fprintln(w, ".")
@@ -169,7 +170,16 @@ func heapProfile(path string) error {
 	}
 	defer f.Close()
 	runtime.GC()
-	return pprof.Lookup("heap").WriteTo(f, 0)
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return err
+	}
+	// Beside it, where the goroutines (and so the stacks) are.
+	g, err := os.Create(path + ".goroutines.txt")
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return pprof.Lookup("goroutine").WriteTo(g, 1)
 }
 
 func errSuffix(s string) string {
