@@ -488,7 +488,12 @@ func Print(w io.Writer, o Options, rows []Row) {
 		if r.Path == "direct" {
 			base = r
 		} else if base.PerSec > 0 && base.Size == r.Size && base.Concurrency == r.Concurrency && r.Calls > 0 {
-			rel = fmt.Sprintf("%.2f×, p50 +%v", r.PerSec/base.PerSec, (r.P50 - base.P50).Round(10*time.Microsecond))
+			d := (r.P50 - base.P50).Round(10 * time.Microsecond)
+			sign := "+"
+			if d < 0 {
+				sign, d = "−", -d
+			}
+			rel = fmt.Sprintf("%.2f×, p50 %s%v", r.PerSec/base.PerSec, sign, d)
 		}
 		cpu := "–"
 		if r.Path == "bus" && r.ServeCPU > 0 {
