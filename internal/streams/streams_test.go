@@ -121,3 +121,34 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// The ledger takes per-message TTLs, so the worker can give a start mark
+// exactly its call's lifetime: a mark created with KeyTTL expires.
+func TestLedgerMarkWithTTLExpires(t *testing.T) {
+	s := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := s.JS.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "agent.short", []byte("x"), jetstream.KeyTTL(time.Second)); err != nil {
+		t.Fatalf("mark with a TTL refused: %v", err)
+	}
+	if _, err := kv.Create(ctx, "agent.long", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := kv.Get(ctx, "agent.short")
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("mark with a 1s TTL still there: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := kv.Get(ctx, "agent.long"); err != nil {
+		t.Fatalf("mark without a TTL: %v", err)
+	}
+}
