@@ -50,7 +50,7 @@ bench: build
 
 # docs/benchmarks.md's main table: an agent in its own process over TCP, the
 # direct client beside it, 2 tools x 3 sizes x 4 concurrency levels, median
-# of 3 rounds (about 4 minutes on 2 cores). bench-soak (10 minutes) and
+# of 3 rounds (about 5.5 minutes on 2 cores). bench-soak (10 minutes) and
 # bench-inflight (a minute) refresh the memory sections.
 bench-doc: build
 	$(BIN)/toolbus bench --doc docs/benchmarks.md
