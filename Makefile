@@ -6,7 +6,10 @@ BIN       := $(CURDIR)/bin
 NATS_VER  := v2.15.2
 SOAK_CALLS ?= 3000
 
-.PHONY: all build run test test-deps bench bench-doc bench-soak bench-inflight soak cluster-test fuzz clean
+STATICCHECK_VER := v0.8.2
+DEADCODE_VER    := v0.52.0
+
+.PHONY: all build run lint test test-deps bench bench-doc bench-soak bench-inflight soak cluster-test fuzz clean
 
 all: build
 
@@ -37,8 +40,20 @@ testdata/node/node_modules/.installed: testdata/node/package.json
 		cd testdata/node && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: tests that use npm packages will be skipped"; fi
 
-test: build test-deps
+# Lint: go vet, staticcheck and deadcode (with -test, so a function only
+# tests use is not dead), pinned and installed into bin/.
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VER)
+
+$(BIN)/deadcode:
+	GOBIN=$(BIN) $(GO) install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VER)
+
+lint: $(BIN)/staticcheck $(BIN)/deadcode
 	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+	@out=$$($(BIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions above"; exit 1; fi
+
+test: lint build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server TOOLBUS_NATS_CLI=$(BIN)/nats $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /faulttest)
 	@echo "fault-injection runs (SOAK_CALLS=$(SOAK_CALLS)):"
 	@TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=$(SOAK_CALLS) $(GO) test -v -count=1 -timeout 20m -run 'TestFault' ./internal/faulttest/ > $(BIN)/faulttest.log 2>&1; \

@@ -1,7 +1,18 @@
-// Package client is the Go client for agents: Call publishes a tool call on
-// JetStream as the client's agent and receives its result on the one
-// subscription the client holds, tool.reply.<agent>.*, falling back to a
-// direct get of the stored result when the delivery was missed.
+// Package client is the Go client for agents: it calls MCP tools through
+// toolbus and receives the agents' wake-ups.
+//
+// A Client acts as one agent over one NATS connection. Call publishes a
+// tool call on JetStream (tool.call.<agent>.<server>.<tool>, the call id as
+// Nats-Msg-Id, so a re-sent call is answered with the first result) and
+// waits for its result on the one subscription the client holds,
+// tool.reply.<agent>.*, falling back to a direct get of the stored result
+// when the delivery was missed. The result is a subjects.Result: the MCP CallToolResult as the
+// server sent it, or an error with a stable code (package subjects is the
+// wire contract). Wakeups consumes the agent's wake-ups from the scheduler
+// and the webhook bridge.
+//
+// With NATS authentication on, the connection's permissions decide which
+// agent a client may act as; the README's nats.conf shows the roles.
 package client
 
 import (
@@ -22,9 +33,10 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// DefaultTimeout is a call's deadline when neither the context nor
-// WithTimeout sets one.
-const DefaultTimeout = 60 * time.Second
+// DefaultTimeout (60s) is a call's deadline when neither the context nor
+// WithTimeout sets one; a worker gives a call that carries no deadline the
+// same.
+const DefaultTimeout = streams.DefaultCallTimeout
 
 // ErrNoResult is returned when no result arrived by the call's deadline
 // (plus a short grace for the worker's own timeout result).

@@ -29,6 +29,9 @@ const (
 	BucketCatalog   = "toolbus_catalog"
 	BucketLedger    = "toolbus_ledger"
 	BucketSchedules = "toolbus_schedules"
+	// BucketTasks indexes the MCP tasks the front door started, by agent,
+	// so tasks/get and tasks/list work through any gateway replica.
+	BucketTasks = "toolbus_tasks"
 )
 
 // LedgerKey is the call ledger's KV key of a call: <agent>.<call_id>, so a

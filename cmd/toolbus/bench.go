@@ -2,100 +2,120 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/toolbus-dev/toolbus/internal/bench"
 )
 
-func init() {
-	c := &command{
-		name:    "bench",
-		summary: "measure calls/s, p50/p99 and serve-side CPU and RSS through the bus, from an agent in another process, against direct mcp-go calls",
-		usage:   "toolbus bench [--concurrency 1,16,64,256] [--sizes 100,10240,1048576] [--duration 1s] [--rounds 3] | --soak 10m | --inflight 10000",
-	}
-	c.run = func(ctx context.Context, args []string) error {
-		fs := newFlags(c)
-		levels := fs.String("concurrency", "1,16,64,256", "comma-separated concurrency levels")
-		sizes := fs.String("sizes", "100,10240,1048576", "comma-separated argument (and echo result) sizes in bytes")
-		tools := fs.String("tools", "echo,echo_plain", "bus tools: echo is annotated read-only, echo_plain has no annotations")
-		dur := fs.Duration("duration", time.Second, "measuring time per path and round")
-		rounds := fs.Int("rounds", 3, "rounds the paths take turns; each row is the median round")
-		proto := fs.String("protocol", "2025-11-25", "MCP protocol version for both paths")
-		syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-		only := fs.String("only", "", "measure one path only: direct or bus (for profiling)")
-		cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the serve side to this file")
-		memprofile := fs.String("memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")
-		soak := fs.Duration("soak", 0, "instead of the table: run concurrency 64 for this long, sampling the serve side's RSS")
-		every := fs.Duration("sample-every", 10*time.Second, "--soak: sampling interval")
-		inflight := fs.Int("inflight", 0, "instead of the table: publish this many calls of a 2s sleep at once and report time and peak RSS")
-		workers := fs.Int("worker-concurrency", 0, "worker.concurrency of the serve side (default serve's; --inflight: the burst)")
-		ackPending := fs.Int("max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
-		srvConc := fs.Int("server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
-		resultMaxBytes := fs.Int64("result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
-		h2c := fs.Bool("h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
-		doc := fs.String("doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usagef("unexpected arguments %q", fs.Args())
-		}
-		o := bench.Options{Duration: *dur, ProtocolVersion: *proto, Only: *only, SyncAlways: *syncAlways, Rounds: *rounds,
-			Soak: *soak, SampleEvery: *every, Inflight: *inflight, HeapProfile: *memprofile, ServerConcurrency: *srvConc, Progress: os.Stderr}
-		o.Worker.Concurrency, o.Worker.MaxAckPending = *workers, *ackPending
-		o.Streams.ResultMaxBytes = *resultMaxBytes
-		o.H2C = *h2c
-		var err error
-		if o.Concurrency, err = positiveInts("concurrency", *levels); err != nil {
-			return err
-		}
-		if o.Sizes, err = positiveInts("sizes", *sizes); err != nil {
-			return err
-		}
-		o.Tools = strings.Split(*tools, ",")
-		if *cpuprofile != "" {
-			f, err := os.Create(*cpuprofile)
-			if err != nil {
+func newBenchCmd(*app) *cobra.Command {
+	var (
+		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc string
+		dur, soak, every                                               time.Duration
+		rounds, inflight, workers, ackPending, srvConc                 int
+		resultMaxBytes                                                 int64
+		syncAlways, h2c                                                bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "measure calls/s, p50/p99 and serve-side CPU and RSS through the bus, from an agent in another process, against direct mcp-go calls",
+		Long: `Measure calls/s, p50/p99 and the serve side's CPU and RSS through the bus,
+from an agent in another process (the hidden bench-loadgen command), against
+direct mcp-go calls to the same demo server. The paths take turns; each row is
+the median round. --soak and --inflight replace the table with a long run at
+concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
+		Example: `  toolbus bench
+  toolbus bench --concurrency 1,64 --sizes 100 --duration 2s --rounds 5
+  toolbus bench --soak 10m --sample-every 30s
+  toolbus bench --inflight 10000
+  toolbus bench --doc docs/benchmarks.md`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o := bench.Options{Duration: dur, ProtocolVersion: proto, Only: only, SyncAlways: syncAlways, Rounds: rounds,
+				Soak: soak, SampleEvery: every, Inflight: inflight, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
+			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
+			o.Streams.ResultMaxBytes = resultMaxBytes
+			o.H2C = h2c
+			var err error
+			if o.Concurrency, err = positiveInts("concurrency", levels); err != nil {
 				return err
 			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
+			if o.Sizes, err = positiveInts("sizes", sizes); err != nil {
 				return err
 			}
-			defer pprof.StopCPUProfile()
-		}
-		var out bytes.Buffer
-		if err := bench.Run(ctx, o, &out); err != nil {
-			return err
-		}
-		if *doc == "" {
-			_, err := os.Stdout.Write(out.Bytes())
-			return err
-		}
-		section := "table"
-		switch {
-		case *soak > 0:
-			section = "soak"
-		case *inflight > 0:
-			section = "inflight"
-		}
-		return bench.ReplaceSection(*doc, section, out.String())
+			o.Tools = strings.Split(tools, ",")
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			var out bytes.Buffer
+			if err := bench.Run(cmd.Context(), o, &out); err != nil {
+				return err
+			}
+			if doc == "" {
+				_, err := cmd.OutOrStdout().Write(out.Bytes())
+				return err
+			}
+			section := "table"
+			switch {
+			case soak > 0:
+				section = "soak"
+			case inflight > 0:
+				section = "inflight"
+			}
+			return bench.ReplaceSection(doc, section, out.String())
+		},
 	}
-	register(c)
+	fs := cmd.Flags()
+	fs.StringVar(&levels, "concurrency", "1,16,64,256", "comma-separated concurrency levels")
+	fs.StringVar(&sizes, "sizes", "100,10240,1048576", "comma-separated argument (and echo result) sizes in bytes")
+	fs.StringVar(&tools, "tools", "echo,echo_plain", "bus tools: echo is annotated read-only, echo_plain has no annotations")
+	fs.DurationVar(&dur, "duration", time.Second, "measuring time per path and round")
+	fs.IntVar(&rounds, "rounds", 3, "rounds the paths take turns; each row is the median round")
+	fs.StringVar(&proto, "protocol", "2025-11-25", "MCP protocol version for both paths")
+	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
+	fs.StringVar(&only, "only", "", "measure one path only: direct or bus (for profiling)")
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the serve side to this file")
+	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")
+	fs.DurationVar(&soak, "soak", 0, "instead of the table: run concurrency 64 for this long, sampling the serve side's RSS")
+	fs.DurationVar(&every, "sample-every", 10*time.Second, "--soak: sampling interval")
+	fs.IntVar(&inflight, "inflight", 0, "instead of the table: publish this many calls of a 2s sleep at once and report time and peak RSS")
+	fs.IntVar(&workers, "worker-concurrency", 0, "worker.concurrency of the serve side (default serve's; --inflight: the burst)")
+	fs.IntVar(&ackPending, "max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
+	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
+	fs.Int64Var(&resultMaxBytes, "result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
+	fs.BoolVar(&h2c, "h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
+	fs.StringVar(&doc, "doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
+	return cmd
+}
 
-	// The load generator and the MCP server of `toolbus bench` run as this
-	// hidden command, so the agent is another process, as in real life.
-	register(&command{name: bench.LoadgenCommand, hidden: true, run: func(_ context.Context, args []string) error {
-		if code := bench.LoadgenMain(args, os.Stdout); code != 0 {
-			return exitError{code}
-		}
-		return nil
-	}})
+// newBenchLoadgenCmd runs the load generator and the MCP server of `toolbus
+// bench`, so the agent is another process, as in real life.
+func newBenchLoadgenCmd(*app) *cobra.Command {
+	return &cobra.Command{
+		Use:                bench.LoadgenCommand,
+		Short:              "internal: the agent side of toolbus bench",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := bench.LoadgenMain(args, cmd.OutOrStdout()); code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
 }
 
 func positiveInts(flag, list string) ([]int, error) {

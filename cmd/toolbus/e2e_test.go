@@ -4,40 +4,33 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/toolbus-dev/toolbus/client"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // serve starts `toolbus serve` as a user would, in dir, and returns the NATS
 // URL; it is stopped with SIGTERM at the end and must exit 0.
 func serve(t *testing.T, bin, dir string, args ...string) string {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	logPath, stop := background(t, dir, "serve", append([]string{bin, "serve", "--port", fmt.Sprint(port)}, args...)...)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
@@ -74,29 +67,133 @@ func TestReadmeWalkthrough(t *testing.T) {
 	url := serve(t, bin, dir, "--bridge", "off")
 	env := []string{"NATS_URL=" + url}
 
-	out, errOut, code := run(t, env, bin, "call", "demo", "add", `{"a":2,"b":3}`)
+	out, errOut, code := tb(t, env, "call", "demo", "add", `{"a":2,"b":3}`)
 	if code != 0 || out != "5\n" {
 		t.Fatalf("call demo add: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, _, code = run(t, env, bin, "call", "demo", "echo", `{"message":"hi"}`, "--json")
+	out, _, code = tb(t, env, "call", "demo", "echo", `{"message":"hi"}`, "--json")
 	var res subjects.Result
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Status != subjects.StatusOK {
 		t.Fatalf("--json: exit %d, %q", code, out)
 	}
-	_, errOut, code = run(t, env, bin, "call", "demo", "fail", `{"message":"no"}`)
+	_, errOut, code = tb(t, env, "call", "demo", "fail", `{"message":"no"}`)
 	if code != 1 || !strings.Contains(errOut, "tool error: no") {
 		t.Fatalf("fail: exit %d, stderr %q", code, errOut)
 	}
-	_, errOut, code = run(t, env, bin, "call", "nope", "add", `{}`)
+	_, errOut, code = tb(t, env, "call", "nope", "add", `{}`)
 	if code != 1 || !strings.Contains(errOut, "unknown_server") {
 		t.Fatalf("unknown server: exit %d, stderr %q", code, errOut)
 	}
-	_, errOut, code = run(t, env, bin, "call", "demo", "add", `{"a":`)
+	_, errOut, code = tb(t, env, "call", "demo", "add", `{"a":`)
 	if code != 2 || !strings.Contains(errOut, "not valid JSON") {
 		t.Fatalf("bad JSON: exit %d, stderr %q", code, errOut)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
 		t.Fatalf("data dir not under ./data: %v", err)
+	}
+
+	// Arguments from stdin.
+	out, errOut, code = tbIn(t, `{"a":40,"b":2}`, env, "call", "demo", "add", "-")
+	if code != 0 || out != "42\n" {
+		t.Fatalf("call demo add -: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// --detach prints the id at once; result reads the outcome later.
+	out, errOut, code = tb(t, env, "call", "--detach", "demo", "echo", `{"message":"later"}`)
+	id := strings.TrimSpace(out)
+	if code != 0 || id == "" || !strings.Contains(errOut, "toolbus result ") || !strings.Contains(errOut, id) {
+		t.Fatalf("call --detach: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = tb(t, env, "result", "--wait", "30s", "--", id)
+	if code != 0 || out != "later\n" {
+		t.Fatalf("result %s: exit %d, stdout %q, stderr %q", id, code, out, errOut)
+	}
+	if _, errOut, code = tb(t, env, "result", "never-sent-"+id); code != 1 || !strings.Contains(errOut, "no result for call") {
+		t.Fatalf("result of an unknown call: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Ctrl-C while `toolbus call` waits cancels the call on the bus: the
+// worker cancels the tool, whose handler returns with its context
+// cancelled, stores "cancelled", and call exits 130. The demo server runs in
+// this process over streamable HTTP, its sleep handler watched. With one
+// slot (--concurrency 1), the next call runs at once.
+func TestCallInterruptCancels(t *testing.T) {
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	mcpSrv := demo.NewServer(demo.Options{})
+	sleep := mcpSrv.GetTool("sleep")
+	sleepEnded := make(chan error, 1)
+	mcpSrv.AddTool(sleep.Tool, func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		res, err := sleep.Handler(ctx, req)
+		select {
+		case sleepEnded <- err:
+		default:
+		}
+		return res, err
+	})
+	httpSrv := httptest.NewServer(server.NewStreamableHTTPServer(mcpSrv))
+	// Closed after serve stops (cleanups run last first), dropping a
+	// sleep that was never cancelled.
+	t.Cleanup(func() { httpSrv.CloseClientConnections(); httpSrv.Close() })
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("servers:\n  demo:\n    transport: http\n    url: %s/mcp\n    protocol_version: \"2025-11-25\"\n", httpSrv.URL)
+	if err := os.WriteFile(filepath.Join(dir, "toolbus.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, bin, dir, "--bridge", "off", "--concurrency", "1")
+	env := []string{"NATS_URL=" + url}
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		if out, _, _ := tb(t, env, "tools", "demo"); !strings.Contains(out, "sleep") {
+			return fmt.Errorf("demo not synced yet: %s", out)
+		}
+		return nil
+	})
+
+	id := client.NewCallID()
+	var callOut, callErr syncBuffer
+	call := exec.Command(bin, "call", "demo", "sleep", `{"ms":600000,"steps":6000}`, "--progress", "--timeout", "20m", "--id", id)
+	call.Env = append(os.Environ(), env...)
+	call.Stdout, call.Stderr = &callOut, &callErr
+	if err := call.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- call.Wait() }()
+	defer func() { _ = call.Process.Kill() }()
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(callErr.String(), "progress") {
+			return fmt.Errorf("the tool is not running yet: %q", callErr.String())
+		}
+		return nil
+	})
+	if err := call.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("call did not exit after SIGINT:\n%s", callErr.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(callErr.String(), "error (cancelled)") || !strings.Contains(callErr.String(), "cancelled on interrupt") {
+		t.Fatalf("call after SIGINT: %v, want exit 130 and the cancelled answer:\n%s%s", err, callOut.String(), callErr.String())
+	}
+	select {
+	case err := <-sleepEnded:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the sleep tool ended with %v, want its context cancelled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sleep tool still runs after the call was cancelled")
+	}
+	out, errOut, code := tb(t, env, "result", "--json", "--", id)
+	var res subjects.Result
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("stored result of %s: exit %d\n%s%s", id, code, out, errOut)
+	}
+	out, errOut, code = tb(t, env, "call", "demo", "add", `{"a":2,"b":3}`, "--timeout", "30s")
+	if code != 0 || out != "5\n" {
+		t.Fatalf("the worker's one slot is still taken after the cancel: exit %d %q %q", code, out, errOut)
 	}
 }
 
@@ -105,7 +202,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 func TestWebhookToToolCall(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	bridgePort := freePort(t)
+	bridgePort := testutil.FreePort(t)
 	cfg := fmt.Sprintf(`
 bridge:
   addr: 127.0.0.1:%d
@@ -149,7 +246,7 @@ hooks:
 	defer nc.Close()
 	cl, _ := client.New(nc, client.WithAgent("bridge")) // a hook's calls run as agent bridge
 	defer cl.Close()
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		res, err := cl.Result(context.Background(), acc.EventID)
 		if err != nil {
 			return err
@@ -161,24 +258,6 @@ hooks:
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.
-type syncBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The README's catalog, registry, schedules and dead-letter commands,
 // against `toolbus serve`.
 func TestReadmeCatalogCommands(t *testing.T) {
@@ -188,15 +267,15 @@ func TestReadmeCatalogCommands(t *testing.T) {
 	env := []string{"NATS_URL=" + url}
 	must := func(want string, args ...string) string {
 		t.Helper()
-		out, errOut, code := run(t, env, bin, args...)
+		out, errOut, code := tb(t, env, args...)
 		if code != 0 || !strings.Contains(out+errOut, want) {
 			t.Fatalf("toolbus %s: exit %d, want %q in\n%s%s", strings.Join(args, " "), code, want, out, errOut)
 		}
 		return out
 	}
 	// The demo server syncs at start.
-	natstest.CheckFor(t, 30*time.Second, func() error {
-		out, _, _ := run(t, env, bin, "tools")
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		out, _, _ := tb(t, env, "tools")
 		if !strings.Contains(out, "demo") || !strings.Contains(out, "add") || !strings.Contains(out, "strict") {
 			return fmt.Errorf("tools: %s", out)
 		}
@@ -221,21 +300,21 @@ func TestReadmeCatalogCommands(t *testing.T) {
 		t.Fatalf("servers list leaks: %s", out)
 	}
 	must("5 tools", "sync", "search")
-	natstest.CheckFor(t, 20*time.Second, func() error {
-		out, errOut, code := run(t, env, bin, "call", "search", "echo", `{"message":"found"}`)
+	testutil.CheckFor(t, 20*time.Second, func() error {
+		out, errOut, code := tb(t, env, "call", "search", "echo", `{"message":"found"}`)
 		if code != 0 || out != "found\n" {
 			return fmt.Errorf("call search echo: %d %q %q", code, out, errOut)
 		}
 		return nil
 	})
 	// Arguments that break the schema are refused by the catalog.
-	_, errOut, code := run(t, env, bin, "call", "search", "add", `{"a":"two"}`)
+	_, errOut, code := tb(t, env, "call", "search", "add", `{"a":"two"}`)
 	if code != 1 || !strings.Contains(errOut, "invalid_arguments") || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("schema check: %d %q", code, errOut)
 	}
 	must("", "servers", "rm", "search")
-	natstest.CheckFor(t, 20*time.Second, func() error {
-		_, errOut, _ := run(t, env, bin, "call", "search", "echo", `{"message":"x"}`)
+	testutil.CheckFor(t, 20*time.Second, func() error {
+		_, errOut, _ := tb(t, env, "call", "search", "echo", `{"message":"x"}`)
 		if !strings.Contains(errOut, "unknown_server") {
 			return fmt.Errorf("after rm: %q", errOut)
 		}

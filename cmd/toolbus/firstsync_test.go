@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 // Under `toolbus serve` a stdio server runs once: the catalog sync lists
@@ -35,13 +35,13 @@ servers:
 	}
 	env := []string{"NATS_URL=" + serve(t, bin, dir, "--bridge", "off")}
 
-	natstest.CheckFor(t, 30*time.Second, func() error {
-		if out, _, _ := run(t, env, bin, "tools", "mem"); !strings.Contains(out, "pid") {
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		if out, _, _ := tb(t, env, "tools", "mem"); !strings.Contains(out, "pid") {
 			return fmt.Errorf("tools mem: %s", out)
 		}
 		return nil
 	})
-	out, errOut, code := run(t, env, bin, "call", "mem", "pid", `{}`)
+	out, errOut, code := tb(t, env, "call", "mem", "pid", `{}`)
 	if code != 0 {
 		t.Fatalf("call mem pid: exit %d, %s", code, errOut)
 	}
@@ -54,8 +54,8 @@ servers:
 	}
 
 	// broken's first sync failed: its calls are refused, retryably, with why.
-	natstest.CheckFor(t, 30*time.Second, func() error {
-		_, errOut, code := run(t, env, bin, "call", "broken", "anything", `{}`)
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		_, errOut, code := tb(t, env, "call", "broken", "anything", `{}`)
 		if code != 1 || !strings.Contains(errOut, "catalog_unavailable") || !strings.Contains(errOut, "process_exited") {
 			return fmt.Errorf("call broken: exit %d, %q", code, errOut)
 		}

@@ -20,11 +20,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/demo"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -75,7 +75,7 @@ func background(t *testing.T, dir, name string, cmdline ...string) (logPath stri
 
 func waitLog(t *testing.T, path, want string) {
 	t.Helper()
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		b, _ := os.ReadFile(path)
 		if !bytes.Contains(b, []byte(want)) {
 			return fmt.Errorf("%s: no %q yet", filepath.Base(path), want)
@@ -104,7 +104,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	}
 	r := &natsConfRig{bin: testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus"), dir: t.TempDir()}
 	dir := r.dir
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	conf, err := os.ReadFile("../../nats.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	r.serverLog, _ = background(t, dir, "nats-server", ns, "-c", filepath.Join(dir, "nats.conf"))
 	r.url = func(user, pass string) string { return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, pass, port) }
 	r.plainURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		nc, err := nats.Connect(r.url("admin", "change-me-admin"))
 		if err == nil {
 			nc.Close()
@@ -146,8 +146,8 @@ func startNatsConf(t *testing.T) *natsConfRig {
 	r.wlog, _ = background(t, dir, "worker", r.bin, "worker", "--config", "toolbus.yaml", "--name", "w-role", "--nats-url", r.url("worker", "change-me-worker"))
 	waitLog(t, r.wlog, "worker consuming tool calls")
 	asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
-	natstest.CheckFor(t, 30*time.Second, func() error {
-		out, _, _ := run(t, asAdmin, r.bin, "tools")
+	testutil.CheckFor(t, 30*time.Second, func() error {
+		out, _, _ := tb(t, asAdmin, "tools")
 		if !strings.Contains(out, "destroy") || !strings.Contains(out, "demo-http") {
 			return fmt.Errorf("catalog not synced yet: %s", out)
 		}
@@ -163,26 +163,25 @@ func startNatsConf(t *testing.T) *natsConfRig {
 // README's nats CLI and nats.js examples run as an authenticated agent.
 func TestNatsConfPermissions(t *testing.T) {
 	r := startNatsConf(t)
-	bin := r.bin
 
 	// An agent calls tools as itself; the CLI takes its agent and inbox
 	// from the NATS user.
 	asAgent := []string{"NATS_URL=" + r.url("agent1", "change-me-agent1")}
-	out, errOut, code := run(t, asAgent, bin, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
+	out, errOut, code := tb(t, asAgent, "call", "demo", "add", `{"a":2,"b":3}`, "--json")
 	if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"worker": "w-role"`) || !strings.Contains(out, `"agent": "agent1"`) {
 		t.Fatalf("agent call: exit %d\n%s%s", code, out, errOut)
 	}
 	// A destructive tool writes the call ledger.
-	out, errOut, code = run(t, asAgent, bin, "call", "demo", "destroy", `{"key":"k1"}`)
+	out, errOut, code = tb(t, asAgent, "call", "demo", "destroy", `{"key":"k1"}`)
 	if code != 0 || !strings.Contains(out, "destroyed k1") {
 		t.Fatalf("destroy: exit %d\n%s%s", code, out, errOut)
 	}
-	_, errOut, code = run(t, asAgent, bin, "call", "demo", "add", `{"a":"two"}`)
+	_, errOut, code = tb(t, asAgent, "call", "demo", "add", `{"a":"two"}`)
 	if code != 1 || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("bad arguments: exit %d %s", code, errOut)
 	}
 	// Calling as another agent is refused with a message that says why.
-	_, errOut, code = run(t, asAgent, bin, "call", "--agent", "agent2", "demo", "add", `{"a":2,"b":3}`)
+	_, errOut, code = tb(t, asAgent, "call", "--agent", "agent2", "demo", "add", `{"a":2,"b":3}`)
 	if code == 0 || !strings.Contains(errOut, `agent "agent2"`) {
 		t.Fatalf("agent1 calling as agent2: exit %d %s", code, errOut)
 	}
@@ -193,6 +192,23 @@ func TestNatsConfPermissions(t *testing.T) {
 			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
 		}
 		natsCLIExample(t, cli, r.url("agent1", "change-me-agent1"))
+	})
+	t.Run("natscli context", func(t *testing.T) {
+		natsCLI := os.Getenv("TOOLBUS_NATS_CLI")
+		if natsCLI == "" {
+			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
+		}
+		// agent1's context, saved by natscli, is all `toolbus call` needs:
+		// the user is the agent, the inbox _INBOX.agent1.
+		xdg := t.TempDir()
+		ctxEnv := []string{"XDG_CONFIG_HOME=" + xdg, "NATS_URL=", "NATS_CONTEXT="}
+		if out, errOut, code := run(t, ctxEnv, natsCLI, "context", "save", "agent1", "--server", r.plainURL, "--user", "agent1", "--password", "change-me-agent1"); code != 0 {
+			t.Fatalf("nats context save: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code := tb(t, ctxEnv, "--context", "agent1", "call", "demo", "add", `{"a":2,"b":3}`, "--json")
+		if code != 0 || !strings.Contains(out, `"text": "5"`) || !strings.Contains(out, `"agent": "agent1"`) {
+			t.Fatalf("call with --context agent1: exit %d\n%s%s", code, out, errOut)
+		}
 	})
 	t.Run("nats.js example", func(t *testing.T) {
 		node, err := exec.LookPath("node")
@@ -222,7 +238,7 @@ func TestNatsConfPermissions(t *testing.T) {
 			t.Skip("TOOLBUS_NATS_CLI not set: run via `make test` (it builds bin/nats)")
 		}
 		asAdmin := []string{"NATS_URL=" + r.url("admin", "change-me-admin")}
-		if out, errOut, code := run(t, asAdmin, bin, "agents", "add", "agent1"); code != 0 {
+		if out, errOut, code := tb(t, asAdmin, "agents", "add", "agent1"); code != 0 {
 			t.Fatalf("agents add: %d %s%s", code, out, errOut)
 		}
 		if out, errOut, code := run(t, asAdmin, cli, "pub", "agent.wake.agent1", "wake-from-cli"); code != 0 {
@@ -234,6 +250,13 @@ func TestNatsConfPermissions(t *testing.T) {
 			t.Fatalf("nats consumer next: %d\n%s%s", code, out, errOut)
 		}
 	})
+
+	// An admin sees the WORKER-role worker in the control service: it may
+	// subscribe there and answer.
+	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json")
+	if code != 0 || !strings.Contains(out, `"name": "w-role"`) || !strings.Contains(out, `"status": {`) {
+		t.Fatalf("toolbus status as admin: exit %d\n%s%s", code, out, errOut)
+	}
 
 	for _, p := range []string{r.serverLog, r.wlog} {
 		b, _ := os.ReadFile(p)
@@ -268,7 +291,7 @@ func natsCLIExample(t *testing.T, cli, url string) {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if strings.Contains(subOut.String(), "tool.reply.agent1.probe") {
 			return nil
 		}
@@ -409,7 +432,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 		if res.Agent != "agent2" || res.Status != subjects.StatusOK {
 			t.Fatalf("agent2's call: %+v", res)
 		}
-		natstest.CheckFor(t, 20*time.Second, func() error {
+		testutil.CheckFor(t, 20*time.Second, func() error {
 			s, err := adminJS.Stream(ctx, subjects.StreamCalls)
 			if err != nil {
 				return err
@@ -540,7 +563,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 func TestSecondSigtermExitsNow(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	logPath := filepath.Join(dir, "serve.log")
 	logf, _ := os.Create(logPath)
 	serveCmd := exec.Command(bin, "serve", "--port", fmt.Sprint(port), "--bridge", "off")
@@ -563,7 +586,7 @@ func TestSecondSigtermExitsNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = call.Process.Kill(); _ = call.Wait() }()
-	natstest.CheckFor(t, 30*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		if !strings.Contains(callErr.String(), "progress") {
 			return fmt.Errorf("call not running yet")
 		}

@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/toolbus-dev/toolbus/internal/natstest"
-	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
+	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -150,11 +150,11 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	}
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	background(t, dir, "nats-server", ns, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", filepath.Join(dir, "js"))
 	var nc *nats.Conn
-	natstest.CheckFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		var err error
 		nc, err = nats.Connect(url)
 		return err
@@ -195,7 +195,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	}
 
 	env := []string{"NATS_URL=" + url}
-	if out, errOut, code := run(t, env, bin, "schedules", "add", "tick", "--spec", "*/1 * * * * *", "--kind", "wake", "--agent", "a1"); code != 0 {
+	if out, errOut, code := tb(t, env, "schedules", "add", "tick", "--spec", "*/1 * * * * *", "--kind", "wake", "--agent", "a1"); code != 0 {
 		t.Fatalf("schedules add: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, name := range []string{"r1", "r2"} {
@@ -205,14 +205,14 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 		waitLog(t, procs[name].log, "scheduler started")
 	}
 	start := time.Now()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n, _, _, _ := core.summary(); n < 4 {
 			return fmt.Errorf("%d ticks heard", n)
 		}
 		return nil
 	})
 
-	out, errOut, code := run(t, env, bin, "schedules", "list", "--json")
+	out, errOut, code := tb(t, env, "schedules", "list", "--json")
 	var list struct {
 		Leader    *scheduler.LeaderInfo `json:"leader"`
 		Schedules []scheduler.Info      `json:"schedules"`
@@ -223,7 +223,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	if list.Leader.Expired || procs[list.Leader.Name] == nil {
 		t.Fatalf("leader %+v is none of the replicas", list.Leader)
 	}
-	out, _, _ = run(t, env, bin, "schedules", "list")
+	out, _, _ = tb(t, env, "schedules", "list")
 	t.Logf("before the kills:\n%s", out)
 
 	// Kill the leader, twice: serve's scheduler or a replica, then whoever
@@ -237,7 +237,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 	for range 2 {
 		ho := handOver{from: leader, killed: time.Now()}
 		procs[leader].kill9()
-		natstest.CheckFor(t, 15*time.Second, func() error {
+		testutil.CheckFor(t, 15*time.Second, func() error {
 			l, err := scheduler.CurrentLeader(ctx, js, time.Now())
 			if err != nil {
 				return err
@@ -253,14 +253,14 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 		leader = ho.to
 		// Ticks go on for a few seconds under the new leader.
 		until := time.Now().Add(3 * time.Second).Truncate(time.Second)
-		natstest.CheckFor(t, 15*time.Second, func() error {
+		testutil.CheckFor(t, 15*time.Second, func() error {
 			if last := core.last(); last.Before(until) {
 				return fmt.Errorf("last tick heard %v, waiting for %v", last, until)
 			}
 			return nil
 		})
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if s, c := stream.last(), core.last(); s.Before(c) {
 			return fmt.Errorf("stream consumer at %v, core at %v", s, c)
 		}
@@ -300,7 +300,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 			}
 		}
 	}
-	out, _, _ = run(t, env, bin, "schedules", "list")
+	out, _, _ = tb(t, env, "schedules", "list")
 	t.Logf("after:\n%s", out)
 	if !strings.HasPrefix(out, "leader: "+leader+" since ") {
 		t.Errorf("schedules list does not name %s as the leader", leader)

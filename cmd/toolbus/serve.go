@@ -3,24 +3,26 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
+	"net/http"
 	gosync "sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // runFlags are shared by serve and worker.
@@ -29,14 +31,16 @@ type runFlags struct {
 	logLevel    string
 	concurrency int
 	name        string
+	metrics     string
 }
 
-func addRunFlags(fs *flag.FlagSet) *runFlags {
+func addRunFlags(fs *pflag.FlagSet) *runFlags {
 	r := &runFlags{}
 	fs.StringVar(&r.configPath, "config", "", "config file (default ./toolbus.yaml if present, else the built-in demo server)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
 	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
+	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve: instead of on the bridge's listener)")
 	return r
 }
 
@@ -59,101 +63,95 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 	return cfg
 }
 
-func init() {
-	c := &command{
-		name:    "serve",
-		summary: "run everything in one process: embedded NATS (or --nats-url), worker, sync, scheduler, webhook bridge",
-		usage:   "toolbus serve [flags]",
-	}
-	c.run = func(ctx context.Context, args []string) error {
-		fs := newFlags(c)
-		rf := addRunFlags(fs)
-		conn := addConnFlags(fs)
-		dataDir := fs.String("data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
-		host := fs.String("host", "", "embedded NATS: listen host (default 127.0.0.1)")
-		port := fs.Int("port", 0, "embedded NATS: listen port (default 4222)")
-		bridgeAddr := fs.String("bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
-		log, cfg, err := rf.start(fs, conn, args)
-		if err != nil {
-			return err
-		}
-		if *bridgeAddr != "" {
-			cfg.Bridge.Addr = *bridgeAddr
-		}
+func newServeCmd(a *app) *cobra.Command {
+	var rf *runFlags
+	var dataDir, host, natsMonitor, bridgeAddr, mcpAddr string
+	var port int
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run everything in one process: embedded NATS (or --nats-url), worker, sync, scheduler, webhook bridge, MCP front door",
+		Long: `Run everything in one process: an embedded NATS server with JetStream (or the
+NATS of --nats-url, --context or the config's nats.url), a worker, the catalog
+sync, the scheduler, the webhook bridge and the MCP front door (at /mcp on the
+bridge's listener unless --mcp or mcp.listen names its own). SIGINT/SIGTERM
+drains: no new calls, in-flight ones finish within worker.grace; a second
+signal exits at once.
 
-		var nc *nats.Conn
-		var embedded *broker.Embedded
-		if flagSet(fs, "nats-url") || cfg.NATS.URL != "" {
-			if nc, _, err = conn.connect("toolbus-serve", log); err != nil {
+NATS_URL and NATS_CONTEXT in the environment do not turn the embedded server
+off: only a flag or the config file does.`,
+		Example: `  toolbus serve                                   # ./toolbus.yaml, else the demo server; data in ./data
+  toolbus serve --port 4333 --data /var/lib/toolbus
+  toolbus serve --nats-url nats://nats1:4222,nats://nats2:4222 --bridge off
+  toolbus serve --metrics 127.0.0.1:9090 --nats-monitor 127.0.0.1:8222
+  toolbus serve --mcp 127.0.0.1:8090              # the MCP front door on its own listener`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, cfg, ccfg, err := rf.start(a, cmd)
+			if err != nil {
 				return err
 			}
-		} else {
-			ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways}
-			if *dataDir != "" {
-				ec.DataDir = *dataDir
+			if bridgeAddr != "" {
+				cfg.Bridge.Addr = bridgeAddr
 			}
-			if *host != "" {
-				ec.Host = *host
+			if mcpAddr != "" {
+				cfg.MCP.Listen = mcpAddr
 			}
-			if *port != 0 {
-				ec.Port = *port
+			ctx := cmd.Context()
+			var nc *nats.Conn
+			var embedded *broker.Embedded
+			if a.conn.explicit() || cfg.NATS.URL != "" {
+				if nc, _, err = dial(ccfg, "toolbus-serve", log); err != nil {
+					return err
+				}
+			} else {
+				ec := broker.EmbeddedConfig{Host: cfg.NATS.Host, Port: cfg.NATS.Port, DataDir: cfg.NATS.DataDir, SyncAlways: cfg.NATS.SyncAlways, MonitorAddr: natsMonitor}
+				if dataDir != "" {
+					ec.DataDir = dataDir
+				}
+				if host != "" {
+					ec.Host = host
+				}
+				if port != 0 {
+					ec.Port = port
+				}
+				if embedded, err = broker.StartEmbedded(ec, log); err != nil {
+					return err
+				}
+				defer embedded.Shutdown()
+				if nc, err = embedded.Connect("toolbus-serve"); err != nil {
+					return err
+				}
 			}
-			if embedded, err = broker.StartEmbedded(ec, log); err != nil {
-				return err
-			}
-			defer embedded.Shutdown()
-			if nc, err = embedded.Connect("toolbus-serve"); err != nil {
-				return err
-			}
-		}
-		defer nc.Close()
-		return runStack(ctx, nc, cfg, rf, log, true)
+			defer nc.Close()
+			return runStack(ctx, nc, cfg, rf, log, true)
+		},
 	}
-	register(c)
+	fs := cmd.Flags()
+	rf = addRunFlags(fs)
+	fs.StringVar(&dataDir, "data", "", "embedded NATS: JetStream data directory (default config nats.data_dir, else ./data)")
+	fs.StringVar(&host, "host", "", "embedded NATS: listen host (default 127.0.0.1)")
+	fs.IntVar(&port, "port", 0, "embedded NATS: listen port (default 4222)")
+	fs.StringVar(&natsMonitor, "nats-monitor", "", "embedded NATS: serve its monitoring endpoints (/varz, /jsz; for nats-surveyor) on this host:port")
+	fs.StringVar(&bridgeAddr, "bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
+	fs.StringVar(&mcpAddr, "mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
+	return cmd
 }
 
-// start parses the flags of serve and worker, makes the logger, loads the
-// config (logging what it registers) and takes nats.url from it unless
-// --nats-url / NATS_URL said otherwise.
-func (r *runFlags) start(fs *flag.FlagSet, conn *connFlags, args []string) (zerolog.Logger, *config.Config, error) {
-	if err := fs.Parse(args); err != nil {
-		return zerolog.Nop(), nil, err
+// start checks the flags of serve and worker, makes the logger, loads the
+// config (logging what it registers) and resolves the NATS connection, which
+// takes nats.url from the config unless a flag, the environment or a NATS
+// context said otherwise.
+func (r *runFlags) start(a *app, cmd *cobra.Command) (zerolog.Logger, *config.Config, broker.ConnConfig, error) {
+	if err := checkLogLevel(r.logLevel); err != nil {
+		return zerolog.Nop(), nil, broker.ConnConfig{}, err
 	}
-	if fs.NArg() > 0 {
-		return zerolog.Nop(), nil, usagef("unexpected arguments %q", fs.Args())
-	}
-	log := newLogger(r.logLevel)
-	cfg, err := config.Load(r.configPath)
+	log := newLogger(cmd.ErrOrStderr(), r.logLevel)
+	cfg, err := loadConfig(r.configPath, &log)
 	if err != nil {
-		return log, nil, err
+		return log, nil, broker.ConnConfig{}, err
 	}
-	logConfig(log, cfg)
-	if !flagSet(fs, "nats-url") && os.Getenv("NATS_URL") == "" && cfg.NATS.URL != "" {
-		conn.cfg.URL = cfg.NATS.URL
-	}
-	return log, cfg, nil
-}
-
-func logConfig(log zerolog.Logger, cfg *config.Config) {
-	src := cfg.Path
-	if src == "" {
-		src = "built-in default (demo server)"
-	}
-	names := make([]string, 0, len(cfg.Servers))
-	for _, s := range cfg.ServerList() {
-		names = append(names, s.Name)
-	}
-	log.Info().Str("config", src).Strs("servers", names).Msg("configuration loaded")
-}
-
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
-		}
-	})
-	return set
+	ccfg, err := a.resolve(cfg.NATS.URL)
+	return log, cfg, ccfg, err
 }
 
 // firstSyncWait bounds how long a starting worker waits for the first syncs
@@ -182,7 +180,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		return fmt.Errorf("provision JetStream: %w", err)
 	}
 
-	reg, err := toolsync.NewRegistry(ctx, js, toolsync.WithRegistryLogger(log))
+	reg, err := registry.New(ctx, js, registry.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -202,35 +200,42 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
 		return err
 	}
-	catalog, err := toolsync.NewCatalog(ctx, js, toolsync.WithCatalogLogger(log))
+	cat, err := catalog.New(ctx, js, catalog.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer catalog.Stop()
+	defer cat.Stop()
 
 	svc := &services{}
+	op, err := startOps(ctx, svc, nc, js, rf, cat, pool, log)
+	if err != nil {
+		return err
+	}
 	// Every process is a sync replica (they share the resync queue), so a
 	// fleet of plain workers keeps its catalog too; only serve listens for
 	// notifications/tools/list_changed. The syncer lists tools over the
 	// worker's pool: one process per stdio server per toolbus process.
-	syncer := toolsync.NewSyncer(js, reg, toolsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all},
-		toolsync.WithSyncLogger(log), toolsync.WithPool(pool))
+	syncer := catalogsync.New(js, reg, catalogsync.Config{HoldChanged: cfg.Sync.HoldChanged, NoListen: !all},
+		catalogsync.WithLogger(log), catalogsync.WithPool(pool))
 	svc.run(ctx, "sync", syncer.Run)
 	// The catalog refuses calls to a server until its first sync is read
 	// (catalog_unavailable): give first syncs a moment before taking calls,
 	// which wait in TOOL_CALLS meanwhile.
 	wctx, cancel := context.WithTimeout(ctx, firstSyncWait)
-	if waiting := catalog.WaitFirstSync(wctx, pool.Names()); len(waiting) > 0 && ctx.Err() == nil {
+	if waiting := cat.WaitFirstSync(wctx, pool.Names()); len(waiting) > 0 && ctx.Err() == nil {
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(catalog))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
+	if err := startControl(ctx, svc, nc, fleet{w: w, pool: pool}, wcfg.Name); err != nil {
+		return err
+	}
 	if all {
-		if err := startScheduler(ctx, svc, js, cfg, log); err != nil {
+		if err := startScheduler(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
-		if err := startBridge(ctx, svc, js, cfg, log); err != nil {
+		if err := startBridge(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
 	}
@@ -279,7 +284,7 @@ func (s *services) wait() error {
 
 // startScheduler runs the cron scheduler with the config's schedules plus
 // the default catalog resync (sync.interval, 15m unless set; 0 disables).
-func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	var scheds []scheduler.Schedule
 	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
@@ -291,7 +296,7 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 	if every > 0 {
 		scheds = append(scheds, scheduler.Schedule{Name: "catalog-resync", Spec: "@every " + every.String(), Kind: scheduler.KindResync})
 	}
-	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds))
+	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds), scheduler.WithOnFire(op.onFire), scheduler.WithOnMissed(op.metrics.SchedulerMissed))
 	if err != nil {
 		return err
 	}
@@ -300,11 +305,14 @@ func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, 
 }
 
 // startBridge serves the webhook bridge on bridge.addr (default
-// 127.0.0.1:8088; "off" disables it).
-func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger) error {
+// 127.0.0.1:8088; "off" disables it), with /metrics, /healthz and /readyz
+// on the same listener unless --metrics gives them their own, and the MCP
+// front door at /mcp unless mcp.listen gives it its own (startFrontDoor).
+func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
-		return nil
+		_, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, "")
+		return err
 	}
 	if addr == "" {
 		addr = defaultBridgeAddr
@@ -313,7 +321,19 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	if err != nil {
 		return err
 	}
-	b, err := bridge.New(js, hooks, log)
+	fd, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, addr)
+	if err != nil {
+		return err
+	}
+	opts := op.bridgeOptions()
+	if fd != nil { // after bridgeOptions: its WithOther is replaced
+		var next http.Handler
+		if !op.own {
+			next = op.mux
+		}
+		opts = append(opts, bridge.WithOther(withFrontDoor(fd, next)))
+	}
+	b, err := bridge.New(js, hooks, log, opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
@@ -324,10 +344,10 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 // followRegistry keeps pool in step with the server registry: every
 // registered server (secrets resolved), live, and a removed server's
 // sessions closed. It returns once the current servers are loaded.
-func followRegistry(ctx context.Context, reg *toolsync.Registry, pool *mcppool.Pool, log zerolog.Logger) error {
+func followRegistry(ctx context.Context, reg *registry.Registry, pool *mcppool.Pool, log zerolog.Logger) error {
 	ready := make(chan struct{})
 	failed := make(chan error, 1)
-	apply := func(name string, srv *subjects.Server) {
+	apply := func(name string, srv *registry.Server) {
 		if srv == nil {
 			pool.Remove(name)
 			log.Info().Str("server", name).Msg("server removed; sessions closed")
@@ -342,7 +362,7 @@ func followRegistry(ctx context.Context, reg *toolsync.Registry, pool *mcppool.P
 		pool.Upsert(resolved)
 	}
 	go func() {
-		if err := reg.WatchReady(ctx, apply, func() { close(ready) }); err != nil {
+		if err := reg.Watch(ctx, apply, func() { close(ready) }); err != nil {
 			failed <- err
 		}
 	}()

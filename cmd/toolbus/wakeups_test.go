@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 // A webhook routed to an agent's wake-ups reaches the agent even though it
@@ -22,7 +22,7 @@ func TestWakeupsReachAnOfflineAgent(t *testing.T) {
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
 	agentBin := testbin.Build(t, "github.com/toolbus-dev/toolbus/examples/agent")
 	dir := t.TempDir()
-	bridgePort := freePort(t)
+	bridgePort := testutil.FreePort(t)
 	cfg := fmt.Sprintf(`
 bridge:
   addr: 127.0.0.1:%d
@@ -62,8 +62,8 @@ hooks:
 	post(`{"n":"second"}`, "k2")
 	post(`{"n":"first"}`, "k1")
 	env := []string{"NATS_URL=" + url}
-	natstest.CheckFor(t, 10*time.Second, func() error {
-		out, _, _ := run(t, env, bin, "agents", "list", "--json")
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		out, _, _ := tb(t, env, "agents", "list", "--json")
 		if !strings.Contains(out, `"agent": "a1"`) || !strings.Contains(out, `"pending": 2`) {
 			return fmt.Errorf("agents list: %s", out)
 		}
@@ -84,7 +84,7 @@ hooks:
 	if code != 0 || strings.Contains(out, "first") || strings.Contains(out, "second") || !strings.Contains(out, "third") {
 		t.Fatalf("second run: exit %d\n%s%s", code, out, errOut)
 	}
-	out, _, _ = run(t, env, bin, "agents", "list", "--json")
+	out, _, _ = tb(t, env, "agents", "list", "--json")
 	if !strings.Contains(out, `"agent": "a1"`) || !strings.Contains(out, `"pending": 0`) {
 		t.Fatalf("agents list after: %s", out)
 	}

@@ -29,11 +29,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/worker"
-	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Options sizes a run. Zero values take the defaults in brackets.
@@ -214,11 +215,11 @@ type serve struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	pool   *mcppool.Pool
-	cat    *toolsync.Catalog
+	cat    *catalog.Catalog
 	stopW  context.CancelFunc
 	wdone  chan error
 	wcfg   worker.Config
-	server subjects.Server
+	server registry.Server
 }
 
 func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err error) {
@@ -246,24 +247,24 @@ func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err e
 	if err = broker.Provision(ctx, st.js, o.Streams, st.wcfg.ConsumerConfig()); err != nil {
 		return nil, err
 	}
-	st.server = subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: mcpURL, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: o.ServerConcurrency}
+	st.server = registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: mcpURL, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: o.ServerConcurrency}
 	var popts []mcppool.Option
 	if o.H2C {
-		popts = append(popts, mcppool.WithHTTPClient(h2cClient()))
+		popts = append(popts, mcppool.WithHTTPClients(func(int) *http.Client { return h2cClient() }))
 	}
 	st.pool = mcppool.New(log, popts...)
 	st.pool.Upsert(st.server)
-	reg, err := toolsync.NewRegistry(ctx, st.js, toolsync.WithoutResyncOnPut())
+	reg, err := registry.New(ctx, st.js, registry.WithoutResyncOnPut())
 	if err != nil {
 		return nil, err
 	}
 	if err = reg.Put(ctx, st.server); err != nil {
 		return nil, err
 	}
-	if _, err = toolsync.NewSyncer(st.js, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, st.server.Name); err != nil {
+	if _, err = catalogsync.New(st.js, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, st.server.Name); err != nil {
 		return nil, fmt.Errorf("sync the demo server: %w", err)
 	}
-	if st.cat, err = toolsync.NewCatalog(ctx, st.js); err != nil {
+	if st.cat, err = catalog.New(ctx, st.js); err != nil {
 		return nil, err
 	}
 	if waiting := st.cat.WaitFirstSync(ctx, []string{st.server.Name}); len(waiting) > 0 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -148,7 +149,7 @@ func newLoadgen(ctx context.Context, natsURL, mcpURL, agent, server, proto strin
 	}
 	// 1 MB results at concurrency 256 overflow the default pending limits.
 	_ = g.sub.SetPendingLimits(-1, -1)
-	srv := subjects.Server{Name: server, Transport: subjects.TransportHTTP, URL: mcpURL, ProtocolVersion: proto}
+	srv := registry.Server{Name: server, Transport: registry.TransportHTTP, URL: mcpURL, ProtocolVersion: proto}
 	if g.direct, err = mcppool.Dial(ctx, srv, mcppool.DialOptions{HTTPClient: mcppool.NewHTTPClient(512)}); err != nil {
 		return nil, fmt.Errorf("direct client of %s: %w", mcpURL, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -123,7 +124,7 @@ func TestSchemes(t *testing.T) {
 			srv := natstest.Start(t)
 			name := string(p.scheme)
 			url := startBridge(t, srv.JS, []Hook{{Name: name, Auth: AuthHMAC, Scheme: p.scheme, Secret: string(secret)}}) + "/hooks/" + name
-			events := func() int { return len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook."+name)) }
+			events := func() int { return len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook."+name)) }
 			now := time.Now()
 			body := []byte(`{"id":"evt_1","type":"issue.opened","n":1}`)
 
@@ -239,12 +240,12 @@ func TestDocumentedVectors(t *testing.T) {
 	}
 	srv := natstest.Start(t)
 	then := time.Unix(1531420618+40, 0)
-	url := startBridge(t, srv.JS, []Hook{{Name: "slash", Auth: AuthHMAC, Scheme: SchemeSlack, Secret: slackSecret}}, WithNow(func() time.Time { return then })) + "/hooks/slash"
+	url := startBridge(t, srv.JS, []Hook{{Name: "slash", Auth: AuthHMAC, Scheme: SchemeSlack, Secret: slackSecret}}, withNow(func() time.Time { return then })) + "/hooks/slash"
 	hdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": slackTS, "X-Slack-Signature": slackSig}
 	if r := post(t, url, []byte(slackBody), hdr); r.status != 202 {
 		t.Fatalf("Slack's example: %+v", r)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.slash")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.slash")
 	var ev Event
 	if len(msgs) != 1 || json.Unmarshal(msgs[0].Data, &ev) != nil || ev.Body.(map[string]any)["command"] != "/webhook-collect" {
 		t.Fatalf("%d events: %+v", len(msgs), ev)
@@ -294,7 +295,7 @@ func TestSenderRetries(t *testing.T) {
 		if r := post(t, url+c.hook, c.other, c.sign(c.other, now)); r.status != 202 || r.acc.Duplicate {
 			t.Fatalf("%s: another event: %+v", c.hook, r)
 		}
-		if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook."+c.hook)); n != 2 {
+		if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook."+c.hook)); n != 2 {
 			t.Fatalf("%s: %d events, want 2", c.hook, n)
 		}
 		// A body without the field is refused, naming it.
@@ -324,7 +325,7 @@ func TestIdempotencyKeyNeedsCoverage(t *testing.T) {
 	if a.status != 202 || b.status != 202 || b.acc.Duplicate || a.acc.EventID == b.acc.EventID {
 		t.Fatalf("%+v %+v", a, b)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.signed")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.signed")
 	var ev Event
 	if len(msgs) != 2 || json.Unmarshal(msgs[0].Data, &ev) != nil {
 		t.Fatalf("%d events", len(msgs))
@@ -358,7 +359,7 @@ func TestGitHubEventHeaders(t *testing.T) {
 	if r := post(t, url, body, hdr); r.status != 202 || !r.acc.Duplicate {
 		t.Fatalf("redelivery: %+v", r)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.gh")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.gh")
 	var ev Event
 	if len(msgs) != 1 || json.Unmarshal(msgs[0].Data, &ev) != nil {
 		t.Fatalf("%d events", len(msgs))
@@ -396,7 +397,7 @@ func TestSlackURLVerification(t *testing.T) {
 	if r := post(t, url, body, nil); r.status != 401 {
 		t.Fatalf("unsigned challenge: %+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.slack")); n != 0 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.slack")); n != 0 {
 		t.Fatalf("%d events", n)
 	}
 }

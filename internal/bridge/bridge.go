@@ -40,15 +40,15 @@ import (
 // HeaderHook names the hook on every message the bridge publishes.
 const HeaderHook = "Toolbus-Hook"
 
-// PathPrefix is where hooks are served: POST /hooks/<name>.
-const PathPrefix = "/hooks/"
+// pathPrefix is where hooks are served: POST /hooks/<name>.
+const pathPrefix = "/hooks/"
 
-// DefaultPublishTimeout bounds the wait for JetStream's PubAck before the
+// defaultPublishTimeout bounds the wait for JetStream's PubAck before the
 // bridge answers 503.
-const DefaultPublishTimeout = 2 * time.Second
+const defaultPublishTimeout = 2 * time.Second
 
-// RetryAfter is the Retry-After (seconds) sent with a 503.
-const RetryAfter = 5
+// retryAfter is the Retry-After (seconds) sent with a 503.
+const retryAfter = 5
 
 // Error codes in error responses.
 const (
@@ -63,12 +63,17 @@ const (
 // Option configures a Bridge.
 type Option func(*Bridge)
 
-// WithPublishTimeout sets how long a request waits for the PubAck
-// (default 2s).
-func WithPublishTimeout(d time.Duration) Option { return func(b *Bridge) { b.pubTimeout = d } }
+// WithOnRequest sets an observer called after every request with the
+// hook's name ("" when the path names no configured hook, so callers
+// cannot grow the set of names) and the HTTP status answered (metrics). It
+// must not block.
+func WithOnRequest(f func(hook string, status int)) Option {
+	return func(b *Bridge) { b.onRequest = f }
+}
 
-// WithNow sets the clock used for timestamps and the replay window.
-func WithNow(now func() time.Time) Option { return func(b *Bridge) { b.now = now } }
+// WithOther serves requests outside /hooks/ with h (for /metrics,
+// /healthz, /readyz on the bridge's listener) instead of answering 404.
+func WithOther(h http.Handler) Option { return func(b *Bridge) { b.other = h } }
 
 // Bridge is the webhook endpoint: an http.Handler for POST /hooks/<name>.
 type Bridge struct {
@@ -79,6 +84,8 @@ type Bridge struct {
 	now        func() time.Time
 	memory     *memory
 	woken      gosync.Map // agent -> struct{}: its wake-up consumer exists
+	onRequest  func(hook string, status int)
+	other      http.Handler
 }
 
 // hook is a validated Hook with its secrets resolved.
@@ -98,7 +105,7 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 		js:         js,
 		log:        log.With().Str("component", "bridge").Logger(),
 		hooks:      map[string]*hook{},
-		pubTimeout: DefaultPublishTimeout,
+		pubTimeout: defaultPublishTimeout,
 		now:        time.Now,
 		memory:     newMemory(memoryCap),
 	}
@@ -188,8 +195,42 @@ func refuse(status int, code, format string, a ...any) *httpError {
 
 // ServeHTTP handles POST /hooks/<name>.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b.other != nil && !strings.HasPrefix(r.URL.Path, pathPrefix) {
+		b.other.ServeHTTP(w, r)
+		return
+	}
+	if b.onRequest == nil {
+		b.serve(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	b.serve(sw, r)
+	name := ""
+	if h := b.hooks[strings.TrimPrefix(r.URL.Path, pathPrefix)]; h != nil {
+		name = h.Name
+	}
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	b.onRequest(name, sw.status)
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (b *Bridge) serve(w http.ResponseWriter, r *http.Request) {
 	start := b.now()
-	name, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
+	name, ok := strings.CutPrefix(r.URL.Path, pathPrefix)
 	h := b.hooks[name]
 	if !ok || h == nil {
 		writeError(w, refuse(http.StatusNotFound, CodeNotFound, "no hook at %s", r.URL.Path))
@@ -204,7 +245,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	acc, herr := b.handle(r, h, start)
 	if herr != nil {
 		if herr.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 			log.Warn().Str("outcome", herr.code).Msg(herr.msg)
 		} else {
 			log.Info().Int("status", herr.status).Str("outcome", herr.code).Msg(herr.msg)

@@ -24,6 +24,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -86,33 +87,6 @@ func signed(body []byte, ts time.Time, extra map[string]string) map[string]strin
 	return h
 }
 
-func streamMsgs(t testing.TB, js jetstream.JetStream, stream, subject string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := context.Background()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Subject == subject {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // bearer returns the headers of a request with the bearer token "t0ken".
 func bearer(extra map[string]string) map[string]string {
 	h := map[string]string{"Authorization": "Bearer t0ken"}
@@ -140,7 +114,7 @@ func TestIdempotencyKeyGivesOneEvent(t *testing.T) {
 	if err := subjects.ValidateCallID(first.acc.EventID); err != nil {
 		t.Fatal(err)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")
 	if len(msgs) != 1 {
 		t.Fatalf("%d events stored, want 1", len(msgs))
 	}
@@ -175,7 +149,7 @@ func TestIdempotencyKeyGivesOneEvent(t *testing.T) {
 	if a.acc.EventID == b.acc.EventID || a.acc.Duplicate || b.acc.Duplicate {
 		t.Fatalf("keyless: %+v %+v", a.acc, b.acc)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 4 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 4 {
 		t.Fatalf("%d events, want 4", n)
 	}
 }
@@ -193,7 +167,7 @@ func TestIdempotencyField(t *testing.T) {
 	if r.status != 400 || !strings.Contains(r.err.Error, `"data.id"`) {
 		t.Fatalf("missing field: %+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.crm")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.crm")); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
 }
@@ -260,10 +234,10 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("timestamp within tolerance: %+v", r)
 	}
 	// Only the two accepted requests were published.
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.signed")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.signed")); n != 1 {
 		t.Errorf("%d events on signed, want 1", n)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.tok")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.tok")); n != 1 {
 		t.Errorf("%d events on tok, want 1", n)
 	}
 }
@@ -277,7 +251,7 @@ func TestFormBody(t *testing.T) {
 	if r.status != 202 {
 		t.Fatalf("%+v", r)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.form")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.form")
 	if len(msgs) != 1 {
 		t.Fatalf("%d events", len(msgs))
 	}
@@ -298,7 +272,7 @@ func TestWakeRoute(t *testing.T) {
 	if r := post(t, url, []byte(`{"issue":1}`), nil); r.status != 202 {
 		t.Fatalf("%+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.triage")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.triage")); n != 1 {
 		t.Fatalf("%d wake-ups", n)
 	}
 }
@@ -315,7 +289,7 @@ func TestToolRoute(t *testing.T) {
 	if r.status != 202 {
 		t.Fatalf("%+v", r)
 	}
-	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")
 	if len(msgs) != 1 {
 		t.Fatalf("%d calls", len(msgs))
 	}
@@ -339,7 +313,7 @@ func TestToolRoute(t *testing.T) {
 	if r.status != 400 || !strings.Contains(r.err.Error, `"message.text"`) || !strings.Contains(r.err.Error, `"text"`) {
 		t.Fatalf("missing field: %+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.zapier.demo.echo")); n != 1 {
 		t.Fatalf("%d calls after refusal", n)
 	}
 }
@@ -388,13 +362,13 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	if err := broker.Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, WithPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
+	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, withPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
 	body := []byte(`{"x":1}`)
 	// The sender retries the same signed request, which names one event.
 	sent := signed(body, time.Now(), nil)
 
 	rs.stop()
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		if nc.IsConnected() {
 			return errors.New("client still connected")
 		}
@@ -408,7 +382,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	rs.start(t)
 	// The sender retries until accepted.
 	var acc Accepted
-	natstest.CheckFor(t, 15*time.Second, func() error {
+	testutil.CheckFor(t, 15*time.Second, func() error {
 		r := post(t, url, body, sent)
 		if r.status != 202 {
 			return fmt.Errorf("%d %+v", r.status, r.err)
@@ -419,7 +393,7 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	if acc.Duplicate {
 		t.Fatal("the refused request was stored after all")
 	}
-	if n := len(streamMsgs(t, js, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, js, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
 }

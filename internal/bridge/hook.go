@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -71,7 +72,6 @@ const (
 	DefaultTimestampHeader = "X-Toolbus-Timestamp"
 	DefaultTolerance       = 5 * time.Minute
 	DefaultMaxBody         = 1 << 20
-	DefaultCallTimeout     = time.Minute
 	// DefaultAgent is the agent a hook's tool calls run as when it names
 	// none; nats.conf's bridge user may publish tool.call.bridge.>.
 	DefaultAgent = "bridge"
@@ -150,7 +150,7 @@ type Hook struct {
 	Args map[string]string `json:"args,omitempty" yaml:"args,omitempty"`
 	// Reply is the subject the tool's result is sent to (route tool, optional).
 	Reply string `json:"reply,omitempty" yaml:"reply,omitempty"`
-	// CallTimeout is the tool call's deadline from receipt (default 1m).
+	// CallTimeout is the tool call's deadline from receipt (default 60s, streams.DefaultCallTimeout).
 	CallTimeout subjects.Duration `json:"call_timeout,omitempty" yaml:"call_timeout,omitempty"`
 	// Headers lists request headers kept in the event, besides Content-Type,
 	// User-Agent, X-Request-Id, Idempotency-Key (not for auth hmac) and, for
@@ -192,7 +192,7 @@ func (h *Hook) setDefaults() {
 		h.Route = RouteEvent
 	}
 	if h.CallTimeout == 0 {
-		h.CallTimeout = subjects.Duration(DefaultCallTimeout)
+		h.CallTimeout = subjects.Duration(streams.DefaultCallTimeout)
 	}
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody

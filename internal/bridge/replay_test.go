@@ -14,6 +14,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -31,7 +32,7 @@ func TestReplicasShareDuplicates(t *testing.T) {
 	if first.status != 202 || second.status != 202 || !second.acc.Duplicate || second.acc.EventID != first.acc.EventID {
 		t.Fatalf("%+v %+v", first, second)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
 }
@@ -65,7 +66,7 @@ func TestReplayPastDuplicateWindow(t *testing.T) {
 	if r := post(t, a, body, sent); r.status != 202 || !r.acc.Duplicate || r.acc.EventID != first.acc.EventID {
 		t.Fatalf("replay to the same replica: %+v", r)
 	}
-	if n := len(streamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
+	if n := len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "events.webhook.zap")); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
 	// The documented limit: past the window, another replica stores it.
@@ -86,7 +87,7 @@ func waitDuplicateWindow(t *testing.T, js jetstream.JetStream) {
 	if _, err := probe(); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		ack, err := probe()
 		if err != nil {
 			return err

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +49,10 @@ type EmbeddedConfig struct {
 	// killed process or a lost machine forgets nothing it confirmed. Off,
 	// writes reach the disk within the sync interval (2 minutes).
 	SyncAlways bool
+	// MonitorAddr, when set (host:port), serves nats-server's HTTP
+	// monitoring endpoints (/varz, /jsz, /connz, ...) there, for
+	// nats-surveyor, the Prometheus NATS exporter and `nats server` tools.
+	MonitorAddr string
 }
 
 // Embedded is a running in-process nats-server.
@@ -99,6 +105,20 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 		JetStreamMaxMemory: 256 << 20,
 		SyncAlways:         cfg.SyncAlways,
 	}
+	if cfg.MonitorAddr != "" {
+		host, port, err := net.SplitHostPort(cfg.MonitorAddr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: monitor address %q: want host:port (e.g. 127.0.0.1:8222): %v", cfg.MonitorAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("embedded NATS: monitor address %q: port %q is not a port number", cfg.MonitorAddr, port)
+		}
+		if p == 0 {
+			p = -1 // any free port, as net.Listen reads port 0
+		}
+		opts.HTTPHost, opts.HTTPPort = host, p
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
@@ -114,15 +134,26 @@ func StartEmbedded(cfg EmbeddedConfig, log zerolog.Logger) (*Embedded, error) {
 		}
 		return nil, errors.New("embedded NATS did not become ready in 15s")
 	}
-	log.Info().Str("url", srv.ClientURL()).Str("data_dir", dir).Msg("embedded NATS with JetStream ready")
-	return &Embedded{srv: srv}, nil
+	e := &Embedded{srv: srv}
+	ev := log.Info().Str("url", srv.ClientURL()).Str("data_dir", dir)
+	if u := e.MonitorURL(); u != "" {
+		ev = ev.Str("monitor", u)
+	}
+	ev.Msg("embedded NATS with JetStream ready")
+	return e, nil
 }
 
 // ClientURL is the address other processes connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
-// Server exposes the running server (for tests and in-process connections).
-func (e *Embedded) Server() *server.Server { return e.srv }
+// MonitorURL is the base URL of the monitoring endpoints ("" when off).
+func (e *Embedded) MonitorURL() string {
+	a := e.srv.MonitorAddr()
+	if a == nil {
+		return ""
+	}
+	return "http://" + a.String()
+}
 
 // Connect opens an in-process connection: no TCP, about 1.5x the publish rate.
 func (e *Embedded) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
@@ -285,7 +316,11 @@ func EnsureWakeConsumer(ctx context.Context, js jetstream.JetStream, agent strin
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
-		parts[i] = subjects.RedactURL(strings.TrimSpace(u))
+		u = strings.TrimSpace(u)
+		if p, err := url.Parse(u); err == nil && p.Host != "" {
+			u = p.Redacted()
+		}
+		parts[i] = u
 	}
 	return strings.Join(parts, ",")
 }

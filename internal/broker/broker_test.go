@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +54,36 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	_, err = StartEmbedded(EmbeddedConfig{Port: port, DataDir: t.TempDir()}, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "cannot listen on") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// MonitorAddr serves nats-server's monitoring endpoints (what
+// nats-surveyor and the NATS exporter read); a bad address is refused.
+func TestEmbeddedMonitor(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{Port: -1, DataDir: t.TempDir(), MonitorAddr: "127.0.0.1:0"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	u := e.MonitorURL()
+	if u == "" {
+		t.Fatal("no monitor URL")
+	}
+	resp, err := http.Get(u + "/jsz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Config struct {
+			StoreDir string `json:"store_dir"`
+		} `json:"config"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil || resp.StatusCode != http.StatusOK || jsz.Config.StoreDir == "" {
+		t.Fatalf("/jsz: status %d, %+v, %v", resp.StatusCode, jsz, err)
+	}
+	_, err = StartEmbedded(EmbeddedConfig{Port: -1, DataDir: t.TempDir(), MonitorAddr: "8222"}, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "want host:port") {
+		t.Fatalf("bad monitor address: err = %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -31,7 +32,7 @@ type Config struct {
 	NATS   NATS   `yaml:"nats"`
 	Worker Worker `yaml:"worker"`
 	// Servers maps a server name to its definition.
-	Servers map[string]subjects.Server `yaml:"servers"`
+	Servers map[string]registry.Server `yaml:"servers"`
 	// MCPServers is Claude Desktop's / Cursor's format.
 	MCPServers map[string]MCPServer `yaml:"mcpServers"`
 	Bridge     Bridge               `yaml:"bridge"`
@@ -39,6 +40,9 @@ type Config struct {
 	Hooks     []yaml.Node `yaml:"hooks"`
 	Schedules []yaml.Node `yaml:"schedules"`
 	Sync      Sync        `yaml:"sync"`
+	// MCP configures the MCP front door (toolbus gateway, toolbus mcp, and
+	// /mcp on serve's listener).
+	MCP FrontDoor `yaml:"mcp"`
 
 	// Path is the file this was read from ("" for the built-in default).
 	Path string `yaml:"-"`
@@ -102,6 +106,64 @@ type Sync struct {
 	HoldChanged bool `yaml:"hold_changed"`
 	// Interval of the default resync schedule (default 15m; "0s" disables).
 	Interval *subjects.Duration `yaml:"interval"`
+}
+
+// FrontDoor configures the MCP front door: one MCP server (streamable HTTP
+// at /mcp, or stdio) over the whole catalog, each call a durable bus call.
+type FrontDoor struct {
+	// Listen is the address of the streamable HTTP endpoint (default
+	// 127.0.0.1:8088, the webhook bridge's listener when they are the
+	// same); "off" disables it. Without tokens it must be a loopback
+	// address.
+	Listen string `yaml:"listen"`
+	// Path of the endpoint (default /mcp); named views are served at
+	// <path>/<view>.
+	Path string `yaml:"path"`
+	// Agent the calls run as when no tokens are configured (default
+	// "default").
+	Agent string `yaml:"agent"`
+	// CallTimeout is a tools/call's deadline (default 60s); TaskTimeout a
+	// task-augmented call's, unless the task asks for a shorter ttl
+	// (default 1h).
+	CallTimeout subjects.Duration `yaml:"call_timeout"`
+	TaskTimeout subjects.Duration `yaml:"task_timeout"`
+	// Tokens are the bearer tokens clients present; each maps to an agent
+	// and may narrow what that client sees. With tokens configured every
+	// request needs one.
+	Tokens []FrontDoorToken `yaml:"tokens"`
+	// Views are named subsets served at <path>/<view>.
+	Views map[string]FrontDoorPolicy `yaml:"views"`
+}
+
+// FrontDoorToken is one bearer token of the front door.
+type FrontDoorToken struct {
+	// Name labels the token in logs (default: its agent).
+	Name string `yaml:"name"`
+	// Token is the secret: "env:NAME" reads it from the environment (a
+	// plain value works but is discouraged).
+	Token string `yaml:"token"`
+	// Agent is the agent its calls run as.
+	Agent string `yaml:"agent"`
+	// Views, when set, are the only views this token may use ("" is the
+	// endpoint itself).
+	Views           []string `yaml:"views"`
+	FrontDoorPolicy `yaml:",inline"`
+}
+
+// FrontDoorPolicy narrows and shapes the tools a token or view exposes.
+// Tools are named "<server>/<tool>" in its keys.
+type FrontDoorPolicy struct {
+	// Allow lists the tools exposed: "<server>" (all its tools),
+	// "<server>/<tool>", globs allowed ("github/list_*"). Empty: all.
+	Allow []string `yaml:"allow"`
+	// Rename gives a tool another name in tools/list.
+	Rename map[string]string `yaml:"rename"`
+	// Describe replaces a tool's description.
+	Describe map[string]string `yaml:"describe"`
+	// Pin fixes arguments: hidden from the listed schema, injected into
+	// every call, never settable by the client. String values may use
+	// {{agent}}, {{view}}, {{server}}, {{tool}} and {{call_id}}.
+	Pin map[string]map[string]any `yaml:"pin"`
 }
 
 // MCPServer is one entry of Claude Desktop's / Cursor's mcpServers.
@@ -181,7 +243,7 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("nats.%w", err)
 	}
 	if c.Servers == nil {
-		c.Servers = map[string]subjects.Server{}
+		c.Servers = map[string]registry.Server{}
 	}
 	for name, s := range c.Servers {
 		if s.Name != "" && s.Name != name {
@@ -212,21 +274,21 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-func (m MCPServer) server(name string) (subjects.Server, error) {
+func (m MCPServer) server(name string) (registry.Server, error) {
 	t := m.Type
 	if t == "" {
 		t = m.Transport
 	}
-	s := subjects.Server{Name: name, Command: m.Command, Args: m.Args, Env: m.Env, URL: m.URL, Headers: m.Headers}
+	s := registry.Server{Name: name, Command: m.Command, Args: m.Args, Env: m.Env, URL: m.URL, Headers: m.Headers}
 	switch strings.ToLower(t) {
 	case "":
 		s.Transport = guessTransport(m.Command, m.URL)
 	case "stdio":
-		s.Transport = subjects.TransportStdio
+		s.Transport = registry.TransportStdio
 	case "sse":
-		s.Transport = subjects.TransportSSE
+		s.Transport = registry.TransportSSE
 	case "http", "streamable-http", "streamablehttp", "streamable_http":
-		s.Transport = subjects.TransportHTTP
+		s.Transport = registry.TransportHTTP
 	default:
 		return s, fmt.Errorf("type: %q is not one of stdio, sse, http, streamable-http", t)
 	}
@@ -236,14 +298,14 @@ func (m MCPServer) server(name string) (subjects.Server, error) {
 	return s, nil
 }
 
-func guessTransport(command, url string) subjects.Transport {
+func guessTransport(command, url string) registry.Transport {
 	switch {
 	case command != "":
-		return subjects.TransportStdio
+		return registry.TransportStdio
 	case strings.HasSuffix(strings.TrimRight(url, "/"), "/sse"):
-		return subjects.TransportSSE
+		return registry.TransportSSE
 	case url != "":
-		return subjects.TransportHTTP
+		return registry.TransportHTTP
 	}
 	return ""
 }
@@ -255,8 +317,8 @@ func stripServer(err error, name string) error {
 }
 
 // ServerList returns the servers sorted by name.
-func (c *Config) ServerList() []subjects.Server {
-	out := make([]subjects.Server, 0, len(c.Servers))
+func (c *Config) ServerList() []registry.Server {
+	out := make([]registry.Server, 0, len(c.Servers))
 	for _, s := range c.Servers {
 		out = append(out, s)
 	}
@@ -286,10 +348,10 @@ func Default() *Config {
 	} else if abs, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = abs
 	}
-	return &Config{Servers: map[string]subjects.Server{
+	return &Config{Servers: map[string]registry.Server{
 		"demo": {
 			Name:      "demo",
-			Transport: subjects.TransportStdio,
+			Transport: registry.TransportStdio,
 			Command:   exe,
 			Args:      []string{"demo", "--transport", "stdio"},
 			// The demo server speaks 2025-11-25 and newer; pinning skips the

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
 func TestParseYAML(t *testing.T) {
@@ -31,10 +31,10 @@ servers:
 		t.Fatalf("settings: %+v %+v", c.Worker, c.NATS)
 	}
 	fs := c.Servers["fs"]
-	if fs.Name != "fs" || fs.Transport != subjects.TransportStdio || len(fs.Args) != 3 {
+	if fs.Name != "fs" || fs.Transport != registry.TransportStdio || len(fs.Args) != 3 {
 		t.Fatalf("fs = %+v", fs)
 	}
-	if api := c.Servers["api"]; api.Transport != subjects.TransportHTTP || api.AuthToken != "env:API_TOKEN" {
+	if api := c.Servers["api"]; api.Transport != registry.TransportHTTP || api.AuthToken != "env:API_TOKEN" {
 		t.Fatalf("api = %+v", api)
 	}
 }
@@ -52,7 +52,7 @@ func TestParseClaudeDesktopJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]subjects.Transport{"everything": "stdio", "remote": "http", "legacy": "sse", "typed": "http"}
+	want := map[string]registry.Transport{"everything": "stdio", "remote": "http", "legacy": "sse", "typed": "http"}
 	if len(c.Servers) != len(want) {
 		t.Fatalf("servers = %v", c.ServerList())
 	}
@@ -87,7 +87,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 func TestDefaultHasDemo(t *testing.T) {
 	d := Default()
 	demo, ok := d.Servers["demo"]
-	if !ok || demo.Transport != subjects.TransportStdio || demo.Args[0] != "demo" {
+	if !ok || demo.Transport != registry.TransportStdio || demo.Args[0] != "demo" {
 		t.Fatalf("default config = %+v", d.Servers)
 	}
 	if err := demo.Validate(); err != nil {

@@ -23,21 +23,10 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 const demoPkg = "github.com/toolbus-dev/toolbus/cmd/mcp-demo"
-
-// checkFor polls cond until it holds or timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // connect starts the demo server with its fault tools over transport (a
 // fresh one per call) with the given exec log and returns an initialized
@@ -105,18 +94,6 @@ func call(t *testing.T, c *client.Client, name string, args map[string]any, meta
 		t.Fatalf("call %s: %v", name, err)
 	}
 	return res
-}
-
-func text(t *testing.T, res *mcp.CallToolResult) string {
-	t.Helper()
-	if len(res.Content) != 1 {
-		t.Fatalf("want one content item, got %d: %+v", len(res.Content), res.Content)
-	}
-	tc, ok := mcp.AsTextContent(res.Content[0])
-	if !ok {
-		t.Fatalf("want text content, got %T", res.Content[0])
-	}
-	return tc.Text
 }
 
 // progressRecorder collects notifications/progress for one token.
@@ -217,32 +194,32 @@ func testTools(t *testing.T, c *client.Client, execLog string) {
 		t.Errorf("destroy annotations: idempotent %v destructive %v", a.IdempotentHint, a.DestructiveHint)
 	}
 
-	if got := text(t, call(t, c, "echo", map[string]any{"message": "hi there"}, nil)); got != "hi there" {
+	if got := testutil.Text(t, call(t, c, "echo", map[string]any{"message": "hi there"}, nil)); got != "hi there" {
 		t.Errorf("echo = %q", got)
 	}
-	if got := text(t, call(t, c, "add", map[string]any{"a": 2, "b": 3}, nil)); got != "5" {
+	if got := testutil.Text(t, call(t, c, "add", map[string]any{"a": 2, "b": 3}, nil)); got != "5" {
 		t.Errorf("add = %q, want 5", got)
 	}
-	if got := text(t, call(t, c, "add", map[string]any{"a": 0.5, "b": 0.25}, nil)); got != "0.75" {
+	if got := testutil.Text(t, call(t, c, "add", map[string]any{"a": 0.5, "b": 0.25}, nil)); got != "0.75" {
 		t.Errorf("add = %q, want 0.75", got)
 	}
 
 	res := call(t, c, "fail", map[string]any{"message": "nope"}, nil)
-	if !res.IsError || text(t, res) != "nope" {
+	if !res.IsError || testutil.Text(t, res) != "nope" {
 		t.Errorf("fail = %+v, want isError with nope", res)
 	}
 	res = call(t, c, "fail", nil, nil)
-	if !res.IsError || text(t, res) != "demo failure" {
+	if !res.IsError || testutil.Text(t, res) != "demo failure" {
 		t.Errorf("fail = %+v, want isError with demo failure", res)
 	}
 
 	var rec progressRecorder
 	c.OnNotification(rec.handler("tok-" + t.Name()))
 	res = call(t, c, "sleep", map[string]any{"ms": 40, "steps": 4}, &mcp.Meta{ProgressToken: "tok-" + t.Name()})
-	if got := text(t, res); got != "slept 40ms" {
+	if got := testutil.Text(t, res); got != "slept 40ms" {
 		t.Errorf("sleep = %q", got)
 	}
-	checkFor(t, 5*time.Second, "4 progress notifications", func() bool { return len(rec.snapshot()) >= 4 })
+	testutil.Eventually(t, 5*time.Second, "4 progress notifications", func() bool { return len(rec.snapshot()) >= 4 })
 	for i, step := range rec.snapshot() {
 		if step["progress"] != float64(i+1) || step["total"] != float64(4) {
 			t.Errorf("progress %d = %v", i, step)
@@ -257,15 +234,15 @@ func testTools(t *testing.T, c *client.Client, execLog string) {
 
 	key := "k-" + strings.ReplaceAll(t.Name(), "/", "-")
 	for want := 1; want <= 2; want++ {
-		if got := text(t, call(t, c, "count", map[string]any{"key": key}, nil)); got != string(rune('0'+want)) {
+		if got := testutil.Text(t, call(t, c, "count", map[string]any{"key": key}, nil)); got != string(rune('0'+want)) {
 			t.Errorf("count #%d = %q", want, got)
 		}
 	}
-	if got := text(t, call(t, c, "destroy", map[string]any{"key": "d-" + key}, nil)); got != "destroyed d-"+key {
+	if got := testutil.Text(t, call(t, c, "destroy", map[string]any{"key": "d-" + key}, nil)); got != "destroyed d-"+key {
 		t.Errorf("destroy = %q", got)
 	}
 	var counts map[string]int
-	if err := json.Unmarshal([]byte(text(t, call(t, c, "executions", map[string]any{"key": key}, nil))), &counts); err != nil {
+	if err := json.Unmarshal([]byte(testutil.Text(t, call(t, c, "executions", map[string]any{"key": key}, nil))), &counts); err != nil {
 		t.Fatal(err)
 	}
 	if len(counts) != 1 || counts[key] != 2 {
@@ -399,7 +376,7 @@ func TestCancel(t *testing.T) {
 		}
 	}
 	var counts map[string]int
-	if err := json.Unmarshal([]byte(text(t, call(t, c, "executions", nil, nil))), &counts); err != nil {
+	if err := json.Unmarshal([]byte(testutil.Text(t, call(t, c, "executions", nil, nil))), &counts); err != nil {
 		t.Fatal(err)
 	}
 	if counts["c"] != 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -79,16 +80,6 @@ func natsServerBin(t *testing.T) string {
 		t.Skipf("TOOLBUS_NATS_SERVER=%q is not an executable file (%v): run `make test-deps`", os.Getenv("TOOLBUS_NATS_SERVER"), err)
 	}
 	return bin
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitFor polls cond every 20ms until it holds or d passes.
@@ -194,11 +185,6 @@ type natsProc struct {
 	p  *proc
 }
 
-func startNATS(t *testing.T, dir string) *natsProc {
-	t.Helper()
-	return startNATSCluster(t, dir, 1)[0]
-}
-
 // startNATSCluster starts size nats-servers (1: a single server; 3: a
 // JetStream cluster whose nodes route to each other on loopback), each
 // with sync_interval: always, and waits until JetStream answers on each.
@@ -219,13 +205,13 @@ func startNATSCluster(t *testing.T, dir string, size int) []*natsProc {
 			t:       t,
 			bin:     natsServerBin(t),
 			name:    fmt.Sprintf("n%d", i+1),
-			port:    freePort(t),
+			port:    testutil.FreePort(t),
 			conf:    filepath.Join(sub, "nats.conf"),
 			store:   filepath.Join(sub, "jetstream"),
 			logPath: filepath.Join(sub, "nats.log"),
 		}
 		nodes[i].URL = fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port)
-		cports[i] = freePort(t)
+		cports[i] = testutil.FreePort(t)
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cports[i])
 	}
 	for i, n := range nodes {
@@ -378,7 +364,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		nats:     nodes[0],
 		nodes:    nodes,
 		natsURL:  strings.Join(urls, ","),
-		httpPort: freePort(t),
+		httpPort: testutil.FreePort(t),
 		httpLog:  filepath.Join(dir, "exec-http.log"),
 		stdioLog: filepath.Join(dir, "exec-stdio.log"),
 		yaml:     filepath.Join(dir, "toolbus.yaml"),

@@ -27,10 +27,10 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 )
 
-// Defaults for the zero values of subjects.Server's knobs.
+// Defaults for the zero values of registry.Server's knobs.
 const (
 	DefaultConnectTimeout = 15 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
@@ -83,11 +83,11 @@ var packageRunners = []string{"npx", "uvx", "bunx", "pipx", "docker"}
 // docker — by base name, also as npx.cmd and the like), which may download
 // the package or image first, DefaultFirstConnectTimeout; else
 // DefaultConnectTimeout. It is the one place that decides.
-func ConnectTimeout(srv subjects.Server, first bool) time.Duration {
+func ConnectTimeout(srv registry.Server, first bool) time.Duration {
 	if d := srv.ConnectTimeout.D(); d > 0 {
 		return d
 	}
-	if first && srv.Transport == subjects.TransportStdio && packageRunner(srv.Command) {
+	if first && srv.Transport == registry.TransportStdio && packageRunner(srv.Command) {
 		return DefaultFirstConnectTimeout
 	}
 	return DefaultConnectTimeout
@@ -137,7 +137,7 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 // *TransportError (could not start or reach the server), a *ProtocolError
 // (it refused the handshake), or ctx's error, wrapped. The caller owns the
 // client and must Close it.
-func Dial(ctx context.Context, srv subjects.Server, o DialOptions) (*client.Client, error) {
+func Dial(ctx context.Context, srv registry.Server, o DialOptions) (*client.Client, error) {
 	c, err := dial(ctx, srv, o, false)
 	if err != nil {
 		return nil, err
@@ -153,6 +153,9 @@ type conn struct {
 	target string // URL or command, for messages
 	hooks  *hooks
 	child  *child // stdio only
+	// modernMeta holds the _meta members of every request on 2026-07-28
+	// (SEP-2575), without braces; nil on earlier versions.
+	modernMeta []byte
 
 	lost     chan struct{} // closed when the transport reports the connection gone
 	lostOnce sync.Once
@@ -199,7 +202,7 @@ func (c *conn) exitError(cause error) error {
 	return explain(errors.Join(errProcessExited, cause), "%s", msg)
 }
 
-func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors bool) (*conn, error) {
+func dial(ctx context.Context, srv registry.Server, o DialOptions, rpcErrors bool) (*conn, error) {
 	timeout := ConnectTimeout(srv, !o.Redial)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -209,17 +212,17 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 	var tr transport.Interface
 	var err error
 	switch srv.Transport {
-	case subjects.TransportStdio:
+	case registry.TransportStdio:
 		c.target = srv.Command
 		tr, err = c.newStdio(srv, o)
-	case subjects.TransportHTTP, subjects.TransportSSE:
-		c.target = subjects.RedactURL(srv.URL) // it goes into error messages
+	case registry.TransportHTTP, registry.TransportSSE:
+		c.target = registry.RedactURL(srv.URL) // it goes into error messages
 		tr, err = c.newHTTP(srv, o, timeout)
 	default:
 		err = fmt.Errorf("transport %q is not one of stdio, sse, http", srv.Transport)
 	}
 	if err != nil {
-		return nil, &TransportError{Server: srv.Name, Err: err}
+		return nil, &TransportError{Server: srv.Name, Class: ClassTransport, Err: err}
 	}
 
 	var copts []client.ClientOption
@@ -253,6 +256,7 @@ func dial(ctx context.Context, srv subjects.Server, o DialOptions, rpcErrors boo
 		return nil, c.dialFailed(ctx, cctx, timeout, "handshake", err)
 	}
 	c.hooks.setVersion(c.client.ProtocolVersion())
+	c.setModernMeta(c.client.ProtocolVersion())
 	o.Log.Debug().Str("server", srv.Name).Str("protocol", c.client.ProtocolVersion()).
 		Str("peer", res.ServerInfo.Name).Float64("duration_ms", ms(time.Since(start))).Msg("mcp session open")
 	return c, nil
@@ -298,7 +302,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 		exited = exited || errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE)
 	}
 	if exited {
-		return &TransportError{Server: c.server, Err: c.exitError(err)}
+		return &TransportError{Server: c.server, Class: ClassProcessExited, Err: c.exitError(err)}
 	}
 	_ = c.close()
 	switch {
@@ -313,7 +317,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 		} else if errors.As(err, &pe) {
 			cause = pe
 		}
-		return &TransportError{Server: c.server, Err: explain(err, "cannot start %q: %v", c.child.command, cause)}
+		return &TransportError{Server: c.server, Class: startClass(err), Err: explain(err, "cannot start %q: %v", c.child.command, cause)}
 	case cctx.Err() != nil:
 		msg := fmt.Sprintf("no MCP handshake from %s within connect_timeout %s", c.target, timeout)
 		if c.child != nil {
@@ -321,7 +325,7 @@ func (c *conn) dialFailed(ctx, cctx context.Context, timeout time.Duration, stag
 				msg += "; last stderr: " + tail
 			}
 		}
-		return &TransportError{Server: c.server, Err: explain(err, "%s", msg)}
+		return &TransportError{Server: c.server, Class: ClassTimeout, Err: explain(err, "%s", msg)}
 	}
 	return classify(ctx, c.server, c.target, err)
 }
@@ -404,7 +408,7 @@ func (ch *child) lastStderr() string {
 	return s
 }
 
-func (c *conn) newStdio(srv subjects.Server, o DialOptions) (transport.Interface, error) {
+func (c *conn) newStdio(srv registry.Server, o DialOptions) (transport.Interface, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("stderr pipe: %w", err)
@@ -503,7 +507,7 @@ func inherited(k string) bool {
 
 // ---- sse and streamable http ----
 
-func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.Duration) (transport.Interface, error) {
+func (c *conn) newHTTP(srv registry.Server, o DialOptions, connectTimeout time.Duration) (transport.Interface, error) {
 	hc := o.HTTPClient
 	if hc == nil {
 		hc = NewHTTPClient(0)
@@ -514,7 +518,7 @@ func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.D
 		name, value := authHeader(srv.AuthHeader, srv.AuthToken)
 		headers[name] = value
 	}
-	if srv.Transport == subjects.TransportSSE {
+	if srv.Transport == registry.TransportSSE {
 		opts := []transport.ClientOption{
 			transport.WithHTTPClient(hc),
 			transport.WithHeaders(headers),
@@ -542,6 +546,11 @@ func (c *conn) newHTTP(srv subjects.Server, o DialOptions, connectTimeout time.D
 		opts = append(opts, transport.WithHTTPHeaderFunc(transport.HTTPHeaderFunc(o.HeaderFunc)))
 	}
 	if o.Listen {
+		// The standing GET stream is how servers before 2026-07-28 send
+		// tools/list_changed; mcp-go deprecates the option because
+		// 2026-07-28 replaced it (Client.Listen), and with it the session
+		// stays on the earlier version, which is what Listen asks for.
+		//lint:ignore SA1019 the only way to listen on protocols before 2026-07-28
 		opts = append(opts, transport.WithContinuousListening())
 	}
 	t, err := transport.NewStreamableHTTP(srv.URL, opts...)
@@ -688,27 +697,47 @@ func (t *sseTransport) Close() error {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// callRaw runs tools/call straight on the transport, for sessions on a
-// protocol before 2026-07-28 (which need no per-request _meta). The
-// CallToolResult comes back as the server sent it: no decode into mcp-go's
-// types and no re-encode, which is most of a call's CPU on our side. Only
-// isError is read from it.
+// callRaw runs tools/call straight on the transport, on every protocol
+// version: mcp-go v1.2.1 has no public way to send a request and keep its
+// raw result (Client.CallTool decodes it into mcp.CallToolResult, and
+// re-encoding that drops fields it does not know and adds empty ones). The
+// CallToolResult comes back as the server sent it; only isError and
+// resultType are read from it. On 2026-07-28 the request carries what
+// mcp-go's client would add (SEP-2575 _meta: protocol version, client info
+// and capabilities; SEP-2243 Mcp-Method and Mcp-Name headers). Not sent:
+// Mcp-Param-* headers for tools whose schema asks for x-mcp-header.
 func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string) (json.RawMessage, bool, error) {
 	name, _ := json.Marshal(tool)
-	p := make([]byte, 0, len(args)+len(name)+64)
+	p := make([]byte, 0, len(args)+len(name)+len(c.modernMeta)+64)
 	p = append(p, `{"name":`...)
 	p = append(p, name...)
 	if len(args) > 0 {
 		p = append(p, `,"arguments":`...)
 		p = append(p, args...)
 	}
-	if progressToken != "" {
-		tok, _ := json.Marshal(progressToken)
-		p = append(p, `,"_meta":{"progressToken":`...)
-		p = append(p, tok...)
+	if progressToken != "" || c.modernMeta != nil {
+		p = append(p, `,"_meta":{`...)
+		if progressToken != "" {
+			tok, _ := json.Marshal(progressToken)
+			p = append(p, `"progressToken":`...)
+			p = append(p, tok...)
+			if c.modernMeta != nil {
+				p = append(p, ',')
+			}
+		}
+		p = append(p, c.modernMeta...)
 		p = append(p, '}')
 	}
 	p = append(p, '}')
+	if c.modernMeta != nil && c.child == nil {
+		if header == nil {
+			header = make(http.Header, 2)
+		}
+		header.Set(mcp.HeaderMethod, string(mcp.MethodToolsCall))
+		if v, ok := mcp.EncodeHeaderValue(tool); ok {
+			header.Set(mcp.HeaderName, v)
+		}
+	}
 	req := transport.JSONRPCRequest{
 		JSONRPC: mcp.JSONRPC_VERSION,
 		// A string id never collides with mcp-go's own numeric ids.
@@ -734,11 +763,30 @@ func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.Ra
 	if resp.Error != nil {
 		return nil, false, &rpcError{Code: resp.Error.Code, Message: resp.Error.Message}
 	}
-	var flag struct {
-		IsError bool `json:"isError"`
-	}
-	if err := json.Unmarshal(resp.Result, &flag); err != nil {
+	isError, resultType, err := resultFlags(resp.Result)
+	if err != nil {
 		return nil, false, fmt.Errorf("tools/call answer is not a CallToolResult: %w", err)
 	}
-	return resp.Result, flag.IsError, nil
+	if resultType == mcp.ResultTypeInputRequired {
+		// toolbus has no person or model to ask (no sampling, elicitation
+		// or roots handler), as mcp-go's client would refuse too.
+		return nil, false, &rpcError{Code: mcp.INVALID_REQUEST, Message: "the tool asked the client for input (elicitation, sampling or roots), which toolbus cannot give"}
+	}
+	return resp.Result, isError, nil
+}
+
+// setModernMeta prepares the _meta members a 2026-07-28 request carries
+// (SEP-2575), once per session, after the handshake fixed the version.
+func (c *conn) setModernMeta(version string) {
+	if !mcp.IsModernProtocol(version) {
+		c.modernMeta = nil
+		return
+	}
+	meta := map[string]any{
+		mcp.MetaKeyProtocolVersion:    version,
+		mcp.MetaKeyClientCapabilities: c.client.GetClientCapabilities(),
+		mcp.MetaKeyClientInfo:         mcp.Implementation{Name: clientName, Version: "1"},
+	}
+	b, _ := json.Marshal(meta)
+	c.modernMeta = b[1 : len(b)-1] // the members, without the braces
 }

@@ -8,19 +8,20 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func TestConnectTimeout(t *testing.T) {
 	t.Parallel()
-	stdio := func(cmd string) subjects.Server {
-		return subjects.Server{Name: "s", Transport: subjects.TransportStdio, Command: cmd}
+	stdio := func(cmd string) registry.Server {
+		return registry.Server{Name: "s", Transport: registry.TransportStdio, Command: cmd}
 	}
 	explicit := stdio("npx")
 	explicit.ConnectTimeout = subjects.Duration(30 * time.Second)
 	cases := []struct {
 		name  string
-		srv   subjects.Server
+		srv   registry.Server
 		first bool
 		want  time.Duration
 	}{
@@ -34,7 +35,7 @@ func TestConnectTimeout(t *testing.T) {
 		{"node", stdio("node"), true, DefaultConnectTimeout},
 		{"npx-like name", stdio("my-npx-wrapper"), true, DefaultConnectTimeout},
 		{"explicit wins", explicit, true, 30 * time.Second},
-		{"http", subjects.Server{Name: "h", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1/npx"}, true, DefaultConnectTimeout},
+		{"http", registry.Server{Name: "h", Transport: registry.TransportHTTP, URL: "http://127.0.0.1/npx"}, true, DefaultConnectTimeout},
 	}
 	for _, c := range cases {
 		if got := ConnectTimeout(c.srv, c.first); got != c.want {

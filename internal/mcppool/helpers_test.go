@@ -19,6 +19,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -117,7 +118,7 @@ func newMCPServer() *mcpserver.MCPServer {
 // JSON-RPC methods it receives and the x-agent-id headers of tool calls.
 type httpServer struct {
 	t              *testing.T
-	kind           subjects.Transport
+	kind           registry.Transport
 	addr           string
 	ignoreDiscover bool
 
@@ -128,7 +129,7 @@ type httpServer struct {
 	sse     *mcpserver.SSEServer
 }
 
-func startHTTP(t *testing.T, kind subjects.Transport, ignoreDiscover bool) *httpServer {
+func startHTTP(t *testing.T, kind registry.Transport, ignoreDiscover bool) *httpServer {
 	t.Helper()
 	h := &httpServer{t: t, kind: kind, ignoreDiscover: ignoreDiscover, methods: map[string]int{}, agents: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,7 +143,7 @@ func startHTTP(t *testing.T, kind subjects.Transport, ignoreDiscover bool) *http
 }
 
 func (h *httpServer) url() string {
-	if h.kind == subjects.TransportSSE {
+	if h.kind == registry.TransportSSE {
 		return "http://" + h.addr + "/sse"
 	}
 	return "http://" + h.addr + "/mcp"
@@ -151,7 +152,7 @@ func (h *httpServer) url() string {
 func (h *httpServer) serve(ln net.Listener) {
 	mcpSrv := newMCPServer()
 	var inner http.Handler
-	if h.kind == subjects.TransportSSE {
+	if h.kind == registry.TransportSSE {
 		h.sse = mcpserver.NewSSEServer(mcpSrv, mcpserver.WithBaseURL("http://"+h.addr))
 		inner = h.sse
 	} else {
@@ -223,24 +224,33 @@ func (h *httpServer) sawAgent(a string) bool {
 	return h.agents[a]
 }
 
-func httpDef(name string, h *httpServer) subjects.Server {
-	return subjects.Server{Name: name, Transport: h.kind, URL: h.url()}
+func httpDef(name string, h *httpServer) registry.Server {
+	return registry.Server{Name: name, Transport: h.kind, URL: h.url()}
 }
 
-func stdioDef(name string) subjects.Server {
-	return subjects.Server{Name: name, Transport: subjects.TransportStdio, Command: stdioBin}
+func stdioDef(name string) registry.Server {
+	return registry.Server{Name: name, Transport: registry.TransportStdio, Command: stdioBin}
 }
 
 // text returns the first text content of a CallToolResult JSON.
 func text(t *testing.T, raw json.RawMessage) string {
 	t.Helper()
+	s, err := textOf(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// textOf is text for goroutines other than the test's: it returns the error.
+func textOf(raw json.RawMessage) (string, error) {
 	var r struct {
 		Content []struct {
 			Text string `json:"text"`
 		} `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil || len(r.Content) == 0 {
-		t.Fatalf("bad result %s: %v", raw, err)
+		return "", fmt.Errorf("bad result %s: %v", raw, err)
 	}
-	return r.Content[0].Text
+	return r.Content[0].Text, nil
 }

@@ -28,11 +28,19 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // Option configures a Pool.
 type Option func(*Pool)
+
+// WithHTTPClients makes the http.Client of each sse or http server with f
+// (given the connections to keep per host) instead of NewHTTPClient: the
+// bench uses it to speak HTTP/2 without TLS to its MCP server.
+func WithHTTPClients(f func(maxConnsPerHost int) *http.Client) Option {
+	return func(p *Pool) { p.newHTTPClient = f }
+}
 
 // WithDiscoverTimeout bounds the server/discover probe of servers whose
 // protocol is negotiated (default: mcp-go's 5s). Pin ProtocolVersion to skip
@@ -76,10 +84,6 @@ func WithBreaker(failures int, openFor time.Duration) Option {
 	}
 }
 
-// WithHTTPClient makes every sse/http server share c instead of getting its
-// own from NewHTTPClient.
-func WithHTTPClient(c *http.Client) Option { return func(p *Pool) { p.httpClient = c } }
-
 // Pool holds one lazily dialled MCP session per registered server. It is
 // safe for concurrent use. The zero value is not usable; call New.
 type Pool struct {
@@ -90,7 +94,7 @@ type Pool struct {
 	backoffMax      time.Duration
 	breakerFailures int
 	breakerOpenFor  time.Duration
-	httpClient      *http.Client
+	newHTTPClient   func(maxConns int) *http.Client
 
 	ctx    context.Context // ends on Close; bounds dials
 	cancel context.CancelFunc
@@ -126,7 +130,7 @@ func New(log zerolog.Logger, opts ...Option) *Pool {
 // Upsert adds or replaces the definition of srv.Name. When the definition
 // changed, the old session is closed once its in-flight calls finish, and
 // the next call dials afresh with a clean breaker.
-func (p *Pool) Upsert(srv subjects.Server) {
+func (p *Pool) Upsert(srv registry.Server) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -154,12 +158,12 @@ func (p *Pool) Remove(name string) {
 }
 
 // Server returns the definition registered under name.
-func (p *Pool) Server(name string) (subjects.Server, bool) {
+func (p *Pool) Server(name string) (registry.Server, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	s, ok := p.servers[name]
 	if !ok {
-		return subjects.Server{}, false
+		return registry.Server{}, false
 	}
 	return s.def, true
 }
@@ -188,11 +192,12 @@ type CallOptions struct {
 	Progress func(progress, total float64, message string)
 }
 
-// Call runs tools/call on server. It returns the MCP CallToolResult as JSON
-// and whether the tool reported an error (isError): a tool error is a
-// result, not a Go error. err is a *TransportError, a *ProtocolError,
-// ErrUnknownServer / ErrClosed (wrapped), or the context's error (wrapped).
-// A ctx without deadline gets the server's call timeout (default 60s).
+// Call runs tools/call on server. It returns the MCP CallToolResult as the
+// server sent it, unknown fields included, and whether the tool reported an
+// error (isError): a tool error is a result, not a Go error. err is a
+// *TransportError, a *ProtocolError, ErrUnknownServer / ErrClosed (wrapped),
+// or the context's error (wrapped); ClassOf tells which. A ctx without
+// deadline gets the server's call timeout (default 60s).
 func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (json.RawMessage, bool, error) {
 	s, err := p.server(server)
 	if err != nil {
@@ -206,43 +211,23 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 	}
 	defer s.release(sess)
 
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool
-	if len(args) > 0 {
-		req.Params.Arguments = args
+	var header http.Header
+	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
+		header = make(http.Header, 1)
+		header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
-	if co.AgentID != "" && s.def.Transport != subjects.TransportStdio {
-		req.Header = http.Header{}
-		req.Header.Set(subjects.AgentHTTPHeader, co.AgentID)
-	}
+	var token string
 	if co.Progress != nil {
-		token := "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
+		token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
 		sess.progress.Store(token, co.Progress)
 		defer sess.progress.Delete(token)
-		req.Params.Meta = &mcp.Meta{ProgressToken: token}
 	}
-	if !sess.conn.hooks.modern() {
-		var token string
-		if req.Params.Meta != nil {
-			token, _ = req.Params.Meta.ProgressToken.(string)
-		}
-		raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, req.Header, token)
-		if err != nil {
-			return nil, false, s.failed(ctx, sess, err)
-		}
-		s.succeeded()
-		return raw, isErr, nil
-	}
-	res, err := sess.conn.client.CallTool(ctx, req)
+	raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, header, token)
 	if err != nil {
 		return nil, false, s.failed(ctx, sess, err)
 	}
 	s.succeeded()
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return nil, false, &ProtocolError{Server: server, Message: "cannot re-encode the tool result: " + err.Error()}
-	}
-	return raw, res.IsError, nil
+	return raw, isErr, nil
 }
 
 // ListTools lists every tool of server, following pagination.
@@ -270,7 +255,7 @@ func (p *Pool) ListTools(ctx context.Context, server string) ([]mcp.Tool, error)
 // servers send on the pool's sessions, other than notifications/progress
 // (which goes to the call that asked for it) — tools/list_changed, for
 // one. f runs on the session's reader and must not block. A session is
-// open only while the server is in use (see subjects.Server.IdleTimeout),
+// open only while the server is in use (see registry.Server.IdleTimeout),
 // and the pool does not open a subscriptions/listen stream, so on protocol
 // 2026-07-28 a server sends no list changes here.
 func (p *Pool) OnNotification(f func(server string, n mcp.JSONRPCNotification)) {
@@ -363,6 +348,36 @@ func (p *Pool) Health(name string) Health {
 	return h
 }
 
+// ServerStats is a server's load and connection state, as Stats reports it.
+type ServerStats struct {
+	State               State // the breaker's view, as Health says
+	ConsecutiveFailures int
+	Sessions            int // live sessions: 0 or 1, shared by all calls (a retired one finishing its calls is not counted)
+	InFlight            int // calls holding a slot (running, or connecting)
+}
+
+// Stats reports every registered server's load and state, by name.
+func (p *Pool) Stats() map[string]ServerStats {
+	p.mu.RLock()
+	servers := make(map[string]*server, len(p.servers))
+	for n, s := range p.servers {
+		servers[n] = s
+	}
+	p.mu.RUnlock()
+	out := make(map[string]ServerStats, len(servers))
+	for n, s := range servers {
+		h := p.Health(n)
+		s.mu.Lock()
+		st := ServerStats{State: h.State, ConsecutiveFailures: h.ConsecutiveFailures, InFlight: len(s.sem)}
+		if s.sess != nil {
+			st.Sessions++
+		}
+		s.mu.Unlock()
+		out[n] = st
+	}
+	return out
+}
+
 func (p *Pool) server(name string) (*server, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -411,21 +426,22 @@ func (p *Pool) closeAsync(sess *session, why string) {
 
 type server struct {
 	p    *Pool
-	def  subjects.Server
+	def  registry.Server
 	log  zerolog.Logger
 	sem  chan struct{}
 	hc   *http.Client
 	idle time.Duration
 
-	mu       sync.Mutex
-	sess     *session
-	dialing  *dialCall
-	removed  bool
-	failures int
-	lastErr  error
-	nextTry  time.Time
-	probing  bool
-	bo       *backoff.ExponentialBackOff
+	mu        sync.Mutex
+	sess      *session
+	dialing   *dialCall
+	removed   bool
+	failures  int
+	lastErr   error
+	lastClass Class
+	nextTry   time.Time
+	probing   bool
+	bo        *backoff.ExponentialBackOff
 	// connected: a dial succeeded since Upsert, so a package runner has
 	// its package and later dials get the usual connect timeout.
 	connected bool
@@ -436,7 +452,7 @@ type dialCall struct {
 	err  error
 }
 
-func (p *Pool) newServer(def subjects.Server) *server {
+func (p *Pool) newServer(def registry.Server) *server {
 	n := def.MaxConcurrency
 	if n <= 0 {
 		n = DefaultMaxConcurrency
@@ -454,11 +470,12 @@ func (p *Pool) newServer(def subjects.Server) *server {
 			backoff.WithMaxElapsedTime(0),
 		),
 	}
-	if def.Transport == subjects.TransportHTTP || def.Transport == subjects.TransportSSE {
-		s.hc = p.httpClient
-		if s.hc == nil {
-			s.hc = NewHTTPClient(max(256, 2*n))
+	if def.Transport == registry.TransportHTTP || def.Transport == registry.TransportSSE {
+		newHC := p.newHTTPClient
+		if newHC == nil {
+			newHC = NewHTTPClient
 		}
+		s.hc = newHC(max(256, 2*n))
 	}
 	return s
 }
@@ -514,7 +531,11 @@ func (s *server) session(ctx context.Context) (*session, error) {
 			now := time.Now()
 			if s.failures >= s.p.breakerFailures {
 				if now.Before(s.nextTry) || s.probing {
-					err := &TransportError{Server: s.def.Name, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
+					class := s.lastClass
+					if !class.Transport() {
+						class = ClassTransport // down after a refused handshake: still not reachable
+					}
+					err := &TransportError{Server: s.def.Name, Class: class, Err: s.lastErr, Down: true, NextRetry: s.nextTry}
 					s.mu.Unlock()
 					return nil, err
 				}
@@ -606,7 +627,13 @@ func (s *server) watch(sess *session) {
 		}
 		s.mu.Unlock()
 		// stdio: close now (the child is gone) and learn how it ended.
-		err := &TransportError{Server: s.def.Name, Err: sess.conn.exitError(describe(sess.conn.target, sess.conn.lostErr))}
+		class, _ := transportClass(sess.conn.lostErr)
+		if sess.conn.child != nil {
+			class = ClassProcessExited
+		} else if class == "" {
+			class = ClassReset
+		}
+		err := &TransportError{Server: s.def.Name, Class: class, Err: sess.conn.exitError(describe(sess.conn.target, sess.conn.lostErr))}
 		s.mu.Lock()
 		if !sess.retired {
 			s.retireLocked(sess, err, true)
@@ -640,6 +667,7 @@ func (s *server) failed(ctx context.Context, sess *session, err error) error {
 	}
 	if sess.conn.child != nil && (errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, syscall.EPIPE)) {
 		te.Err = sess.conn.exitError(err)
+		te.Class = ClassProcessExited
 	}
 	// A refused connection or a write to a dead child never reached the
 	// server; anything else (a reset, an EOF, a child that died while
@@ -677,6 +705,7 @@ func (s *server) retireLocked(sess *session, err error, now bool) {
 
 func (s *server) recordFailureLocked(err error) {
 	var te *TransportError
+	s.lastClass = ClassOf(err)
 	if errors.As(err, &te) {
 		err = te.Err
 	}
@@ -704,6 +733,7 @@ func (s *server) resetLocked() {
 	}
 	s.failures = 0
 	s.lastErr = nil
+	s.lastClass = ""
 	s.nextTry = time.Time{}
 	s.probing = false
 	s.bo.Reset()

@@ -1,10 +1,12 @@
 package mcppool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,14 +16,16 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	mcpserver "github.com/mark3labs/mcp-go/server"
 
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 func TestDial(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
-	for _, def := range []subjects.Server{httpDef("api", h), stdioDef("local")} {
+	h := startHTTP(t, registry.TransportHTTP, false)
+	for _, def := range []registry.Server{httpDef("api", h), stdioDef("local")} {
 		c, err := Dial(context.Background(), def, DialOptions{Log: testLog(t)})
 		if err != nil {
 			t.Fatalf("%s: %v", def.Name, err)
@@ -39,25 +43,26 @@ func TestDial(t *testing.T) {
 func TestDialErrorsAreActionable(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		def  subjects.Server
-		want string
+		def   registry.Server
+		want  string
+		class Class
 	}{
-		{subjects.Server{Name: "github", Transport: subjects.TransportStdio, Command: "no-such-mcp-binary"},
-			`server "github": cannot start "no-such-mcp-binary": exec: "no-such-mcp-binary": executable file not found in $PATH`},
-		{subjects.Server{Name: "api", Transport: subjects.TransportHTTP, URL: "http://127.0.0.1:9/mcp"},
-			`server "api": connection refused at http://127.0.0.1:9/mcp — is it running?`},
-		{subjects.Server{Name: "old", Transport: subjects.TransportSSE, URL: "http://127.0.0.1:9/sse"},
-			`server "old": connection refused at http://127.0.0.1:9/sse — is it running?`},
-		{subjects.Server{Name: "x", Transport: subjects.TransportStdio, Command: stdioBin, Env: map[string]string{"STDIOSRV_FAIL_START": "1"}},
-			`server "x": process "` + stdioBin + `" exited (exit status 2); last stderr: stdiosrv: refusing to start`},
+		{registry.Server{Name: "github", Transport: registry.TransportStdio, Command: "no-such-mcp-binary"},
+			`server "github": cannot start "no-such-mcp-binary": exec: "no-such-mcp-binary": executable file not found in $PATH`, ClassCommandMissing},
+		{registry.Server{Name: "api", Transport: registry.TransportHTTP, URL: "http://127.0.0.1:9/mcp"},
+			`server "api": connection refused at http://127.0.0.1:9/mcp — is it running?`, ClassRefused},
+		{registry.Server{Name: "old", Transport: registry.TransportSSE, URL: "http://127.0.0.1:9/sse"},
+			`server "old": connection refused at http://127.0.0.1:9/sse — is it running?`, ClassRefused},
+		{registry.Server{Name: "x", Transport: registry.TransportStdio, Command: stdioBin, Env: map[string]string{"STDIOSRV_FAIL_START": "1"}},
+			`server "x": process "` + stdioBin + `" exited (exit status 2); last stderr: stdiosrv: refusing to start`, ClassProcessExited},
 	}
 	for _, c := range cases {
 		_, err := Dial(context.Background(), c.def, DialOptions{Log: testLog(t)})
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 			t.Errorf("Dial(%s):\n got %v\nwant %s…", c.def.Name, err, c.want)
 		}
-		if !IsTransport(err) {
-			t.Errorf("Dial(%s): %T is not a transport error", c.def.Name, err)
+		if got := ClassOf(err); got != c.class || !got.Transport() {
+			t.Errorf("Dial(%s): class %s, want %s", c.def.Name, got, c.class)
 		}
 	}
 	// An error that net/http words with the request URL keeps the query's
@@ -65,7 +70,7 @@ func TestDialErrorsAreActionable(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
 	secretURL := strings.Replace(plain.URL, "http://", "https://", 1) + "/mcp?api_key=SECRET-123"
-	_, err := Dial(context.Background(), subjects.Server{Name: "tls", Transport: subjects.TransportHTTP, URL: secretURL}, DialOptions{Log: testLog(t)})
+	_, err := Dial(context.Background(), registry.Server{Name: "tls", Transport: registry.TransportHTTP, URL: secretURL}, DialOptions{Log: testLog(t)})
 	if err == nil || strings.Contains(err.Error(), "SECRET-123") || !strings.Contains(err.Error(), "HTTP response to HTTPS client") {
 		t.Errorf("Dial with a key in the URL: %v", err)
 	}
@@ -73,12 +78,12 @@ func TestDialErrorsAreActionable(t *testing.T) {
 
 func TestLazyConnectReuseAndConcurrency(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []subjects.Transport{subjects.TransportHTTP, subjects.TransportSSE, subjects.TransportStdio} {
+	for _, kind := range []registry.Transport{registry.TransportHTTP, registry.TransportSSE, registry.TransportStdio} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			var h *httpServer
 			def := stdioDef("s")
-			if kind != subjects.TransportStdio {
+			if kind != registry.TransportStdio {
 				h = startHTTP(t, kind, false)
 				def = httpDef("s", h)
 			}
@@ -104,8 +109,10 @@ func TestLazyConnectReuseAndConcurrency(t *testing.T) {
 						errs <- err
 					case isErr:
 						errs <- fmt.Errorf("isError: %s", raw)
-					case text(t, raw) != string(args):
-						errs <- fmt.Errorf("echo %s = %s", args, text(t, raw))
+					default:
+						if got, err := textOf(raw); err != nil || got != string(args) {
+							errs <- fmt.Errorf("echo %s = %s (%v)", args, got, err)
+						}
 					}
 				}()
 			}
@@ -170,11 +177,11 @@ func TestStdioEnvAndDir(t *testing.T) {
 
 func TestProgressRouted(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []subjects.Transport{subjects.TransportHTTP, subjects.TransportSSE, subjects.TransportStdio} {
+	for _, kind := range []registry.Transport{registry.TransportHTTP, registry.TransportSSE, registry.TransportStdio} {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			def := stdioDef("s")
-			if kind != subjects.TransportStdio {
+			if kind != registry.TransportStdio {
 				def = httpDef("s", startHTTP(t, kind, false))
 			}
 			p := New(testLog(t))
@@ -218,7 +225,7 @@ func TestProgressRouted(t *testing.T) {
 
 func TestToolErrorAndProtocolError(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -231,10 +238,10 @@ func TestToolErrorAndProtocolError(t *testing.T) {
 	for _, srv := range []string{"s", "local"} {
 		_, _, err = p.Call(context.Background(), srv, "no_such_tool", nil, CallOptions{})
 		var pe *ProtocolError
-		if !errors.As(err, &pe) || pe.Code == 0 || !strings.Contains(pe.Message, "no_such_tool") {
-			t.Fatalf("%s: unknown tool: %T %v", srv, err, err)
+		if !errors.As(err, &pe) || pe.Code == 0 || !strings.Contains(pe.Message, "no_such_tool") || ClassOf(err) != ClassUnknownTool {
+			t.Fatalf("%s: unknown tool: %T %v (class %s)", srv, err, err, ClassOf(err))
 		}
-		if IsTransport(err) {
+		if ClassOf(err).Transport() {
 			t.Fatalf("%s: protocol error counted as transport", srv)
 		}
 		if st := p.Health(srv); st.State != StateConnected || st.ConsecutiveFailures != 0 {
@@ -248,7 +255,7 @@ func TestToolErrorAndProtocolError(t *testing.T) {
 
 func TestResultRoundTrip(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -269,7 +276,7 @@ func TestResultRoundTrip(t *testing.T) {
 
 func TestServerDownBreakerAndRecovery(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t), WithBackoff(100*time.Millisecond, 200*time.Millisecond), WithBreaker(3, 0))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -324,7 +331,7 @@ func TestStdioChildExitRespawns(t *testing.T) {
 	pid1 := text(t, raw)
 
 	_, _, err = p.Call(context.Background(), "x", "exit", json.RawMessage(`{"code":3}`), CallOptions{})
-	if !IsTransport(err) || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
+	if ClassOf(err) != ClassProcessExited || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "last stderr: stdiosrv: exiting on request") {
 		t.Fatalf("exit: %v", err)
 	}
 	t.Logf("exit error: %v", err)
@@ -405,7 +412,7 @@ func TestIdleCloseAndRemove(t *testing.T) {
 
 func TestUpsertChangedClosesOldSession(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	def := httpDef("s", h)
@@ -436,7 +443,7 @@ func TestUpsertChangedClosesOldSession(t *testing.T) {
 
 func TestProtocolPinSkipsDiscover(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, true) // ignores server/discover
+	h := startHTTP(t, registry.TransportHTTP, true) // ignores server/discover
 	def := httpDef("pinned", h)
 	def.ProtocolVersion = "2025-11-25"
 	p := New(testLog(t))
@@ -469,7 +476,7 @@ func TestProtocolPinSkipsDiscover(t *testing.T) {
 
 func TestCancelSendsNotificationOverHTTP(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	def := httpDef("s", h)
 	def.ProtocolVersion = "2025-11-25"
 	p := New(testLog(t))
@@ -478,7 +485,8 @@ func TestCancelSendsNotificationOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, _, err := p.Call(ctx, "s", "sleep", json.RawMessage(`{"ms":5000}`), CallOptions{})
-	if !errors.Is(err, context.DeadlineExceeded) || IsTransport(err) {
+	var te *TransportError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) || ClassOf(err) != ClassTimeout {
 		t.Fatalf("cancelled call: %T %v", err, err)
 	}
 	checkFor(t, 3*time.Second, "notifications/cancelled", func() bool { return h.count("notifications/cancelled") == 1 })
@@ -518,7 +526,7 @@ func TestConcurrencyCap(t *testing.T) {
 
 func TestListToolsPaginates(t *testing.T) {
 	t.Parallel()
-	h := startHTTP(t, subjects.TransportHTTP, false)
+	h := startHTTP(t, registry.TransportHTTP, false)
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(httpDef("s", h))
@@ -562,4 +570,98 @@ func (p *Pool) serverFor(t *testing.T, name string) *server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// The CallToolResult reaches the caller as the server sent it, fields
+// mcp-go does not know included, on both protocol eras: the pool never
+// decodes and re-encodes it.
+func TestResultUnknownFieldsKept(t *testing.T) {
+	t.Parallel()
+	inner := mcpserver.NewStreamableHTTPServer(newMCPServer())
+	// A real MCP server whose tools/call answers carry a field from a
+	// newer spec: it is inserted into the JSON the server wrote.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !bytes.Contains(body, []byte(`"tools/call"`)) {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, r)
+		out := bytes.Replace(rec.Body.Bytes(), []byte(`"content":`), []byte(`"x_future":{"kept":true,"n":[1,2]},"content":`), 1)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(out)
+	}))
+	defer srv.Close()
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		p := New(testLog(t))
+		defer p.Close()
+		def := registry.Server{Name: "s", Transport: registry.TransportHTTP, URL: srv.URL + "/mcp", ProtocolVersion: version}
+		p.Upsert(def)
+		raw, isErr, err := p.Call(context.Background(), "s", "echo", json.RawMessage(`{"a":1}`), CallOptions{})
+		if err != nil || isErr {
+			t.Fatalf("%s: %v %v", version, isErr, err)
+		}
+		if got := p.serverFor(t, "s").sess.conn.client.ProtocolVersion(); got != version {
+			t.Fatalf("session speaks %s, want %s", got, version)
+		}
+		if !bytes.Contains(raw, []byte(`"x_future":{"kept":true,"n":[1,2]}`)) || text(t, raw) != `{"a":1}` {
+			t.Errorf("%s: unknown field not passed through: %s", version, raw)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	h := startHTTP(t, registry.TransportHTTP, false)
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(httpDef("s", h))
+	if st := p.Stats()["s"]; st.State != StateIdle || st.Sessions != 0 || st.InFlight != 0 {
+		t.Fatalf("before any call: %+v", st)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Call(context.Background(), "s", "sleep", json.RawMessage(`{"ms":300}`), CallOptions{})
+		done <- err
+	}()
+	checkFor(t, 5*time.Second, "one call in flight on a session", func() bool {
+		st := p.Stats()["s"]
+		return st.InFlight == 1 && st.Sessions == 1 && st.State == StateConnected
+	})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()["s"]; st.InFlight != 0 || st.Sessions != 1 {
+		t.Fatalf("after the call: %+v", st)
+	}
+}
+
+// HTTP answers that are not MCP get their class from mcp-go's types (401,
+// a 4xx to the handshake) or, for other statuses, the status mcp-go quotes.
+func TestDialHTTPStatusClasses(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		status int
+		class  Class
+	}{
+		{http.StatusUnauthorized, ClassAuth},
+		{http.StatusNotFound, ClassNotMCP},
+		{http.StatusServiceUnavailable, ClassHTTP5xx},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", c.status)
+		}))
+		def := registry.Server{Name: "s", Transport: registry.TransportHTTP, URL: srv.URL + "/mcp", ProtocolVersion: "2025-11-25"}
+		_, err := Dial(context.Background(), def, DialOptions{Log: testLog(t)})
+		if got := ClassOf(err); got != c.class {
+			t.Errorf("HTTP %d: class %s, want %s (%v)", c.status, got, c.class, err)
+		}
+		srv.Close()
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 // Server is a running in-process test server with a connection to it.
@@ -84,17 +85,9 @@ func (s *Server) Conn(t testing.TB) *nats.Conn {
 	return nc
 }
 
-// CheckFor polls f every 20ms until it returns nil or d passes, then fails
-// the test with f's last error.
+// CheckFor is testutil.CheckFor, kept until the worker's and mcppool's
+// tests move to it; use testutil.CheckFor.
 func CheckFor(t testing.TB, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %v: %v", d, err)
+	testutil.CheckFor(t, d, f)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -76,7 +77,7 @@ func (h *heard) check(t *testing.T, want []time.Time) {
 func settle(t *testing.T, clock *fakeClock, reps []*replica, schedules int) *replica {
 	t.Helper()
 	var leader *replica
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		alive, leaders := 0, []*replica{}
 		for _, r := range reps {
 			if r.alive.Load() {
@@ -142,7 +143,7 @@ func TestOneLeaderPublishesEachTickOnce(t *testing.T) {
 				if l := settle(t, clock, reps, 1); l != leader {
 					t.Fatalf("tick %d: leadership moved without cause", i)
 				}
-				natstest.CheckFor(t, 10*time.Second, func() error {
+				testutil.CheckFor(t, 10*time.Second, func() error {
 					if n := h.count(); n != i {
 						return fmt.Errorf("tick %d: %d heard", i, n)
 					}
@@ -159,7 +160,7 @@ func TestOneLeaderPublishesEachTickOnce(t *testing.T) {
 					t.Errorf("%s published %d ticks (%d attempts), want %d", name, n, rec.count(all), want)
 				}
 			}
-			if msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1"); len(msgs) != 10 {
+			if msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1"); len(msgs) != 10 {
 				t.Fatalf("%d messages stored, want 10", len(msgs))
 			}
 		})
@@ -229,14 +230,14 @@ func TestLeaderHandOver(t *testing.T) {
 				}
 			}
 			n := 3 + steps + 3
-			natstest.CheckFor(t, 10*time.Second, func() error {
+			testutil.CheckFor(t, 10*time.Second, func() error {
 				if got := h.count(); got < n {
 					return fmt.Errorf("%d heard, want %d", got, n)
 				}
 				return nil
 			})
 			h.check(t, ticksFrom(t0, n))
-			if msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1"); len(msgs) != n {
+			if msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.a1"); len(msgs) != n {
 				t.Fatalf("%d messages stored, want %d", len(msgs), n)
 			}
 			info, err := CurrentLeader(ctx, srv.JS, clock.Now())
@@ -346,7 +347,7 @@ func TestLeaderCutOffFromNATS(t *testing.T) {
 	}
 
 	p.cut()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if nc.IsConnected() {
 			return fmt.Errorf("a still connected")
 		}
@@ -371,7 +372,7 @@ func TestLeaderCutOffFromNATS(t *testing.T) {
 	}
 	afterCut := recA.count(all)
 	p.restore()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("a not reconnected")
 		}
@@ -393,7 +394,7 @@ func TestLeaderCutOffFromNATS(t *testing.T) {
 		t.Fatal("a does not take the released lease")
 	}
 	n := 2 + 2 + steps + 3 + 1
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if got := h.count(); got < n {
 			return fmt.Errorf("%d heard, want %d", got, n)
 		}

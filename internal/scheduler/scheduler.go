@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -43,13 +44,13 @@ const (
 	HeaderScheduledAt = "Toolbus-Scheduled-At"
 )
 
-// DefaultGrace is how late a tick may be published and still count as on
+// defaultGrace is how late a tick may be published and still count as on
 // time; an older tick counts as missed and follows the schedule's Missed
 // policy. It must stay below the streams' duplicate window (2m), or a late
 // replica could publish a tick again, and well above the time a dead
 // leader takes to be replaced (lease plus renewal, 4s by default), or the
 // ticks of a hand-over are missed rather than published late.
-const DefaultGrace = 30 * time.Second
+const defaultGrace = 30 * time.Second
 
 // Fire reports one publish attempt of one tick, to the WithOnFire observer.
 type Fire struct {
@@ -77,38 +78,33 @@ func WithSchedules(ss []Schedule) Option {
 	return func(s *Scheduler) { s.config = append(s.config, ss...) }
 }
 
-// WithGrace sets how late a tick may fire and still be on time (default
-// DefaultGrace).
-func WithGrace(d time.Duration) Option { return func(s *Scheduler) { s.grace = d } }
-
 // WithOnFire sets an observer called after every publish attempt (metrics,
 // tests). It must not block.
 func WithOnFire(f func(Fire)) Option { return func(s *Scheduler) { s.onFire = f } }
+
+// WithOnMissed sets an observer called with a schedule's name whenever the
+// leader skips ticks older than the grace period (metrics). n is the number
+// of ticks skipped when it is known, else 1. It must not block.
+func WithOnMissed(f func(schedule string, n int)) Option {
+	return func(s *Scheduler) { s.onMissed = f }
+}
 
 // WithName sets the replica's name, in its logs and in the lease while it
 // leads (default host-pid).
 func WithName(name string) Option { return func(s *Scheduler) { s.name = name } }
 
-// WithLease sets how long the leader's lease lasts without renewal and how
-// often the leader renews it (and followers look at it): default
-// DefaultLease and DefaultRenew. renew 0 means a third of the lease. A dead
-// leader is replaced within about lease+renew; keep that well below the
-// grace period, or ticks of the hand-over are missed rather than late.
-func WithLease(lease, renew time.Duration) Option {
-	return func(s *Scheduler) { s.leaseTTL, s.leaseRenew = lease, renew }
-}
-
 // Scheduler publishes the ticks of its schedules. Create it with New and
 // start it with Run.
 type Scheduler struct {
-	woken  sync.Map // agent -> struct{}: its wake-up consumer exists
-	js     jetstream.JetStream
-	log    zerolog.Logger
-	clock  Clock
-	config []Schedule
-	grace  time.Duration
-	onFire func(Fire)
-	name   string
+	woken    sync.Map // agent -> struct{}: its wake-up consumer exists
+	js       jetstream.JetStream
+	log      zerolog.Logger
+	clock    Clock
+	config   []Schedule
+	grace    time.Duration
+	onFire   func(Fire)
+	onMissed func(schedule string, n int)
+	name     string
 
 	leaseTTL, leaseRenew time.Duration
 	lease                *lease
@@ -136,8 +132,9 @@ type runner struct {
 func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler, error) {
 	s := &Scheduler{
 		js:       js,
-		clock:    RealClock{},
-		grace:    DefaultGrace,
+		clock:    realClock{},
+		grace:    defaultGrace,
+		leaseTTL: DefaultLease, leaseRenew: DefaultRenew,
 		fromConf: map[string]*compiled{},
 		fromKV:   map[string]*compiled{},
 		running:  map[string]*runner{},
@@ -145,20 +142,8 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 	for _, o := range opts {
 		o(s)
 	}
-	if s.grace <= 0 {
-		s.grace = DefaultGrace
-	}
 	if s.name == "" {
 		s.name = defaultName()
-	}
-	if s.leaseTTL <= 0 {
-		s.leaseTTL, s.leaseRenew = DefaultLease, DefaultRenew
-	}
-	if s.leaseRenew <= 0 {
-		s.leaseRenew = s.leaseTTL / 3
-	}
-	if s.leaseRenew >= s.leaseTTL {
-		return nil, fmt.Errorf("lease: the renewal interval (%v) must be shorter than the lease (%v)", s.leaseRenew, s.leaseTTL)
 	}
 	s.log = log.With().Str("component", "scheduler").Str("replica", s.name).Logger()
 	s.lease = newLease(js.Conn(), s.clock, s.log, s.name, s.leaseTTL, s.leaseRenew)
@@ -280,20 +265,13 @@ func (s *Scheduler) rewatch(ctx context.Context, kv jetstream.KeyValue) (jetstre
 
 // reload re-reads every definition and reconciles all schedules.
 func (s *Scheduler) reload(ctx context.Context, kv jetstream.KeyValue) {
-	lister, err := kv.ListKeys(ctx)
+	es, err := streams.ReadBucket(ctx, kv, defPrefix+">")
 	if err != nil {
 		s.log.Warn().Err(err).Msg("reload schedules")
 		return
 	}
 	seen := map[string]bool{}
-	for key := range lister.Keys() {
-		if len(key) <= len(defPrefix) || key[:len(defPrefix)] != defPrefix {
-			continue
-		}
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			continue
-		}
+	for _, e := range es {
 		if name := s.applyEntry(e); name != "" {
 			seen[name] = true
 		}
@@ -431,6 +409,7 @@ func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 		case last.After(floor):
 			prev = last // a restart or a new leader: ticks due since are still on time
 		default:
+			s.missed(c, last, floor) // ticks past the grace while no replica led
 			prev = floor
 		}
 	}
@@ -459,15 +438,20 @@ func (s *Scheduler) runSchedule(ctx context.Context, r *runner) {
 			missed := c.latest(prev, now.Add(-s.grace))
 			if after := c.next(missed); !after.IsZero() && !after.After(now) {
 				log.Warn().Time("tick", missed).Time("last", prev).Msg("missed ticks skipped; the next is still on time")
+				s.missed(c, prev, missed)
 				prev = missed
 				continue
 			}
 			if c.Missed != MissedOnce {
 				log.Warn().Time("tick", missed).Msg("missed tick skipped (policy skip)")
+				s.missed(c, prev, missed)
 				prev = missed
 				continue
 			}
 			log.Info().Time("tick", missed).Time("last", prev).Msg("firing once for missed ticks (policy once)")
+			if n := s.countTicks(c, prev, missed) - 1; n > 0 && s.onMissed != nil {
+				s.onMissed(c.Name, n) // the latest fires; the ones before it are missed
+			}
 			tick, catchUp = missed, true
 		}
 		if !s.lease.hold(ctx) {
@@ -611,6 +595,26 @@ func (s *Scheduler) fire(ctx context.Context, r *runner, tick, now time.Time, ca
 		log.Debug().Time("tick", tick).Str("msg_id", f.MsgID).Msg("tick already published by another replica")
 	}
 	s.observe(f)
+}
+
+// missed reports the ticks after prev up to and including last as missed.
+func (s *Scheduler) missed(c *compiled, prev, last time.Time) {
+	if s.onMissed != nil {
+		s.onMissed(c.Name, s.countTicks(c, prev, last))
+	}
+}
+
+// maxCountedTicks bounds the ticks counted one by one (an "@every 1s"
+// schedule down for a day); beyond it the count is that bound.
+const maxCountedTicks = 10000
+
+// countTicks counts the ticks after prev up to and including last.
+func (s *Scheduler) countTicks(c *compiled, prev, last time.Time) int {
+	n := 0
+	for t := c.next(prev); !t.IsZero() && !t.After(last) && n < maxCountedTicks; t = c.next(t) {
+		n++
+	}
+	return n
 }
 
 func (s *Scheduler) observe(f Fire) {

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -103,39 +104,11 @@ func startScheduler(t *testing.T, srv *natstest.Server, opts ...Option) (stop fu
 	return startReplica(t, srv, opts...).stop
 }
 
-// streamMsgs returns every message stored in a stream on subjects matching filter.
-func streamMsgs(t *testing.T, js jetstream.JetStream, stream, filter string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := context.Background()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if filter == "" || m.Subject == filter {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // waitWaiters waits until n timers are pending: one per schedule of the
 // leader, plus the lease's of every replica.
 func waitWaiters(t *testing.T, c *fakeClock, n int) {
 	t.Helper()
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if w := c.Waiters(); w != n {
 			return fmt.Errorf("%d timers pending, want %d", w, n)
 		}
@@ -167,13 +140,13 @@ func TestWakeInTimeZone(t *testing.T) {
 			t.Fatalf("wake %d fired a second early", i)
 		}
 		clock.Set(at)
-		natstest.CheckFor(t, 10*time.Second, func() error {
+		testutil.CheckFor(t, 10*time.Second, func() error {
 			if n := rec.count(all); n != i+1 {
 				return fmt.Errorf("%d fires, want %d", n, i+1)
 			}
 			return nil
 		})
-		msgs := streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.planner")
+		msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake.planner")
 		if len(msgs) != i+1 {
 			t.Fatalf("%d wake messages, want %d", len(msgs), i+1)
 		}
@@ -206,7 +179,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	rec := &recorder{}
 	startScheduler(t, srv, WithClock(clock), WithOnFire(rec.add))
 	// Let the scheduler start with an empty bucket.
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, func() error {
 		_, err := List(ctx, srv.JS, clock.Now())
 		return err
 	})
@@ -218,13 +191,13 @@ func TestBucketScheduleLive(t *testing.T) {
 	}
 	waitWaiters(t, clock, 2)
 	clock.Advance(7 * time.Second) // to 12:00:10
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n := rec.count(all); n != 1 {
 			return fmt.Errorf("%d fires", n)
 		}
 		return nil
 	})
-	msgs := streamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.reporter.demo.echo")
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamCalls, "tool.call.reporter.demo.echo")
 	if len(msgs) != 1 {
 		t.Fatalf("%d calls stored", len(msgs))
 	}
@@ -260,7 +233,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	if err := Put(ctx, srv.JS, sched); err != nil {
 		t.Fatal(err)
 	}
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if at := time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC); !clock.HasTimerAt(at) || clock.Waiters() != 2 {
 			return fmt.Errorf("timers at %v, want the lease's and %v", clock.Pending(), at)
 		}
@@ -290,13 +263,13 @@ func TestMissedTickPolicies(t *testing.T) {
 		{Name: "catcher", Spec: "0 * * * * *", Kind: KindWake, Agent: "catcher", Missed: MissedOnce},
 	}
 	count := func(agent string) int {
-		return len(streamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake."+agent))
+		return len(testutil.StreamMsgs(t, srv.JS, subjects.StreamEvents, "agent.wake."+agent))
 	}
 	rec := &recorder{}
 	stop := startScheduler(t, srv, WithName("first"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
 	waitWaiters(t, clock, 3)
 	clock.Advance(30 * time.Second) // 12:01:00, both fire
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n := rec.count(all); n != 2 {
 			return fmt.Errorf("%d fires", n)
 		}
@@ -310,10 +283,23 @@ func TestMissedTickPolicies(t *testing.T) {
 	// reads the last fires the first one recorded.
 	clock.Set(time.Date(2026, 3, 1, 12, 10, 45, 0, time.UTC))
 	rec2 := &recorder{}
-	startScheduler(t, srv, WithName("second"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	var missedMu sync.Mutex
+	missed := map[string]int{}
+	onMissed := func(name string, n int) { missedMu.Lock(); missed[name] += n; missedMu.Unlock() }
+	startScheduler(t, srv, WithName("second"), WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add), WithOnMissed(onMissed))
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if n := rec2.count(all); n != 1 {
 			return fmt.Errorf("%d fires on return, want 1", n)
+		}
+		return nil
+	})
+	// 12:02 to 12:10 were missed: the skipper skips all nine, the catcher
+	// fires 12:10 and misses the eight before it.
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		missedMu.Lock()
+		defer missedMu.Unlock()
+		if missed["skipper"] != 9 || missed["catcher"] != 8 {
+			return fmt.Errorf("missed ticks %v, want skipper 9, catcher 8", missed)
 		}
 		return nil
 	})
@@ -329,7 +315,7 @@ func TestMissedTickPolicies(t *testing.T) {
 	}
 	// Both resume at the next tick.
 	clock.Advance(15 * time.Second)
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if s, c := count("skipper"), count("catcher"); s != 2 || c != 3 {
 			return fmt.Errorf("skipper %d, catcher %d; want 2, 3", s, c)
 		}
@@ -346,7 +332,7 @@ func TestRestartWithinGraceKeepsDueTick(t *testing.T) {
 	stop := startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec.add))
 	waitWaiters(t, clock, 2)
 	clock.Advance(30 * time.Second)
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if rec.count(all) != 1 {
 			return errors.New("no fire")
 		}
@@ -358,13 +344,13 @@ func TestRestartWithinGraceKeepsDueTick(t *testing.T) {
 	clock.Set(time.Date(2026, 3, 1, 12, 2, 10, 0, time.UTC))
 	rec2 := &recorder{}
 	startScheduler(t, srv, WithClock(clock), WithSchedules(scheds), WithOnFire(rec2.add))
-	natstest.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		if rec2.count(all) != 1 {
 			return errors.New("due tick not fired on restart")
 		}
 		return nil
 	})
-	msgs := streamMsgs(t, srv.JS, subjects.StreamResync, subjects.CatalogResyncAll)
+	msgs := testutil.StreamMsgs(t, srv.JS, subjects.StreamResync, subjects.CatalogResyncAll)
 	if len(msgs) != 2 || msgs[1].Header.Get(HeaderScheduledAt) != "2026-03-01T12:02:00Z" {
 		t.Fatalf("%d resyncs", len(msgs))
 	}

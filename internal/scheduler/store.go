@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -124,20 +125,14 @@ func List(ctx context.Context, js jetstream.JetStream, now time.Time) ([]Info, e
 	if err != nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeys(ctx)
+	es, err := streams.ReadBucket(ctx, kv, ">")
 	if err != nil {
 		return nil, err
 	}
 	byName := map[string]*Info{}
 	statuses := map[string]*Status{}
-	for key := range lister.Keys() {
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
-			}
-			return nil, err
-		}
+	for _, e := range es {
+		key := e.Key()
 		switch {
 		case strings.HasPrefix(key, defPrefix):
 			var s Schedule

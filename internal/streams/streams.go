@@ -155,6 +155,11 @@ func Streams(o Options) []jetstream.StreamConfig {
 	}
 }
 
+// DefaultCallTimeout is a call's deadline when nothing sets one: the
+// worker cancels a call that carries no deadline after it, the client
+// waits this long by default, and a webhook's tool call gets it.
+const DefaultCallTimeout = 60 * time.Second
+
 // DefaultAckWait is the lease of a call on the workers' consumer: a
 // worker renews it every third of it while the call runs, so it bounds how
 // long the calls of a worker that died wait before another worker takes
@@ -256,5 +261,13 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: subjects.BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: subjects.BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: subjects.BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		TasksBucket(o),
 	}
+}
+
+// TasksBucket is the MCP front door's task index: key <agent>.<call_id>,
+// kept as long as results.
+func TasksBucket(o Options) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{Bucket: subjects.BucketTasks, Description: "toolbus: MCP tasks of the front door, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge}
 }

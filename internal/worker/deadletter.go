@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -24,20 +25,16 @@ import (
 // handled later; workers share one durable consumer on it.
 func (w *Worker) deadLetters(ctx context.Context) {
 	var cons jetstream.Consumer
-	var err error
-	for {
-		if cons, err = w.js.CreateOrUpdateConsumer(ctx, subjects.StreamAdvisories, streams.DeadLetterConsumer()); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		w.log.Warn().Err(err).Msg("dead letters: cannot get the advisories consumer yet; retrying")
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
+	err := retry(ctx, func() backoff.BackOff { return backoff.NewConstantBackOff(2 * time.Second) }, 0,
+		func(err error, _ time.Duration) {
+			w.log.Warn().Err(err).Msg("dead letters: cannot get the advisories consumer yet; retrying")
+		},
+		func(ctx context.Context) (err error) {
+			cons, err = w.js.CreateOrUpdateConsumer(ctx, subjects.StreamAdvisories, streams.DeadLetterConsumer())
+			return err
+		})
+	if err != nil {
+		return // ctx ended
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if err := w.deadLetter(ctx, m.Data()); err != nil {
@@ -91,6 +88,7 @@ func (w *Worker) deadLetter(ctx context.Context, data []byte) error {
 	if err := w.calls.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove call %d from %s: %w", adv.StreamSeq, subjects.StreamCalls, err)
 	}
+	w.observer.DeadLettered(c.server, c.tool, reason)
 	w.log.Warn().Str("call_id", c.id).Str("agent_id", c.agent).Str("server", c.server).Str("tool", c.tool).Str("reason", reason).Msg("call moved to dead letters")
 	return nil
 }

@@ -37,14 +37,15 @@ const maxDepth = 128
 func decodeCall(subject string, h nats.Header, data []byte) (c call, e *subjects.Error) {
 	var err error
 	c.agent, c.server, c.tool, err = subjects.ParseToolCall(subject)
-	if id := h.Get(subjects.HeaderCallID); subjects.ValidateCallID(id) == nil {
-		c.id = id
+	idErr := subjects.ValidateCallID(h.Get(subjects.HeaderCallID))
+	if idErr == nil {
+		c.id = h.Get(subjects.HeaderCallID)
 	}
 	if err != nil {
 		return c, bad(subjects.CodeInvalidRequest, "bad call subject %q: %v; publish to tool.call.<agent>.<server>.<tool> with both names escaped", subject, err)
 	}
-	if err := subjects.ValidateCallID(h.Get(subjects.HeaderCallID)); err != nil {
-		return c, bad(subjects.CodeInvalidRequest, "%v", err)
+	if idErr != nil {
+		return c, bad(subjects.CodeInvalidRequest, "%v", idErr)
 	}
 	if d := h.Get(subjects.HeaderDeadline); d != "" {
 		if c.deadline, err = subjects.ParseDeadline(d); err != nil {
@@ -52,10 +53,14 @@ func decodeCall(subject string, h nats.Header, data []byte) (c call, e *subjects
 		}
 	}
 	args := bytes.TrimSpace(data)
+	if len(args) == 0 {
+		c.args = json.RawMessage("{}")
+		return c, nil
+	}
+	// One pass for the text and the nesting, one for the JSON grammar.
+	deepest, text := scan(args)
 	switch {
-	case len(args) == 0:
-		args = []byte("{}")
-	case !utf8.Valid(args):
+	case !text:
 		return c, bad(subjects.CodeInvalidRequest, "body is not UTF-8 text; send the arguments as a JSON object")
 	case args[0] != '{':
 		if json.Valid(args) {
@@ -66,7 +71,7 @@ func decodeCall(subject string, h nats.Header, data []byte) (c call, e *subjects
 		var v any
 		err := json.Unmarshal(args, &v)
 		return c, bad(subjects.CodeInvalidRequest, "body is not valid JSON: %v", err)
-	case depth(args) > maxDepth:
+	case deepest > maxDepth:
 		return c, bad(subjects.CodeInvalidArguments, "arguments nest deeper than %d levels", maxDepth)
 	}
 	c.args = args
@@ -77,11 +82,20 @@ func bad(code subjects.Code, format string, a ...any) *subjects.Error {
 	return &subjects.Error{Code: code, Message: fmt.Sprintf(format, a...)}
 }
 
-// depth returns the deepest nesting of valid JSON, skipping strings.
-func depth(b []byte) int {
+// scan returns the deepest nesting of JSON, skipping strings, and whether b
+// is UTF-8 text.
+func scan(b []byte) (deepest int, text bool) {
 	d, m, inStr := 0, 0, false
 	for i := 0; i < len(b); i++ {
 		c := b[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return m, false
+			}
+			i += size - 1
+			continue
+		}
 		if inStr {
 			switch c {
 			case '\\':
@@ -101,7 +115,7 @@ func depth(b []byte) int {
 			d--
 		}
 	}
-	return m
+	return m, true
 }
 
 func jsonKind(b byte) string {

@@ -27,23 +27,55 @@ type DeadLetter struct {
 	Header    nats.Header `json:"headers,omitempty"`
 }
 
-// ListDeadLetters returns up to limit dead letters, oldest first (limit <= 0: all).
+// ListDeadLetters returns up to limit dead letters, oldest first (limit <= 0: all
+// that were there when it started). It reads TOOL_DEAD once, in order, with
+// an ordered consumer: no request per message.
 func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
 	s, err := js.Stream(ctx, subjects.StreamDead)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", subjects.StreamDead, err)
 	}
 	st := s.CachedInfo().State
+	if st.Msgs == 0 {
+		return nil, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subjects.StreamDead, err)
+	}
 	var out []DeadLetter
-	for seq := st.FirstSeq; seq <= st.LastSeq && seq > 0 && (limit <= 0 || len(out) < limit); seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
+	for limit <= 0 || len(out) < limit {
+		n := 256
+		if limit > 0 {
+			n = min(n, limit-len(out))
 		}
+		batch, err := cons.FetchNoWait(n)
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("read %s: %w", subjects.StreamDead, err)
 		}
-		out = append(out, deadLetter(m))
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > st.LastSeq {
+				return out, nil // stored after the listing began
+			}
+			if limit <= 0 || len(out) < limit {
+				out = append(out, deadLetter(&jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}))
+			}
+			if md.Sequence.Stream >= st.LastSeq {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return out, fmt.Errorf("read %s: %w", subjects.StreamDead, err)
+		}
+		if got == 0 {
+			return out, nil // the rest was removed meanwhile
+		}
 	}
 	return out, nil
 }

@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/client"
-	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/subjects"
+	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/worker"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // everything returns the path of npm's @modelcontextprotocol/server-everything
@@ -61,8 +62,8 @@ func TestEverythingServerFromNPM(t *testing.T) {
 	ns := natstest.Start(t)
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
-	pool.Upsert(subjects.Server{Name: "everything", Transport: subjects.TransportStdio, Command: node, Args: []string{script, "stdio"}})
-	pool.Upsert(subjects.Server{Name: "everything-http", Transport: subjects.TransportHTTP, URL: fmt.Sprintf("http://127.0.0.1:%d/mcp", port)})
+	pool.Upsert(registry.Server{Name: "everything", Transport: registry.TransportStdio, Command: node, Args: []string{script, "stdio"}})
+	pool.Upsert(registry.Server{Name: "everything-http", Transport: registry.TransportHTTP, URL: fmt.Sprintf("http://127.0.0.1:%d/mcp", port)})
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()

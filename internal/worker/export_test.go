@@ -1,8 +1,10 @@
-package worker_test
+package worker
 
-import (
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-)
+import "encoding/json"
 
-func jetstreamNew(nc *nats.Conn) (jetstream.JetStream, error) { return jetstream.New(nc) }
+// WithFault runs f before each execution of a call (after admission, before
+// the MCP call), on the call's goroutine: a test makes the handler fail
+// there, e.g. panic.
+func WithFault(f func(server, tool string, args json.RawMessage)) Option {
+	return func(w *Worker) { w.fault = f }
+}

@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os/exec"
-	"strings"
+	"runtime/debug"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -41,13 +41,96 @@ type outcome struct {
 	action   action
 }
 
+// job is one delivery of a call on its way through the worker: what was
+// read from the message (once), what admission decided, and the result
+// being built. The steps of handle take and fill it.
+type job struct {
+	msg   jetstream.Msg
+	start time.Time
+	call  call
+	bad   *subjects.Error // why the call cannot run, from decoding
+	res   *subjects.Result
+	key   string    // ledger key <agent>.<call_id>
+	sent  time.Time // when the call was stored in TOOL_CALLS (zero: unknown)
+
+	srv    registry.Server
+	known  bool // the catalog has the tool
+	safe   bool // its annotations make running it twice harmless
+	unsafe bool // must not be re-run blindly: known, not safe, and the server does not opt in
+
+	deadline time.Time // when the call is cut off
+	ran      bool      // the tool was executed for this answer
+	exec     time.Duration
+}
+
+// newJob reads msg: its call, and its delivery metadata.
+func (w *Worker) newJob(msg jetstream.Msg, start time.Time) *job {
+	j := &job{msg: msg, start: start}
+	j.call, j.bad = decodeCall(msg.Subject(), msg.Headers(), msg.Data())
+	c := &j.call
+	j.res = &subjects.Result{CallID: c.id, Agent: c.agent, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
+	if md, err := msg.Metadata(); err == nil {
+		j.res.Attempt = int(md.NumDelivered)
+		j.sent = md.Timestamp
+	}
+	if c.addressable() {
+		j.key = subjects.LedgerKey(c.agent, c.id)
+	}
+	return j
+}
+
 func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
-	start := time.Now()
+	j := w.newJob(msg, time.Now())
 	// The lease is renewed from the moment the call is taken until it is
 	// settled: storing the result may retry through a NATS reconnect.
-	defer w.lease(msg)()
-	out := w.handle(ctx, msg, start)
-	w.settle(msg, out, start)
+	defer w.lease(msg, j.call.server)()
+	out := w.handleSafely(ctx, j)
+	if w.settle(msg, out, j.start) {
+		w.finished(j, out)
+	}
+}
+
+// handleSafely is handle, and the answer to a panic in it: that one call
+// is answered internal (a bug, with the panic value), acked, and its stack
+// logged; the worker and its other calls go on.
+func (w *Worker) handleSafely(ctx context.Context, j *job) (out outcome) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		w.log.Error().Str("call_id", j.call.id).Str("agent_id", j.call.agent).Str("server", j.call.server).Str("tool", j.call.tool).
+			Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).Msg("call handler panicked: a bug; the call is answered internal")
+		if !j.call.addressable() {
+			out = outcome{res: j.res, action: bury}
+			return
+		}
+		out = fail(j.res, subjects.CodeInternal, "a bug in toolbus: the worker panicked handling this call (%v); it was answered with this error and not run again. Please report it with the worker's log", v)
+	}()
+	return w.handle(ctx, j)
+}
+
+// handle runs the steps of one call: admit it, look for an earlier answer,
+// execute it with retries. Each step either answers or passes the job on.
+func (w *Worker) handle(ctx context.Context, j *job) outcome {
+	if !j.call.addressable() {
+		// No valid agent or call id: there is nowhere to answer, and
+		// waiting would not mend it. Settle now, into the dead letters.
+		j.res.Status, j.res.Error = subjects.StatusError, j.bad
+		return outcome{res: j.res, action: bury}
+	}
+	if out, done := w.admit(j); done {
+		return out
+	}
+	if !j.unsafe {
+		if out, done := w.earlierAnswer(ctx, j); done {
+			return out
+		}
+	}
+	if !j.call.deadline.IsZero() && !j.call.deadline.After(j.start) {
+		return fail(j.res, subjects.CodeTimeout, "the call's deadline (%s) passed before a worker took it; it waited %v in the queue", subjects.FormatDeadline(j.call.deadline), j.queued())
+	}
+	return w.execute(ctx, j)
 }
 
 // fail returns an error outcome with a message a person can act on.
@@ -57,210 +140,273 @@ func fail(res *subjects.Result, code subjects.Code, format string, a ...any) out
 	return outcome{res: res}
 }
 
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, start time.Time) outcome {
-	c, bad := decodeCall(msg.Subject(), msg.Headers(), msg.Data())
-	res := &subjects.Result{CallID: c.id, Agent: c.agent, Server: c.server, Tool: c.tool, Worker: w.cfg.Name, Attempt: 1}
-	if md, err := msg.Metadata(); err == nil {
-		res.Attempt = int(md.NumDelivered)
+// admit refuses what cannot run, without I/O: a bad call, one cancelled
+// while queued, an unknown server, a tool or arguments the catalog refuses.
+func (w *Worker) admit(j *job) (outcome, bool) {
+	c := &j.call
+	if j.bad != nil {
+		j.res.Status, j.res.Error = subjects.StatusError, j.bad
+		return outcome{res: j.res}, true
 	}
-	if !c.addressable() {
-		// No valid agent or call id: there is nowhere to answer, and
-		// waiting would not mend it. Settle now, into the dead letters.
-		res.Status, res.Error = subjects.StatusError, bad
-		return outcome{res: res, action: bury}
-	}
-	return w.run(ctx, msg, c, bad, res, start)
-}
-
-func (w *Worker) run(ctx context.Context, msg jetstream.Msg, c call, bad *subjects.Error, res *subjects.Result, start time.Time) outcome {
-	if bad != nil {
-		res.Status, res.Error = subjects.StatusError, bad
-		return outcome{res: res}
-	}
-	key := subjects.LedgerKey(c.agent, c.id)
-	if w.cancelled.has(key) {
-		return fail(res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(c.agent, c.id))
+	if w.cancelled.has(j.key) {
+		return fail(j.res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(c.agent, c.id)), true
 	}
 	srv, ok := w.caller.Server(c.server)
 	if !ok {
-		return fail(res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server)
+		return fail(j.res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server), true
 	}
-	var safe, known bool
+	j.srv = srv
 	if w.catalog != nil {
-		var refusal *subjects.Error
-		if refusal, safe, known = w.catalog.CheckCall(c.server, c.tool, c.args); refusal != nil {
-			res.Status, res.Error = subjects.StatusError, refusal
-			return outcome{res: res}
+		safe, err := w.catalog.Admit(c.server, c.tool, c.args)
+		if err != nil {
+			return fail(j.res, refusalCode(err), "%v", err), true
 		}
+		j.known, j.safe = true, safe
 	}
-	unsafe := known && !safe && !srv.RetryUnsafe
-	// A duplicate or a redelivery: an earlier attempt may have finished —
-	// answer with its result and do not run the tool again — or died
-	// mid-call. A redelivery stays silent: storing the result delivered it
-	// to the caller's subscription (tool.reply.<agent>.<call_id>), and a
-	// caller that was away reads tool.result.<agent>.<call_id>. A first
-	// delivery that finds a result is a call id re-sent (after the
-	// duplicate window, or after a restart forgot the ids of removed
-	// calls): its caller is listening again, so the stored answer is
-	// announced again.
-	//
-	// The lookup is skipped for the first delivery of a tool whose
-	// annotations make re-running harmless (read-only or idempotent): only
-	// a re-sent call id could find a result, the tool then runs again, its
-	// store finds the first result, and that one is announced (record). So
-	// the caller still hears the stored answer, and the common call saves a
-	// round trip (about 15% of throughput at concurrency 64, measured).
+	j.unsafe = j.known && !j.safe && !srv.RetryUnsafe
+	return outcome{}, false
+}
+
+// refusalCode is the wire code of a catalog refusal.
+func refusalCode(err error) subjects.Code {
+	switch {
+	case errors.Is(err, catalog.ErrCatalogUnavailable), errors.Is(err, catalog.ErrUnknownServer):
+		return subjects.CodeCatalogUnavailable
+	case errors.Is(err, catalog.ErrUnknownTool), errors.Is(err, catalog.ErrToolHeld):
+		return subjects.CodeUnknownTool
+	case errors.Is(err, catalog.ErrInvalidArguments):
+		return subjects.CodeInvalidArguments
+	}
+	return subjects.CodeInternal
+}
+
+// earlierAnswer looks for a result an earlier attempt stored. A duplicate
+// or a redelivery: an earlier attempt may have finished — answer with its
+// result and do not run the tool again — or died mid-call. A redelivery
+// stays silent: storing the result delivered it to the caller's
+// subscription (tool.reply.<agent>.<call_id>), and a caller that was away
+// reads tool.result.<agent>.<call_id>. A first delivery that finds a
+// result is a call id re-sent (after the duplicate window, or after a
+// restart forgot the ids of removed calls): its caller is listening again,
+// so the stored answer is announced again.
+//
+// The lookup is skipped for the first delivery of a tool whose annotations
+// make re-running harmless (read-only or idempotent): only a re-sent call
+// id could find a result, the tool then runs again, its store finds the
+// first result, and that one is announced (record). So the caller still
+// hears the stored answer, and the common call saves a round trip. A tool
+// that must not run twice is looked up only when its start mark exists
+// (claim).
+func (w *Worker) earlierAnswer(ctx context.Context, j *job) (outcome, bool) {
+	if j.res.Attempt == 1 && j.known && j.safe {
+		return outcome{}, false
+	}
 	var m *jetstream.RawStreamMsg
-	var err error = jetstream.ErrMsgNotFound
-	if res.Attempt > 1 || !(known && safe) {
-		err = tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
-			var err error
-			m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(c.agent, c.id))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return final(err)
-			}
-			return err
-		})
-	}
+	err := tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
+		var err error
+		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(j.call.agent, j.call.id))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return final(err)
+		}
+		return err
+	})
 	switch {
 	case err == nil:
-		return outcome{stored: m.Data, storedSeq: m.Sequence, res: res, announce: res.Attempt == 1}
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		// Not knowing is not "no result": running again could run twice.
-		w.log.Warn().Err(err).Str("call_id", c.id).Msg("cannot look up the call's result yet; retrying later")
-		return outcome{res: res, action: retryLater}
+		return outcome{stored: m.Data, storedSeq: m.Sequence, res: j.res, announce: j.res.Attempt == 1}, true
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return outcome{}, false
 	}
-	timeout := srv.CallTimeout.D()
+	// Not knowing is not "no result": running again could run twice.
+	w.log.Warn().Err(err).Str("call_id", j.call.id).Msg("cannot look up the call's result yet; retrying later")
+	return outcome{res: j.res, action: retryLater}, true
+}
+
+// execute runs the call under its deadline and cancel: it waits while the
+// server is paused, marks the start of a call that must not run twice, and
+// calls the tool with retries.
+func (w *Worker) execute(ctx context.Context, j *job) outcome {
+	timeout := j.srv.CallTimeout.D()
 	if timeout <= 0 {
 		timeout = w.cfg.DefaultTimeout
 	}
-	deadline := start.Add(timeout)
-	if !c.deadline.IsZero() {
-		if !c.deadline.After(start) {
-			return fail(res, subjects.CodeTimeout, "the call's deadline (%s) passed before a worker took it; it waited %v in the queue", subjects.FormatDeadline(c.deadline), queued(msg, start))
-		}
-		deadline = c.deadline
+	j.deadline = j.start.Add(timeout)
+	if !j.call.deadline.IsZero() {
+		j.deadline = j.call.deadline
 	}
-
-	callCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	untrack := w.track(key, cancel)
-	defer untrack()
-	if w.cancelled.has(key) {
-		cancel(errCancelled) // the cancel arrived while we looked the call up
+	callCtx, cancel := context.WithDeadlineCause(ctx, j.deadline, context.DeadlineExceeded)
+	defer cancel()
+	cctx, cancelCause := context.WithCancelCause(callCtx)
+	defer cancelCause(nil)
+	defer w.track(j.key, cancelCause)()
+	if w.cancelled.has(j.key) {
+		cancelCause(errCancelled) // the cancel arrived while we looked the call up
 	}
-	callCtx, cancelDeadline := context.WithDeadline(callCtx, deadline)
-	defer cancelDeadline()
-
-	if unsafe {
-		switch err := w.ledger.claim(callCtx, key, w.cfg.Name); {
-		case errors.Is(err, errStartedBefore):
-			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and an earlier attempt of this call started it but stored no result (its worker stopped mid-call, or NATS restarted); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool)
-		case err != nil:
-			// Without the record a crash would re-run the tool blindly.
-			return fail(res, subjects.CodeServerUnavailable, "could not record the start of a non-idempotent call in %s: %v; not running it", subjects.BucketLedger, err)
+	if err := w.waitUnpaused(cctx, j.call.server); err != nil {
+		return w.classify(cctx, j, err)
+	}
+	if j.unsafe {
+		if out, done := w.claim(cctx, j); done {
+			return out
 		}
 	}
-
-	co := mcppool.CallOptions{AgentID: c.agent, Progress: w.progress(c.agent, c.id)}
-	retryUntil := start.Add(w.cfg.RetryFor)
-	if deadline.Before(retryUntil) {
-		retryUntil = deadline
+	w.observer.CallStarted(j.call.server, j.call.tool)
+	if w.fault != nil {
+		w.fault(j.call.server, j.call.tool, j.call.args)
 	}
-	var bo backoff.BackOff
-	for {
-		raw, isErr, err := w.caller.Call(callCtx, c.server, c.tool, c.args, co)
-		if err == nil {
-			res.Result = raw
-			res.Status = subjects.StatusOK
-			if isErr {
-				res.Status = subjects.StatusToolError
-			}
-			return outcome{res: res}
+	return w.callWithRetries(cctx, j)
+}
+
+// claim records the start of a call that must not run twice. When an
+// earlier attempt started it, the stored result answers, or, when there is
+// none, outcome_unknown: it may have run.
+func (w *Worker) claim(ctx context.Context, j *job) (outcome, bool) {
+	err := w.ledger.claim(ctx, j.key, w.cfg.Name)
+	switch {
+	case err == nil:
+		return outcome{}, false // no attempt started it before: no result to find
+	case errors.Is(err, errCancelledBefore):
+		if out, done := w.earlierAnswer(ctx, j); done {
+			return out, true // the cancelled answer
 		}
+		return fail(j.res, subjects.CodeCancelled, "cancelled on %s before a worker started it", subjects.ToolCancel(j.call.agent, j.call.id)), true
+	case errors.Is(err, errStartedBefore):
+		if out, done := w.earlierAnswer(ctx, j); done {
+			return out, true
+		}
+		return fail(j.res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and an earlier attempt of this call started it but stored no result (its worker stopped mid-call, or NATS restarted); it was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", j.call.server, j.call.tool), true
+	case ctx.Err() != nil:
+		return w.classify(ctx, j, ctx.Err()), true
+	}
+	// Without the record a crash would re-run the tool blindly.
+	return fail(j.res, subjects.CodeServerUnavailable, "could not record the start of a non-idempotent call in %s: %v; not running it", subjects.BucketLedger, err), true
+}
+
+// callWithRetries calls the tool. A transport failure is retried with
+// backoff inside the deadline and Config.RetryFor, never sooner than the
+// server's breaker allows: the pool reconnects on the next call. A call that
+// must not run twice is retried only when the request surely did not reach
+// the server.
+func (w *Worker) callWithRetries(ctx context.Context, j *job) outcome {
+	co := mcppool.CallOptions{AgentID: j.call.agent, Progress: w.progress(j.call.agent, j.call.id)}
+	until := j.start.Add(w.cfg.RetryFor)
+	if j.deadline.Before(until) {
+		until = j.deadline
+	}
+	bo := &deadlineBackOff{until: until}
+	var raw json.RawMessage
+	var isErr bool
+	err := retry(ctx, func() backoff.BackOff {
+		bo.BackOff = expBackOff(100*time.Millisecond, 2*time.Second)
+		return bo
+	}, 0, func(err error, wait time.Duration) {
+		w.log.Debug().Err(err).Str("call_id", j.call.id).Dur("wait", wait).Msg("transport failure; retrying")
+	}, func(ctx context.Context) error {
+		t0 := time.Now()
+		var err error
+		raw, isErr, err = w.caller.Call(ctx, j.call.server, j.call.tool, j.call.args, co)
+		j.exec += time.Since(t0)
+		j.ran = j.ran || err == nil
 		var te *mcppool.TransportError
-		if errors.As(err, &te) && unsafe && te.MaybeDelivered && callCtx.Err() == nil {
-			return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the connection to the server failed after the request was sent (%v): it may have run. It was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", c.server, c.tool, err)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.As(err, &te) || ctx.Err() != nil || te.Class == mcppool.ClassCommandMissing:
+			return final(err)
+		case j.unsafe && te.MaybeDelivered:
+			return final(errMaybeRan{err})
+		case j.unsafe && !te.Down:
+			return final(err)
 		}
-		if !errors.As(err, &te) || callCtx.Err() != nil || unsafe && !te.Down || permanent(err) {
-			return w.classify(callCtx, res, err, deadline, start)
-		}
-		// A transport failure: the session is gone and the pool reconnects
-		// on the next call. Retry inside the deadline, with backoff, and
-		// without a wait longer than the breaker's own.
-		if bo == nil {
-			bo = backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(0))
-		}
-		wait := bo.NextBackOff()
 		if te.Down {
-			wait = max(wait, time.Until(te.NextRetry))
+			bo.floor = te.NextRetry
 		}
-		if time.Now().Add(wait).After(retryUntil) {
-			return w.classify(callCtx, res, err, deadline, start)
-		}
-		w.log.Debug().Err(err).Str("call_id", c.id).Dur("wait", wait).Msg("transport failure; retrying")
-		select {
-		case <-callCtx.Done():
-			return w.classify(callCtx, res, callCtx.Err(), deadline, start)
-		case <-time.After(wait):
-		}
+		return err
+	})
+	if err != nil {
+		return w.classify(ctx, j, err)
 	}
+	j.res.Result, j.res.Status = raw, subjects.StatusOK
+	if isErr {
+		j.res.Status = subjects.StatusToolError
+	}
+	return outcome{res: j.res}
 }
 
-// permanent reports a transport failure that waiting will not mend: the
-// server's command is missing or not executable.
-func permanent(err error) bool {
-	return errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
-}
+// errMaybeRan is a transport failure after a request that must not run
+// twice was sent: the server may have run it.
+type errMaybeRan struct{ error }
 
-// classify turns a failed call into an outcome.
-func (w *Worker) classify(ctx context.Context, res *subjects.Result, err error, deadline, start time.Time) outcome {
+func (e errMaybeRan) Unwrap() error { return e.error }
+
+// classify turns a failed call into an outcome: the one place that picks
+// the wire code of a failure, from the cause of ctx's end or the error's
+// class (mcppool.ClassOf).
+func (w *Worker) classify(ctx context.Context, j *job, err error) outcome {
+	res := j.res
 	cause := context.Cause(ctx)
-	log := w.log.With().Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).Logger()
-	var perr *mcppool.ProtocolError
+	var maybe errMaybeRan
 	switch {
 	case errors.Is(cause, errShutdown):
-		log.Info().Msg("handing call back: worker shutting down")
+		w.log.Info().Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).Msg("handing call back: worker shutting down")
 		return outcome{res: res, action: handBack}
 	case errors.Is(cause, errCancelled):
-		return fail(res, subjects.CodeCancelled, "cancelled on %s after %v", subjects.ToolCancel(res.Agent, res.CallID), time.Since(start).Round(time.Millisecond))
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(cause, context.DeadlineExceeded):
-		return fail(res, subjects.CodeTimeout, "the tool did not finish by the deadline %s (ran %v); the request was cancelled", subjects.FormatDeadline(deadline), time.Since(start).Round(time.Millisecond))
-	case errors.Is(err, mcppool.ErrUnknownServer):
-		return fail(res, subjects.CodeUnknownServer, "%v", err)
-	case errors.As(err, &perr):
-		// Servers disagree on the code for an unknown tool (mcp-go says
-		// -32602 "tool 'x' not found"); the message is what they share.
-		msg := strings.ToLower(perr.Message)
-		switch {
-		case perr.Code == -32601 || strings.Contains(msg, "not found") && strings.Contains(msg, "tool"):
-			return fail(res, subjects.CodeUnknownTool, "%v", err)
-		case perr.Code == -32602:
-			return fail(res, subjects.CodeInvalidArguments, "%v", err)
+		return fail(res, subjects.CodeCancelled, "cancelled on %s after %v", subjects.ToolCancel(res.Agent, res.CallID), time.Since(j.start).Round(time.Millisecond))
+	case errors.Is(cause, context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		if errors.Is(err, errPausedTooLong) {
+			return fail(res, subjects.CodeTimeout, "server %q was paused until the call's deadline %s; it did not run", res.Server, subjects.FormatDeadline(j.deadline))
 		}
-		return fail(res, subjects.CodeProtocol, "%v", err)
-	case mcppool.IsTransport(err):
-		log.Warn().Err(err).Msg("MCP server unavailable")
-		return fail(res, subjects.CodeServerUnavailable, "%v", err)
-	default:
-		log.Error().Err(err).Msg("call failed")
-		return fail(res, subjects.CodeInternal, "%v", err)
+		return fail(res, subjects.CodeTimeout, "the tool did not finish by the deadline %s (ran %v); the request was cancelled", subjects.FormatDeadline(j.deadline), time.Since(j.start).Round(time.Millisecond))
+	case errors.As(err, &maybe):
+		return fail(res, subjects.CodeOutcomeUnknown, "%s/%s is destructive and not idempotent, and the connection to the server failed after the request was sent (%v): it may have run. It was not run again. Check the target system; set retry_unsafe on the server to re-run such calls", res.Server, res.Tool, maybe.error)
 	}
+	class := mcppool.ClassOf(err)
+	switch {
+	case class == mcppool.ClassUnknownServer:
+		return fail(res, subjects.CodeUnknownServer, "%v", err)
+	case class == mcppool.ClassUnknownTool, class == mcppool.ClassMethodNotFound:
+		return fail(res, subjects.CodeUnknownTool, "%v", err)
+	case class == mcppool.ClassInvalidParams:
+		return fail(res, subjects.CodeInvalidArguments, "%v", err)
+	case class.Protocol():
+		return fail(res, subjects.CodeProtocol, "%v", err)
+	case class.Transport():
+		w.log.Warn().Err(err).Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).Msg("MCP server unavailable")
+		return fail(res, subjects.CodeServerUnavailable, "%v", err)
+	}
+	w.log.Error().Err(err).Str("call_id", res.CallID).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).Msg("call failed")
+	return fail(res, subjects.CodeInternal, "%v", err)
 }
 
 // progress publishes MCP progress notifications on
-// tool.progress.<agent>.<id>.
+// tool.progress.<agent>.<id>. Most calls send none: nothing is built until
+// one arrives.
 func (w *Worker) progress(agent, id string) func(progress, total float64, message string) {
-	subj := subjects.ToolProgress(agent, id)
 	return func(progress, total float64, message string) {
 		data, _ := json.Marshal(subjects.Progress{CallID: id, Progress: progress, Total: total, Message: message})
-		_ = w.nc.Publish(subj, data)
+		_ = w.nc.Publish(subjects.ToolProgress(agent, id), data)
 	}
 }
 
-func queued(msg jetstream.Msg, now time.Time) time.Duration {
-	if md, err := msg.Metadata(); err == nil {
-		return now.Sub(md.Timestamp).Round(time.Millisecond)
+// queued is how long the call waited in the queue before this delivery.
+func (j *job) queued() time.Duration {
+	if j.sent.IsZero() {
+		return 0
 	}
-	return 0
+	return j.start.Sub(j.sent).Round(time.Millisecond)
+}
+
+// finished reports an answered call to the observer.
+func (w *Worker) finished(j *job, out outcome) {
+	res := out.res
+	ev := CallEvent{Server: res.Server, Tool: res.Tool, Status: string(res.Status), Attempt: res.Attempt, Ran: j.ran, Exec: j.exec}
+	if res.Error != nil {
+		ev.Code = string(res.Error.Code)
+	}
+	if !j.sent.IsZero() {
+		if res.Attempt == 1 {
+			ev.QueueWait = j.start.Sub(j.sent)
+		}
+		ev.Total = time.Since(j.sent)
+	}
+	w.observer.CallFinished(ev)
 }

@@ -16,36 +16,66 @@ import (
 // ledger is the call ledger's running state, in the KV bucket
 // toolbus_ledger keyed by <agent>.<call_id>. The results half of the ledger
 // is TOOL_RESULTS itself: one write-once message per call, kept for the
-// result max age. A "started" record is created only for calls that must
-// not run twice (destructive, not idempotent), so the common call pays no
-// extra write; any attempt whose create finds one, and no result, ends
-// outcome_unknown.
+// result max age. An entry is created, once per call id, in two cases
+// only, so the common call pays no extra write: "started" by the attempt
+// that runs a call that must not run twice (destructive, not idempotent),
+// and "cancelled" by the worker that answers a cancel of a call no worker
+// has started. An attempt whose create finds a "started" entry and no
+// result ends outcome_unknown; one that finds "cancelled" answers cancelled.
 type ledger struct {
 	kv jetstream.KeyValue
 }
 
+// Ledger entry states.
+const (
+	stateStarted   = "started"
+	stateCancelled = "cancelled"
+)
+
 // ledgerEntry is the value stored under a call's ledger key.
 type ledgerEntry struct {
-	State   string    `json:"state"` // "started"
+	State   string    `json:"state"` // stateStarted or stateCancelled
 	Worker  string    `json:"worker,omitempty"`
-	Started time.Time `json:"started"`
+	Started time.Time `json:"started"` // when the entry was written
 	// Mark is unique to the attempt that wrote the entry, so a retried
 	// create whose first try succeeded (its answer lost) knows the entry
 	// is its own.
 	Mark string `json:"mark"`
 }
 
+var (
+	errStartedBefore   = errors.New("an earlier attempt started this call")
+	errCancelledBefore = errors.New("the call was cancelled before a worker started it")
+)
+
 // claim records that this attempt starts the call, atomically: a KV
 // create, which fails with errStartedBefore when any earlier attempt of the
 // call (another worker, a delivery a restarted NATS server counted as the
-// first) already recorded its start. One round trip both marks and checks,
-// whatever the delivery count says.
+// first) already recorded its start, or errCancelledBefore when a cancel
+// was answered first. One round trip both marks and checks, whatever the
+// delivery count says.
 //
 // Each try has its own timeout and tries go on while ctx allows, so a
 // reconnect costs a try, not the call.
 func (l *ledger) claim(ctx context.Context, key, worker string) error {
+	return l.create(ctx, key, stateStarted, worker)
+}
+
+// cancel records that a call no worker has started is cancelled: later
+// attempts' claims fail with errCancelledBefore. It fails with
+// errStartedBefore when a worker started the call first (that worker
+// answers the cancel). Cancelling twice is fine.
+func (l *ledger) cancel(ctx context.Context, key, worker string) error {
+	err := l.create(ctx, key, stateCancelled, worker)
+	if errors.Is(err, errCancelledBefore) {
+		return nil
+	}
+	return err
+}
+
+func (l *ledger) create(ctx context.Context, key, state, worker string) error {
 	mark := nuid.Next()
-	b, _ := json.Marshal(ledgerEntry{State: "started", Worker: worker, Started: time.Now().UTC(), Mark: mark})
+	b, _ := json.Marshal(ledgerEntry{State: state, Worker: worker, Started: time.Now().UTC(), Mark: mark})
 	budget := time.Minute
 	if d, ok := ctx.Deadline(); ok {
 		budget = time.Until(d)
@@ -60,27 +90,29 @@ func (l *ledger) claim(ctx context.Context, key, worker string) error {
 			return gerr // not knowing whose it is: try again
 		}
 		var le ledgerEntry
-		if json.Unmarshal(e.Value(), &le) == nil && le.Mark == mark {
+		switch {
+		case json.Unmarshal(e.Value(), &le) != nil:
+			return final(errStartedBefore) // unreadable: assume the worst
+		case le.Mark == mark:
 			return nil // our own create, whose answer was lost
+		case le.State == stateCancelled:
+			return final(errCancelledBefore)
 		}
 		return final(errStartedBefore)
 	})
 }
 
-var errStartedBefore = errors.New("an earlier attempt started this call")
-
-// marked reports whether the call has a start mark (or whether that cannot
-// be told now: then it says yes, leaving the answer to the worker).
-func (l *ledger) marked(key string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
-	_, err := l.kv.Get(ctx, key)
-	return !errors.Is(err, jetstream.ErrKeyNotFound)
-}
+// cancelTTL is how long a worker remembers a cancel of a call it is not
+// running. The cancel is also answered at once with a stored cancelled
+// result (answerCancel); the set is what stops a delivery that skips the
+// result lookup (the first delivery of a tool safe to re-run) and covers a
+// store that failed. A call still queued after cancelTTL runs.
+const cancelTTL = 10 * time.Minute
 
 // cancelSet remembers call ids cancelled before any worker ran them. Every
-// worker hears every tool.cancel.<id>, so each keeps its own set; entries
-// expire after the duplicate window's worth of queueing.
+// worker hears every tool.cancel.<agent>.<id>, so each keeps its own set;
+// entries expire after cancelTTL, and are swept once the set holds more
+// than 1024.
 type cancelSet struct {
 	mu  gosync.Mutex
 	ids map[string]time.Time

@@ -16,11 +16,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/catalogsync"
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
-	toolsync "github.com/toolbus-dev/toolbus/internal/sync"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -40,7 +42,7 @@ func TestResultIsWriteOncePerCallID(t *testing.T) {
 	defer stop()
 	pool := mcppool.New(testLog(t))
 	defer pool.Close()
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t))
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()
@@ -105,7 +107,7 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	pool.Upsert(subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
 	startWorker(t, ns.Conn(t), pool, worker.Config{AckWait: time.Second, MaxDeliver: 2}, testLog(t))
 
 	r, err := replies.NextMsg(20 * time.Second)
@@ -246,11 +248,16 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 	if res.Status != subjects.StatusOK || res.Attempt != 1 || text(t, res) != "1" {
 		t.Fatalf("got %+v %s: want one execution on the first delivery", res, res.Result)
 	}
-	// Nothing was redelivered behind its back: a second run would count 2.
-	time.Sleep(1500 * time.Millisecond)
-	again := call(t, r.client, "demo-http", "executions", map[string]string{"key": id})
-	if !strings.Contains(text(t, again), `"`+id+`":1`) {
-		t.Fatalf("executions: %s", again.Result)
+	// Nothing was redelivered behind its back. A redelivery can only come
+	// before the ack, and the ack removes the call from the work queue:
+	// once it is gone, the consumer's count of deliveries is final.
+	waitQueued(t, r.ns, 0)
+	info, err := r.ns.JS.Consumer(context.Background(), subjects.StreamCalls, subjects.ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := info.CachedInfo(); ci.NumRedelivered != 0 || ci.Delivered.Consumer != 1 {
+		t.Fatalf("the long call was delivered %d times (%d redelivered), want once", ci.Delivered.Consumer, ci.NumRedelivered)
 	}
 }
 
@@ -272,31 +279,96 @@ func catalogRig(t *testing.T) (ns *natstest.Server, cl *client.Client, execLog s
 // catalogRigFor is catalogRig for a demo server already running at url.
 func catalogRigFor(t *testing.T, url string) (ns *natstest.Server, cl *client.Client) {
 	t.Helper()
+	ns, catalog, pool := catalogParts(t, url)
+	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
+	cl, _ = client.New(ns.NC)
+	t.Cleanup(func() { cl.Close() })
+	return ns, cl
+}
+
+// catalogParts is catalogRigFor without a worker: a synced catalog of the
+// demo server at url, and a pool holding it.
+func catalogParts(t *testing.T, url string) (ns *natstest.Server, cat *catalog.Catalog, pool *mcppool.Pool) {
+	t.Helper()
 	ns = natstest.Start(t)
 	ctx := context.Background()
-	srv := subjects.Server{Name: "demo", Transport: subjects.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
-	reg, err := toolsync.NewRegistry(ctx, ns.JS, toolsync.WithoutResyncOnPut())
+	srv := registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"}
+	reg, err := registry.New(ctx, ns.JS, registry.WithoutResyncOnPut())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Put(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := toolsync.NewSyncer(ns.JS, reg, toolsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
+	if _, err := catalogsync.New(ns.JS, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	catalog, err := toolsync.NewCatalog(ctx, ns.JS)
+	cat, err = catalog.New(ctx, ns.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(catalog.Stop)
-	pool := mcppool.New(testLog(t))
+	t.Cleanup(cat.Stop)
+	pool = mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
 	pool.Upsert(srv)
-	startWorker(t, ns.Conn(t), pool, worker.Config{}, testLog(t), worker.WithCatalog(catalog))
-	cl, _ = client.New(ns.NC)
+	return ns, cat, pool
+}
+
+// A destructive call cancelled while queued never runs, even when the
+// worker that takes it later did not hear the cancel (it started after):
+// the cancel left a mark in the ledger, and the call's claim finds it.
+func TestCancelledDestructiveCallNeverRuns(t *testing.T) {
+	execLog := t.TempDir() + "/exec.log"
+	url, stopDemo, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true, ExecLog: execLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDemo)
+	ns, catalog, pool := catalogParts(t, url)
+	cl, _ := client.New(ns.NC)
 	t.Cleanup(func() { cl.Close() })
-	return ns, cl
+	stopA := startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: 1, Grace: 50 * time.Millisecond}, testLog(t), worker.WithCatalog(catalog))
+
+	// Worker A's only slot is busy; the destructive call queues.
+	running := make(chan struct{})
+	var once gosync.Once
+	blocker := client.NewCallID()
+	callAsync(cl, "demo", "sleep", `{"ms":50000,"steps":50}`, client.WithCallID(blocker),
+		client.WithProgress(func(subjects.Progress) { once.Do(func() { close(running) }) }))
+	<-running
+	id := client.NewCallID()
+	queued := callAsync(cl, "demo", "destroy", `{"key":"never"}`, client.WithCallID(id))
+	waitQueued(t, ns, 2)
+	if err := cl.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	if res := (<-queued).must(t); res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("queued destructive call: %+v, want cancelled", res)
+	}
+	// A stops (handing the blocker back); B never heard the cancel.
+	stopA()
+	startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: 2}, testLog(t), worker.WithCatalog(catalog))
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		s, err := ns.JS.Stream(context.Background(), subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 1 {
+			return fmt.Errorf("%d calls queued, want only the blocker", n)
+		}
+		return nil
+	})
+	if err := cl.Cancel(blocker); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, ns, 0)
+	if b, _ := os.ReadFile(execLog); strings.Contains(string(b), "destroy") {
+		t.Fatalf("the cancelled destructive call ran: %q", b)
+	}
+	res, err := cl.Result(context.Background(), id)
+	if err != nil || res.Error == nil || res.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("stored answer %+v %v, want the cancelled one", res, err)
+	}
 }
 
 // With the catalog, an unknown tool and arguments that break the tool's
@@ -382,8 +454,7 @@ func TestDestructiveCallCutOffIsOutcomeUnknown(t *testing.T) {
 	})
 	_, cl := catalogRigFor(t, "http://"+addr+"/mcp")
 
-	done := make(chan *subjects.Result, 1)
-	go func() { done <- call(t, cl, "demo", "destroy", `{"key":"cut","ms":30000}`) }()
+	done := callAsync(cl, "demo", "destroy", `{"key":"cut","ms":30000}`)
 	natstest.CheckFor(t, 10*time.Second, func() error {
 		if b, _ := os.ReadFile(execLog); string(b) != "destroy cut\n" {
 			return fmt.Errorf("destroy has not reached the server yet")
@@ -393,7 +464,7 @@ func TestDestructiveCallCutOffIsOutcomeUnknown(t *testing.T) {
 	if err := srvProc.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	res := <-done
+	res := (<-done).must(t)
 	if res.Error == nil || res.Error.Code != subjects.CodeOutcomeUnknown || !strings.Contains(res.Error.Message, "may have run") {
 		t.Fatalf("got %+v; want outcome_unknown", res)
 	}

@@ -17,36 +17,93 @@ const (
 	storeBudget    = time.Minute      // a finished result is kept trying this long (at least 2×AckWait)
 )
 
-// errFinal marks an error retrying will not change.
-type errFinal struct{ error }
+// final marks an error retrying will not change: retry returns it at once.
+func final(err error) error { return backoff.Permanent(err) }
 
-func (e errFinal) Unwrap() error { return e.error }
+// expBackOff is the backoff of every retry loop in the worker: from
+// initial, doubling with jitter, to at most maxWait, never giving up by
+// itself (budgets and contexts bound the loops).
+func expBackOff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(initial), backoff.WithMaxInterval(maxWait), backoff.WithMaxElapsedTime(0))
+}
 
-// final wraps err so tryFor returns it at once.
-func final(err error) error { return errFinal{err} }
-
-// tryFor runs op, each attempt under its own per-attempt timeout, until it
-// succeeds, returns a final error, or budget (or ctx) runs out; then it
-// returns op's last error. Waits between attempts back off from 100ms to 1s.
-func tryFor(ctx context.Context, budget, per time.Duration, op func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
-	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0))
-	for {
-		actx, acancel := context.WithTimeout(ctx, per)
-		err := op(actx)
-		acancel()
-		var f errFinal
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &f):
-			return f.error
+// retry is the worker's one retry helper. It runs op until op succeeds or
+// returns a final error, or the backoff says stop, or ctx ends; it then
+// returns op's last error. Each attempt runs under its own timeout per
+// when per > 0. notify, when set, hears each failure before its wait. The
+// backoff is made (newBackOff) only after a first failure, so the common
+// call pays for one attempt and nothing else.
+func retry(ctx context.Context, newBackOff func() backoff.BackOff, per time.Duration, notify backoff.Notify, op func(ctx context.Context) error) error {
+	var last error
+	attempt := func() error {
+		if per <= 0 {
+			last = op(ctx)
+			return last
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(bo.NextBackOff()):
-		}
+		actx, cancel := context.WithTimeout(ctx, per)
+		defer cancel()
+		last = op(actx)
+		return last
 	}
+	var perm *backoff.PermanentError
+	if err := attempt(); err == nil || errors.As(err, &perm) {
+		return unwrapPermanent(err)
+	}
+	bo := backoff.WithContext(newBackOff(), ctx)
+	// RetryNotify tries at once; the first failure waits its turn first.
+	wait := bo.NextBackOff()
+	if wait == backoff.Stop {
+		return unwrapPermanent(last)
+	}
+	if notify != nil {
+		notify(last, wait)
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return unwrapPermanent(last)
+	case <-t.C:
+	}
+	if err := backoff.RetryNotify(attempt, bo, notify); err != nil {
+		return unwrapPermanent(last)
+	}
+	return nil
+}
+
+func unwrapPermanent(err error) error {
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		return perm.Err
+	}
+	return err
+}
+
+// tryFor retries op for at most budget (and while ctx lasts), each attempt
+// under per, waiting 100ms doubling to 1s between attempts.
+func tryFor(ctx context.Context, budget, per time.Duration, op func(ctx context.Context) error) error {
+	until := time.Now().Add(budget)
+	return retry(ctx, func() backoff.BackOff {
+		return &deadlineBackOff{BackOff: expBackOff(100*time.Millisecond, time.Second), until: until}
+	}, per, nil, op)
+}
+
+// deadlineBackOff stops when the next wait would end after until, and
+// waits at least until floor.
+type deadlineBackOff struct {
+	backoff.BackOff
+	until time.Time
+	floor time.Time
+}
+
+func (b *deadlineBackOff) NextBackOff() time.Duration {
+	d := b.BackOff.NextBackOff()
+	if d == backoff.Stop {
+		return d
+	}
+	d = max(d, time.Until(b.floor))
+	if time.Now().Add(d).After(b.until) {
+		return backoff.Stop
+	}
+	return d
 }

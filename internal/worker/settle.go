@@ -24,17 +24,18 @@ import (
 // chose. A crash (or an ack a restarted NATS server forgot) before
 // the ack leaves a redelivery; it finds the stored result and acks
 // without storing again. No call id of an agent has two stored answers.
-func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
+// answered says the call was answered and acked.
+func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) (answered bool) {
 	switch out.action {
 	case handBack:
 		_ = msg.Nak()
-		return
+		return false
 	case retryLater:
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return false
 	case bury:
 		w.settleUnaddressable(msg, out.res)
-		return
+		return false
 	}
 	res := out.res
 	if out.stored != nil {
@@ -48,7 +49,7 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 		// Not stored: do not ack. The next attempt tries again.
 		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return false
 	}
 	if err := msg.Ack(); err != nil {
 		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not sent; the redelivery will find the stored result")
@@ -59,6 +60,7 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) {
 	}
 	ev.Str("call_id", res.CallID).Str("agent_id", res.Agent).Str("server", res.Server).Str("tool", res.Tool).Int("attempt", res.Attempt).
 		Str("outcome", string(res.Status)).Float64("duration_ms", res.DurationMS).Msg("call done")
+	return true
 }
 
 // settleUnaddressable moves a call with no valid agent or call id to
@@ -83,6 +85,7 @@ func (w *Worker) settleUnaddressable(msg jetstream.Msg, res *subjects.Result) {
 		return
 	}
 	_ = msg.Ack()
+	w.observer.DeadLettered(res.Server, res.Tool, reason)
 	w.log.Warn().Str("subject", msg.Subject()).Str("reason", reason).Msg("call moved to dead letters")
 }
 

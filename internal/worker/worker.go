@@ -20,6 +20,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -27,22 +28,22 @@ import (
 // Caller runs MCP tool calls; *mcppool.Pool is the real one.
 type Caller interface {
 	Call(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions) (json.RawMessage, bool, error)
-	Server(name string) (subjects.Server, bool)
+	Server(name string) (registry.Server, bool)
 }
 
 // Catalog refuses calls that cannot succeed before they reach a server.
 // Optional: without one (tests), every call to a registered server is
-// attempted.
+// attempted, and every tool counts as one that may not be safe to re-run.
 type Catalog interface {
-	// CheckCall returns nil when the tool exists and args fit its schema;
-	// otherwise the error result to answer with: unknown_tool,
-	// invalid_arguments, or catalog_unavailable (retryable) while the
-	// server's first sync has not been read — a call to an unsynced server
-	// never goes through unchecked. known
-	// says whether the catalog has the tool, safe whether its annotations
-	// make running it twice harmless; a known, unsafe tool is never re-run
-	// blindly after a worker died mid-call.
-	CheckCall(server, tool string, args json.RawMessage) (refusal *subjects.Error, safe, known bool)
+	// Admit returns nil when the tool exists and args fit its schema, and
+	// safe: whether the tool's annotations make running it twice harmless
+	// (a tool that is not safe is never re-run blindly after a worker died
+	// mid-call). Otherwise it returns why not, as one of internal/sync's
+	// sentinels: ErrUnknownTool, ErrToolHeld, ErrInvalidArguments, or
+	// ErrCatalogUnavailable (retryable) while the server's first sync has
+	// not been read — a call to an unsynced server never goes through
+	// unchecked.
+	Admit(server, tool string, args json.RawMessage) (safe bool, err error)
 }
 
 // Config tunes a worker. Zero values take the documented defaults.
@@ -51,17 +52,19 @@ type Config struct {
 	Name string
 	// Concurrency is the number of calls run at once (default 64).
 	Concurrency int
-	// MaxAckPending caps unacknowledged calls across all workers (default 1024).
+	// MaxAckPending caps unacknowledged calls across all workers (default:
+	// streams.WorkerConsumer's, 1024).
 	MaxAckPending int
 	// AckWait is how long JetStream waits for an ack before redelivering
 	// (default streams.DefaultAckWait, 5s): a running call renews it with
 	// InProgress at AckWait/3, and the calls of a worker that died go to
 	// another within it.
 	AckWait time.Duration
-	// MaxDeliver is the number of deliveries before a call is dead (default 5).
+	// MaxDeliver is the number of deliveries before a call is dead (default:
+	// streams.WorkerConsumer's, 5).
 	MaxDeliver int
 	// DefaultTimeout bounds a call with no deadline header when its server
-	// sets no call_timeout (default 60s).
+	// sets no call_timeout (default mcppool.DefaultCallTimeout, 60s).
 	DefaultTimeout time.Duration
 	// Grace is how long shutdown lets in-flight calls finish (default 20s).
 	Grace time.Duration
@@ -83,17 +86,11 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
 	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 1024
-	}
 	if c.AckWait <= 0 {
 		c.AckWait = streams.DefaultAckWait
 	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 5
-	}
 	if c.DefaultTimeout <= 0 {
-		c.DefaultTimeout = 60 * time.Second
+		c.DefaultTimeout = mcppool.DefaultCallTimeout
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = 10 * time.Second
@@ -134,9 +131,13 @@ type Worker struct {
 	ledger    *ledger
 	cancelled cancelSet
 
-	mu      gosync.Mutex
-	running map[string]context.CancelCauseFunc // ledger key -> cancel of the call being run
-	leases  map[jetstream.Msg]struct{}         // calls taken and not yet settled
+	mu       gosync.Mutex
+	running  map[string]context.CancelCauseFunc // ledger key -> cancel of the call being run
+	leases   map[jetstream.Msg]struct{}         // calls taken and not yet settled
+	inflight map[string]int                     // server -> calls taken and not yet settled
+	paused   map[string]chan struct{}           // server -> closed on Resume
+
+	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
 	pullWait time.Duration // how long one pull request waits for calls
 }
@@ -150,8 +151,10 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 // New returns a worker. It does no I/O until Run.
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
-	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(), running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, pullWait: 5 * time.Second, observer: nopObserver{}}
-	w.cancelled.ttl = 10 * time.Minute
+	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(),
+		running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, inflight: map[string]int{}, paused: map[string]chan struct{}{},
+		pullWait: 5 * time.Second, observer: nopObserver{}}
+	w.cancelled.ttl = cancelTTL
 	for _, o := range opts {
 		o(w)
 	}
@@ -215,12 +218,27 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	var inflight gosync.WaitGroup
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	// One long-lived goroutine per slot runs the calls: a goroutine's stack
+	// grows once, not for every call (growing it was a visible share of a
+	// call's CPU). A call is handed over with its slot taken, so a runner
+	// is free or about to be.
+	work := make(chan jetstream.Msg)
+	var runners gosync.WaitGroup
+	for range w.cfg.Concurrency {
+		runners.Add(1)
+		go func() {
+			defer runners.Done()
+			for msg := range work {
+				w.process(callCtx, msg)
+				<-slots
+				inflight.Done()
+			}
+		}()
+	}
+	defer func() { close(work); runners.Wait() }()
 	run := func(msg jetstream.Msg) {
 		inflight.Add(1)
-		go func() {
-			defer func() { <-slots; inflight.Done() }()
-			w.process(callCtx, msg)
-		}()
+		work <- msg
 	}
 	// Two pullers share the slots, so one has a pull request out while the
 	// other's batch ends: no gap in deliveries under load.
@@ -243,7 +261,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			<-slots
 		}
 	}
-	var bo backoff.BackOff = backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(3*time.Second), backoff.WithMaxElapsedTime(0))
+	bo := expBackOff(100*time.Millisecond, 3*time.Second)
 	for {
 		// Wait for one free slot, then take every other free one.
 		select {
@@ -319,23 +337,19 @@ func (w *Worker) drain(inflight *gosync.WaitGroup, stopCalls context.CancelCause
 // provisioner's: `toolbus serve` or an admin), creating it from this
 // worker's config only if it is missing.
 func (w *Worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		cons, err := broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig())
-		if err == nil {
-			return cons, nil
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
-		}
-		w.log.Warn().Err(err).Int("attempt", attempt).Msg("cannot get the workers consumer yet; retrying")
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, lastErr)
-		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 3*time.Second)):
-		}
+	var cons jetstream.Consumer
+	err := retry(ctx, func() backoff.BackOff { return expBackOff(250*time.Millisecond, 3*time.Second) }, 0,
+		func(err error, wait time.Duration) {
+			w.log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot get the workers consumer yet; retrying")
+		},
+		func(ctx context.Context) (err error) {
+			cons, err = broker.GetOrCreateConsumer(ctx, w.js, subjects.StreamCalls, w.cfg.ConsumerConfig())
+			return err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerWorkers, err)
 	}
+	return cons, nil
 }
 
 // onCancel hears tool.cancel.<agent>.<call_id>. Only the agent itself may
@@ -384,7 +398,15 @@ func (w *Worker) answerCancel(m *nats.Msg) {
 	}
 	// A call that must not run twice has a start mark once a worker
 	// started it: that worker answers, truthfully (it may have finished).
-	if w.ledger.marked(subjects.LedgerKey(agent, id)) {
+	// Otherwise the cancelled mark keeps any later attempt from starting
+	// it, however long it stays queued (such a call looks for a result only
+	// when its claim finds a mark).
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := w.ledger.cancel(ctx, subjects.LedgerKey(agent, id), w.cfg.Name); err != nil {
+		if !errors.Is(err, errStartedBefore) {
+			w.log.Warn().Err(err).Str("call_id", id).Str("agent_id", agent).Msg("cancel not answered yet; the call is answered when a worker takes it")
+		}
 		return
 	}
 	var about subjects.Cancel
@@ -413,15 +435,24 @@ func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func
 	}
 }
 
-// lease puts msg in the set whose leases heartbeat renews, until the
-// returned func is called.
-func (w *Worker) lease(msg jetstream.Msg) (release func()) {
+// lease puts msg in the set whose leases heartbeat renews, and counts it
+// in flight for server (a call whose subject names none is not counted),
+// until the returned func is called.
+func (w *Worker) lease(msg jetstream.Msg, server string) (release func()) {
 	w.mu.Lock()
 	w.leases[msg] = struct{}{}
+	if server != "" {
+		w.inflight[server]++
+	}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
 		delete(w.leases, msg)
+		if server != "" {
+			if w.inflight[server]--; w.inflight[server] <= 0 {
+				delete(w.inflight, server)
+			}
+		}
 		w.mu.Unlock()
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
+	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/worker"
@@ -40,7 +41,7 @@ func testLog(t testing.TB) zerolog.Logger {
 	return zerolog.Nop()
 }
 
-func servers(t testing.TB) []subjects.Server {
+func servers(t testing.TB) []registry.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -55,11 +56,11 @@ func servers(t testing.TB) []subjects.Server {
 	}
 	t.Cleanup(stopSSE)
 	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/mcp-demo")
-	return []subjects.Server{
-		{Name: "demo", Transport: subjects.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
-		{Name: "demo-http", Transport: subjects.TransportHTTP, URL: httpURL},
-		{Name: "demo-sse", Transport: subjects.TransportSSE, URL: sseURL, ProtocolVersion: "2025-11-25"},
-		{Name: "broken", Transport: subjects.TransportStdio, Command: "/nonexistent/mcp-server"},
+	return []registry.Server{
+		{Name: "demo", Transport: registry.TransportStdio, Command: bin, ProtocolVersion: "2025-11-25"},
+		{Name: "demo-http", Transport: registry.TransportHTTP, URL: httpURL},
+		{Name: "demo-sse", Transport: registry.TransportSSE, URL: sseURL, ProtocolVersion: "2025-11-25"},
+		{Name: "broken", Transport: registry.TransportStdio, Command: "/nonexistent/mcp-server"},
 	}
 }
 
@@ -89,7 +90,14 @@ func newRig(t *testing.T, cfg worker.Config, workers int) *rig {
 // shuts it down gracefully and waits.
 func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.Config, log zerolog.Logger, opts ...worker.Option) (stop func()) {
 	t.Helper()
-	js, err := jetstreamNew(nc)
+	_, stop = runWorker(t, nc, caller, cfg, log, opts...)
+	return stop
+}
+
+// runWorker is startWorker that also returns the worker.
+func runWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.Config, log zerolog.Logger, opts ...worker.Option) (w *worker.Worker, stop func()) {
+	t.Helper()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +107,7 @@ func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.C
 	if err := broker.Provision(pctx, js, streams.Options{}, cfg.ConsumerConfig()); err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(nc, js, caller, cfg, log, opts...)
+	w = worker.New(nc, js, caller, cfg, log, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -118,7 +126,7 @@ func startWorker(t *testing.T, nc *nats.Conn, caller worker.Caller, cfg worker.C
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return w, stop
 }
 
 func text(t testing.TB, res *subjects.Result) string {
@@ -130,6 +138,33 @@ func text(t testing.TB, res *subjects.Result) string {
 		t.Fatalf("result %s: no text content (%v)", res.Result, err)
 	}
 	return r.Content[0].Text
+}
+
+// callAsync runs a call on its own goroutine; its answer (or error) arrives
+// on the channel, for the test goroutine to check.
+func callAsync(c *client.Client, server, tool string, args any, opts ...client.CallOption) <-chan callAnswer {
+	ch := make(chan callAnswer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := c.Call(ctx, server, tool, args, opts...)
+		ch <- callAnswer{res, err}
+	}()
+	return ch
+}
+
+type callAnswer struct {
+	res *subjects.Result
+	err error
+}
+
+// must returns the answer, failing the test on an error.
+func (a callAnswer) must(t testing.TB) *subjects.Result {
+	t.Helper()
+	if a.err != nil {
+		t.Fatalf("call: %v", a.err)
+	}
+	return a.res
 }
 
 func call(t testing.TB, c *client.Client, server, tool string, args any, opts ...client.CallOption) *subjects.Result {
@@ -200,7 +235,7 @@ func publishRaw(t *testing.T, nc *nats.Conn, subject string, hdr nats.Header, bo
 		msg.Header[k] = v
 	}
 	msg.Data = body
-	js, _ := jetstreamNew(nc)
+	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
@@ -262,7 +297,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	}
 	// A call that names no valid agent or call id has nowhere to be
 	// answered: it settles at once, into TOOL_DEAD with the reason.
-	js, _ := jetstreamNew(r.ns.NC)
+	js, _ := jetstream.New(r.ns.NC)
 	unanswerable := []struct {
 		subject, id, says string
 	}{
@@ -374,16 +409,13 @@ func TestCancelRunningCall(t *testing.T) {
 	r := newRig(t, worker.Config{}, 1)
 	id := client.NewCallID()
 	started := make(chan struct{}, 1)
-	done := make(chan *subjects.Result, 1)
-	go func() {
-		done <- call(t, r.client, "demo-http", "sleep", `{"ms":10000,"steps":100}`, client.WithCallID(id),
-			client.WithProgress(func(subjects.Progress) {
-				select {
-				case started <- struct{}{}:
-				default:
-				}
-			}))
-	}()
+	done := callAsync(r.client, "demo-http", "sleep", `{"ms":10000,"steps":100}`, client.WithCallID(id),
+		client.WithProgress(func(subjects.Progress) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+		}))
 	select {
 	case <-started:
 	case <-time.After(10 * time.Second):
@@ -393,8 +425,8 @@ func TestCancelRunningCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case res := <-done:
-		if res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
+	case a := <-done:
+		if res := a.must(t); res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
 			t.Fatalf("got %+v, want cancelled", res)
 		}
 	case <-time.After(8 * time.Second):
@@ -422,20 +454,17 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	cl, _ := client.New(ns.NC)
 	defer cl.Close()
 	started := make(chan struct{}, 1)
-	done := make(chan *subjects.Result, 1)
-	go func() {
-		done <- call(t, cl, "demo-http", "sleep", `{"ms":600,"steps":6}`, client.WithProgress(func(subjects.Progress) {
-			select {
-			case started <- struct{}{}:
-			default:
-			}
-		}))
-	}()
+	done := callAsync(cl, "demo-http", "sleep", `{"ms":600,"steps":6}`, client.WithProgress(func(subjects.Progress) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+	}))
 	<-started
 	stop() // returns once drained
 	select {
-	case res := <-done:
-		if res.Status != subjects.StatusOK {
+	case a := <-done:
+		if res := a.must(t); res.Status != subjects.StatusOK {
 			t.Fatalf("in-flight call during shutdown: %+v", res)
 		}
 	case <-time.After(10 * time.Second):
