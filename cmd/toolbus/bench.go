@@ -13,13 +13,13 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/bench"
 )
 
-func newBenchCmd(*app) *cobra.Command {
+func newBenchCmd(a *app) *cobra.Command {
 	var (
-		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc string
-		dur, soak, every                                               time.Duration
-		rounds, inflight, workers, ackPending, srvConc                 int
-		resultMaxBytes                                                 int64
-		syncAlways, h2c                                                bool
+		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit string
+		dur, soak, every                                                         time.Duration
+		rounds, inflight, workers, ackPending, srvConc                           int
+		resultMaxBytes                                                           int64
+		syncAlways, h2c                                                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -41,6 +41,10 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
+			// The serve side runs in this process: the limit serve sets.
+			if _, err := applyMemoryLimit(a.getenv, memLimit); err != nil {
+				return usagef("--memory-limit: %v", err)
+			}
 			var err error
 			if o.Concurrency, err = positiveInts("concurrency", levels); err != nil {
 				return err
@@ -97,6 +101,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
 	fs.Int64Var(&resultMaxBytes, "result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
 	fs.BoolVar(&h2c, "h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
+	fs.StringVar(&memLimit, "memory-limit", "", `soft memory limit of the serve side when GOMEMLIMIT is unset, as serve's --memory-limit (default 192MiB; "off": none)`)
 	fs.StringVar(&doc, "doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
 	return cmd
 }

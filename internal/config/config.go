@@ -17,8 +17,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -91,6 +91,12 @@ type Worker struct {
 	Grace          subjects.Duration `yaml:"grace"`
 	MaxResultBytes int               `yaml:"max_result_bytes"`
 	RetryFor       subjects.Duration `yaml:"retry_for"`
+	// QueueTimeout: see worker.Config.QueueTimeout (default 5m; negative:
+	// a call without a deadline waits in the queue forever).
+	QueueTimeout subjects.Duration `yaml:"queue_timeout"`
+	// MemoryLimit is the soft memory limit serve and worker set for the Go
+	// runtime when GOMEMLIMIT is unset (default 192MiB; "off": none).
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // Bridge configures the webhook bridge's listener.
@@ -241,6 +247,9 @@ func (n NATS) StreamOptions() streams.Options {
 func (c *Config) normalize() error {
 	if err := c.NATS.StreamOptions().Validate(); err != nil {
 		return fmt.Errorf("nats.%w", err)
+	}
+	if _, err := ParseMemoryLimit(c.Worker.MemoryLimit); err != nil {
+		return fmt.Errorf("worker.memory_limit: %w", err)
 	}
 	if c.Servers == nil {
 		c.Servers = map[string]registry.Server{}
