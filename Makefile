@@ -9,7 +9,7 @@ SOAK_CALLS ?= 3000
 STATICCHECK_VER := v0.8.2
 DEADCODE_VER    := v0.52.0
 
-.PHONY: all build run lint test test-deps bench soak cluster-test fuzz clean
+.PHONY: all build run lint test test-deps bench bench-doc bench-soak bench-inflight soak cluster-test fuzz clean
 
 all: build
 
@@ -62,6 +62,19 @@ test: lint build test-deps
 
 bench: build
 	$(BIN)/toolbus bench
+
+# docs/benchmarks.md's main table: an agent in its own process over TCP, the
+# direct client beside it, 2 tools x 3 sizes x 4 concurrency levels, median
+# of 3 rounds (about 5.5 minutes on 2 cores). bench-soak (10 minutes) and
+# bench-inflight (a minute) refresh the memory sections.
+bench-doc: build
+	$(BIN)/toolbus bench --doc docs/benchmarks.md
+
+bench-soak: build
+	$(BIN)/toolbus bench --soak 10m --doc docs/benchmarks.md
+
+bench-inflight: build
+	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md
 
 soak: build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./internal/faulttest/ -v

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"bytes"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -13,34 +13,46 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/bench"
 )
 
-func newBenchCmd(*app) *cobra.Command {
+func newBenchCmd(a *app) *cobra.Command {
 	var (
-		levels, proto, only, cpuprofile string
-		dur                             time.Duration
-		rounds                          int
-		syncAlways                      bool
+		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit string
+		dur, soak, every                                                         time.Duration
+		rounds, inflight, workers, ackPending, srvConc                           int
+		resultMaxBytes                                                           int64
+		syncAlways, h2c                                                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "measure calls/s and p50/p99 through the bus against direct mcp-go calls to the same demo server",
-		Long: `Measure calls/s and p50/p99 through the bus against direct mcp-go calls to the
-same demo server, and through the MCP front door (an mcp-go client over
-streamable HTTP to a gateway): an embedded NATS, the demo MCP server over
-streamable HTTP, a worker. The paths take turns; each row is the median round.`,
+		Short: "measure calls/s, p50/p99 and serve-side CPU and RSS through the bus, from an agent in another process, against direct mcp-go calls",
+		Long: `Measure calls/s, p50/p99 and the serve side's CPU and RSS through the bus,
+from an agent in another process (the hidden bench-loadgen command), against
+direct mcp-go calls to the same demo server. The paths take turns; each row is
+the median round. --soak and --inflight replace the table with a long run at
+concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 		Example: `  toolbus bench
-  toolbus bench --concurrency 1,16,64 --duration 5s --rounds 5
-  toolbus bench --only bus --cpuprofile bus.pprof`,
+  toolbus bench --concurrency 1,64 --sizes 100 --duration 2s --rounds 5
+  toolbus bench --soak 10m --sample-every 30s
+  toolbus bench --inflight 10000
+  toolbus bench --doc docs/benchmarks.md`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o := bench.Options{Duration: dur, ProtocolVersion: proto, Only: only, SyncAlways: syncAlways, Rounds: rounds}
-			for _, s := range strings.Split(levels, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil || n <= 0 {
-					return usagef("--concurrency: %q is not a positive number", s)
-				}
-				o.Concurrency = append(o.Concurrency, n)
+			o := bench.Options{Duration: dur, ProtocolVersion: proto, Only: only, SyncAlways: syncAlways, Rounds: rounds,
+				Soak: soak, SampleEvery: every, Inflight: inflight, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
+			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
+			o.Streams.ResultMaxBytes = resultMaxBytes
+			o.H2C = h2c
+			// The serve side runs in this process: the limit serve sets.
+			if _, err := applyMemoryLimit(a.getenv, memLimit); err != nil {
+				return usagef("--memory-limit: %v", err)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "toolbus bench: embedded NATS, demo MCP server over streamable HTTP (MCP %s), median of %d rounds of %v, paths taking turns\n", proto, rounds, dur)
+			var err error
+			if o.Concurrency, err = positiveInts("concurrency", levels); err != nil {
+				return err
+			}
+			if o.Sizes, err = positiveInts("sizes", sizes); err != nil {
+				return err
+			}
+			o.Tools = strings.Split(tools, ",")
 			if cpuprofile != "" {
 				f, err := os.Create(cpuprofile)
 				if err != nil {
@@ -52,21 +64,73 @@ streamable HTTP, a worker. The paths take turns; each row is the median round.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			rows, err := bench.Run(cmd.Context(), o)
-			if err != nil {
+			var out bytes.Buffer
+			if err := bench.Run(cmd.Context(), o, &out); err != nil {
 				return err
 			}
-			bench.Print(cmd.OutOrStdout(), rows)
-			return nil
+			if doc == "" {
+				_, err := cmd.OutOrStdout().Write(out.Bytes())
+				return err
+			}
+			section := "table"
+			switch {
+			case soak > 0:
+				section = "soak"
+			case inflight > 0:
+				section = "inflight"
+			}
+			return bench.ReplaceSection(doc, section, out.String())
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&levels, "concurrency", "1,64", "comma-separated concurrency levels")
-	fs.DurationVar(&dur, "duration", 2*time.Second, "measuring time per round")
-	fs.IntVar(&rounds, "rounds", 3, "rounds the two paths take turns; each row is the median round")
+	fs.StringVar(&levels, "concurrency", "1,16,64,256", "comma-separated concurrency levels")
+	fs.StringVar(&sizes, "sizes", "100,10240,1048576", "comma-separated argument (and echo result) sizes in bytes")
+	fs.StringVar(&tools, "tools", "echo,echo_plain", "bus tools: echo is annotated read-only, echo_plain has no annotations")
+	fs.DurationVar(&dur, "duration", time.Second, "measuring time per path and round")
+	fs.IntVar(&rounds, "rounds", 3, "rounds the paths take turns; each row is the median round")
 	fs.StringVar(&proto, "protocol", "2025-11-25", "MCP protocol version for both paths")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-	fs.StringVar(&only, "only", "", "measure one path only: direct, bus or frontdoor (for profiling)")
-	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.StringVar(&only, "only", "", "measure one path only: direct or bus (for profiling)")
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the serve side to this file")
+	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")
+	fs.DurationVar(&soak, "soak", 0, "instead of the table: run concurrency 64 for this long, sampling the serve side's RSS")
+	fs.DurationVar(&every, "sample-every", 10*time.Second, "--soak: sampling interval")
+	fs.IntVar(&inflight, "inflight", 0, "instead of the table: publish this many calls of a 2s sleep at once and report time and peak RSS")
+	fs.IntVar(&workers, "worker-concurrency", 0, "worker.concurrency of the serve side (default serve's; --inflight: the burst)")
+	fs.IntVar(&ackPending, "max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
+	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
+	fs.Int64Var(&resultMaxBytes, "result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
+	fs.BoolVar(&h2c, "h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
+	fs.StringVar(&memLimit, "memory-limit", "", `soft memory limit of the serve side when GOMEMLIMIT is unset, as serve's --memory-limit (default 192MiB; "off": none)`)
+	fs.StringVar(&doc, "doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
 	return cmd
+}
+
+// newBenchLoadgenCmd runs the load generator and the MCP server of `toolbus
+// bench`, so the agent is another process, as in real life.
+func newBenchLoadgenCmd(*app) *cobra.Command {
+	return &cobra.Command{
+		Use:                bench.LoadgenCommand,
+		Short:              "internal: the agent side of toolbus bench",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := bench.LoadgenMain(args, cmd.OutOrStdout()); code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
+
+func positiveInts(flag, list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return nil, usagef("--%s: %q is not a positive number", flag, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

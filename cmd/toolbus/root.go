@@ -29,6 +29,7 @@ var commands = []func(*app) *cobra.Command{
 	newGatewayCmd,
 	newMCPCmd,
 	newBenchCmd,
+	newBenchLoadgenCmd,
 	newVersionCmd,
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"runtime/debug"
 	gosync "sync"
 	"time"
 
@@ -22,7 +24,6 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
-	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 )
 
@@ -33,6 +34,7 @@ type runFlags struct {
 	concurrency int
 	name        string
 	metrics     string
+	memoryLimit string
 }
 
 func addRunFlags(fs *pflag.FlagSet) *runFlags {
@@ -42,6 +44,7 @@ func addRunFlags(fs *pflag.FlagSet) *runFlags {
 	fs.IntVar(&r.concurrency, "concurrency", 0, "calls run at once by this worker (default: config worker.concurrency, else 64)")
 	fs.StringVar(&r.name, "name", "", "worker name in results and logs (default host-pid)")
 	fs.StringVar(&r.metrics, "metrics", "", "serve /metrics, /healthz and /readyz on this address (serve: instead of on the bridge's listener)")
+	fs.StringVar(&r.memoryLimit, "memory-limit", "", `soft memory limit of the Go runtime when GOMEMLIMIT is unset, e.g. 512MiB, or "off" (default: config worker.memory_limit, else 192MiB)`)
 	return r
 }
 
@@ -58,6 +61,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 		MaxResultBytes: w.MaxResultBytes,
 		MaxClaimBytes:  w.MaxClaimBytes,
 		RetryFor:       w.RetryFor.D(),
+		QueueTimeout:   w.QueueTimeout.D(),
 	}
 	if r.concurrency > 0 {
 		cfg.Concurrency = r.concurrency
@@ -152,8 +156,48 @@ func (r *runFlags) start(a *app, cmd *cobra.Command) (zerolog.Logger, *config.Co
 	if err != nil {
 		return log, nil, broker.ConnConfig{}, err
 	}
+	if err := r.setMemoryLimit(a, cfg, log); err != nil {
+		return log, nil, broker.ConnConfig{}, err
+	}
 	ccfg, err := a.resolve(cfg.NATS.URL)
 	return log, cfg, ccfg, err
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit from --memory-limit
+// or worker.memory_limit (default config.DefaultMemoryLimit), unless
+// GOMEMLIMIT is set, which the runtime has applied already and wins.
+func (r *runFlags) setMemoryLimit(a *app, cfg *config.Config, log zerolog.Logger) error {
+	s, what := cfg.Worker.MemoryLimit, "worker.memory_limit"
+	if r.memoryLimit != "" {
+		s, what = r.memoryLimit, "--memory-limit"
+	}
+	n, err := applyMemoryLimit(a.getenv, s)
+	switch {
+	case err != nil && what == "--memory-limit":
+		return usagef("%s: %v", what, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, err)
+	case n == 0:
+		log.Debug().Str("GOMEMLIMIT", a.getenv("GOMEMLIMIT")).Msg("memory limit from the environment")
+	default:
+		log.Debug().Int64("bytes", n).Msg("soft memory limit set")
+	}
+	return nil
+}
+
+// applyMemoryLimit sets the soft memory limit s (config.ParseMemoryLimit)
+// and returns it (math.MaxInt64 for "off"), or 0 when GOMEMLIMIT is set
+// and it left the runtime's alone.
+func applyMemoryLimit(getenv func(string) string, s string) (int64, error) {
+	n, err := config.ParseMemoryLimit(s)
+	if err != nil || getenv("GOMEMLIMIT") != "" {
+		return 0, err
+	}
+	if n < 0 {
+		n = math.MaxInt64
+	}
+	debug.SetMemoryLimit(n)
+	return n, nil
 }
 
 // firstSyncWait bounds how long a starting worker waits for the first syncs
@@ -176,7 +220,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if all {
 		provision = broker.Provision
 	}
-	err = provision(pctx, js, streams.Options{Replicas: cfg.NATS.Replicas, ResultMaxAge: cfg.NATS.ResultMaxAge.D()}, wcfg.ConsumerConfig())
+	err = provision(pctx, js, cfg.NATS.StreamOptions(), wcfg.ConsumerConfig())
 	cancel()
 	if err != nil {
 		return fmt.Errorf("provision JetStream: %w", err)

@@ -1,256 +1,454 @@
-// Package bench measures the call path: calls through the bus (client →
-// JetStream → worker → MCP server → result) against direct mcp-go client
-// calls to the same demo server over streamable HTTP, in one run.
+// Package bench measures toolbus as agents see it. The parent process is
+// the serve side, as `toolbus serve` runs it: embedded NATS, the catalog
+// and a worker with serve's defaults. The MCP server (the demo server over
+// streamable HTTP) and the load generator are each a process of their own,
+// started from the current executable's hidden `bench-loadgen` command: the
+// load generator connects over loopback TCP and speaks the README's wire
+// protocol, and beside it a direct mcp-go client calls the same MCP server.
+// So the CPU and memory the parent reports are the serve side's alone.
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+
 	"fmt"
 	"io"
-	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	gosync "sync"
-	"sync/atomic"
 	"time"
 
-	mcpclient "github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/catalogsync"
-	"github.com/toolbus-dev/toolbus/internal/demo"
-	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 )
 
-// Options sizes a run.
+// Options sizes a run. Zero values take the defaults in brackets.
 type Options struct {
-	// Concurrency levels to measure (default 1 and 64).
+	// Concurrency levels [1, 16, 64, 256].
 	Concurrency []int
-	// Duration per measurement (default 3s), after a short warm-up.
+	// Sizes of the arguments (and so of echo's result) in bytes
+	// [100, 10 KB, 1 MB].
+	Sizes []int
+	// Tools on the bus path ["echo" (annotated read-only), "echo_plain"
+	// (no annotations: a result lookup and a ledger mark per call)]. The
+	// direct path calls the first.
+	Tools []string
+	// Duration measured per path and round [1s], after a warm-up of a fifth.
 	Duration time.Duration
-	// ProtocolVersion for both paths (default 2025-11-25).
-	ProtocolVersion string
-	// Workers is the worker's concurrency (default 128).
-	Workers int
-	// Only measures one path: "direct", "bus" or "frontdoor" (default all).
-	Only string
-	// Rounds the two paths take turns (default 3); rows are the median round.
+	// Rounds the paths take turns [3]; each row is the median round.
 	Rounds int
+	// Only measures one path: "direct" or "bus" [both].
+	Only string
+	// ProtocolVersion of the MCP sessions [2025-11-25].
+	ProtocolVersion string
 	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).
 	SyncAlways bool
+
+	// Worker, ServerConcurrency and Streams configure the serve side;
+	// zero values are serve's defaults.
+	Worker            worker.Config
+	ServerConcurrency int
+	Streams           streams.Options
+	// H2C makes the serve side call the MCP server over HTTP/2 without TLS
+	// (one multiplexed connection) instead of HTTP/1.1 (a connection per
+	// call in flight): an experiment for the pool's transport.
+	H2C bool
+
+	// Soak, when set, replaces the table with a run of this length at
+	// SoakConcurrency [64] on echo_plain, sampling the serve side's RSS
+	// every SampleEvery [10s] and printing the slope.
+	Soak            time.Duration
+	SoakConcurrency int
+	SampleEvery     time.Duration
+	// Inflight, when set, replaces the table with a burst of this many calls
+	// of sleep (SleepFor [2s]) published at once, with the worker's
+	// concurrency, max ack pending and the server's max_concurrency raised
+	// to it unless set: time to complete and peak RSS of the serve side.
+	Inflight int
+	SleepFor time.Duration
+	// HeapProfile, when set, is where the serve side's heap profile is
+	// written: at the end of a soak, with all calls running in an
+	// Inflight burst.
+	HeapProfile string
+
+	// Exe runs the load generator and the MCP server as
+	// `Exe bench-loadgen ...` [os.Executable()].
+	Exe string
+	// Progress receives a line per measurement [discarded].
+	Progress io.Writer
 }
 
-// Row is one measurement.
-type Row struct {
-	Path        string
-	Concurrency int
-	Calls       int
-	PerSec      float64
-	P50, P99    time.Duration
-	Errors      int64
-	Rounds      int // measurements this row is the median of
-}
-
-// Run starts an embedded NATS on a temp dir, the demo MCP server over
-// streamable HTTP on loopback and a worker, then measures both paths.
-func Run(ctx context.Context, o Options) ([]Row, error) {
+func (o *Options) setDefaults() error {
 	if len(o.Concurrency) == 0 {
-		o.Concurrency = []int{1, 64}
+		o.Concurrency = []int{1, 16, 64, 256}
+	}
+	if len(o.Sizes) == 0 {
+		o.Sizes = []int{100, 10 << 10, 1 << 20}
+	}
+	if len(o.Tools) == 0 {
+		o.Tools = []string{"echo", "echo_plain"}
 	}
 	if o.Duration <= 0 {
-		o.Duration = 3 * time.Second
-	}
-	if o.ProtocolVersion == "" {
-		o.ProtocolVersion = mcp.ProtocolVersion20251125
-	}
-	if o.Workers <= 0 {
-		o.Workers = 128
+		o.Duration = time.Second
 	}
 	if o.Rounds <= 0 {
 		o.Rounds = 3
 	}
-	log := zerolog.Nop()
-	dir, err := os.MkdirTemp("", "toolbus-bench-")
-	if err != nil {
-		return nil, err
+	if o.ProtocolVersion == "" {
+		o.ProtocolVersion = mcp.ProtocolVersion20251125
 	}
-	defer os.RemoveAll(dir)
-	emb, err := broker.StartEmbedded(broker.EmbeddedConfig{Port: -1, DataDir: filepath.Join(dir, "data"), SyncAlways: o.SyncAlways}, log)
-	if err != nil {
-		return nil, err
+	if o.SoakConcurrency <= 0 {
+		o.SoakConcurrency = 64
 	}
-	defer emb.Shutdown()
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 10 * time.Second
+	}
+	if o.SleepFor <= 0 {
+		o.SleepFor = 2 * time.Second
+	}
+	if o.Inflight > 0 {
+		if o.Worker.Concurrency <= 0 {
+			o.Worker.Concurrency = o.Inflight
+		}
+		if o.Worker.MaxAckPending <= 0 {
+			o.Worker.MaxAckPending = o.Inflight
+		}
+		if o.ServerConcurrency <= 0 {
+			o.ServerConcurrency = o.Inflight
+		}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the executable to run the load generator: %w", err)
+		}
+		o.Exe = exe
+	}
+	switch o.Only {
+	case "", "bus", "direct":
+	default:
+		return fmt.Errorf("only: %q is not direct or bus", o.Only)
+	}
+	return nil
+}
 
-	url, stopDemo, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+// Row is one measurement, the median round of a path at a size and
+// concurrency.
+type Row struct {
+	Path        string // "direct" or "bus"
+	Tool        string
+	Size        int
+	Concurrency int
+	Calls       int // summed over rounds
+	PerSec      float64
+	P50, P99    time.Duration
+	Errors      int64  // summed over rounds
+	FirstErr    string // the first error's text, when there were errors
+	// ServeCPU is the serve side's CPU time per call (median round).
+	ServeCPU time.Duration
+	// RSS of the serve side after the round.
+	RSS int64
+}
+
+// Run starts the serve side, the MCP server and the load generator, runs
+// the measurements o asks for, and writes the table (or the soak or
+// in-flight report) to w as Markdown.
+func Run(ctx context.Context, o Options, w io.Writer) error {
+	if err := o.setDefaults(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	mcpURL, stopDemo, err := startDemo(ctx, o.Exe)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer stopDemo()
-	srv := registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: 512}
+	st, err := startServe(ctx, o, mcpURL)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	lg, err := startLoadgen(ctx, o, st.emb.ClientURL(), mcpURL)
+	if err != nil {
+		return err
+	}
+	defer lg.close()
 
+	switch {
+	case o.Soak > 0:
+		return soak(ctx, o, st, lg, w)
+	case o.Inflight > 0:
+		return inflight(ctx, o, st, lg, w)
+	}
+	rows, err := table(ctx, o, lg)
+	if err != nil {
+		return err
+	}
+	Print(w, o, rows)
+	return nil
+}
+
+// serve is the serve side running in this process.
+type serve struct {
+	dir    string
+	emb    *broker.Embedded
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	pool   *mcppool.Pool
+	cat    *catalog.Catalog
+	stopW  context.CancelFunc
+	wdone  chan error
+	wcfg   worker.Config
+	server registry.Server
+}
+
+func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err error) {
+	log := zerolog.Nop()
+	st = &serve{}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if st.dir, err = os.MkdirTemp("", "toolbus-bench-"); err != nil {
+		return nil, err
+	}
+	if st.emb, err = broker.StartEmbedded(broker.EmbeddedConfig{Port: -1, DataDir: filepath.Join(st.dir, "data"), SyncAlways: o.SyncAlways}, log); err != nil {
+		return nil, err
+	}
 	// The worker uses an in-process connection, as `toolbus serve` does.
-	wnc, err := emb.Connect("bench-worker")
+	if st.nc, err = st.emb.Connect("bench-serve"); err != nil {
+		return nil, err
+	}
+	if st.js, err = jetstream.New(st.nc); err != nil {
+		return nil, err
+	}
+	st.wcfg = o.Worker
+	if err = broker.Provision(ctx, st.js, o.Streams, st.wcfg.ConsumerConfig()); err != nil {
+		return nil, err
+	}
+	st.server = registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: mcpURL, ProtocolVersion: o.ProtocolVersion, MaxConcurrency: o.ServerConcurrency}
+	var popts []mcppool.Option
+	if o.H2C {
+		popts = append(popts, mcppool.WithHTTPClients(func(int) *http.Client { return h2cClient() }))
+	}
+	st.pool = mcppool.New(log, popts...)
+	st.pool.Upsert(st.server)
+	reg, err := registry.New(ctx, st.js, registry.WithoutResyncOnPut())
 	if err != nil {
 		return nil, err
 	}
-	defer wnc.Close()
-	wjs, _ := jetstream.New(wnc)
-	wcfg := worker.Config{Concurrency: o.Workers, MaxAckPending: 4096}
-	if err := broker.Provision(ctx, wjs, streams.Options{}, wcfg.ConsumerConfig()); err != nil {
+	if err = reg.Put(ctx, st.server); err != nil {
 		return nil, err
 	}
-	pool := mcppool.New(log)
-	defer pool.Close()
-	pool.Upsert(srv)
-	// The worker checks calls against the catalog, as under toolbus serve.
-	reg, err := registry.New(ctx, wjs, registry.WithoutResyncOnPut())
-	if err != nil {
-		return nil, err
-	}
-	if err := reg.Put(ctx, srv); err != nil {
-		return nil, err
-	}
-	if _, err := catalogsync.New(wjs, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, srv.Name); err != nil {
+	if _, err = catalogsync.New(st.js, reg, catalogsync.Config{NoListen: true}).SyncServer(ctx, st.server.Name); err != nil {
 		return nil, fmt.Errorf("sync the demo server: %w", err)
 	}
-	cat, err := catalog.New(ctx, wjs)
+	if st.cat, err = catalog.New(ctx, st.js); err != nil {
+		return nil, err
+	}
+	if waiting := st.cat.WaitFirstSync(ctx, []string{st.server.Name}); len(waiting) > 0 {
+		return nil, fmt.Errorf("catalog of %v not read", waiting)
+	}
+	wk := worker.New(st.nc, st.js, st.pool, st.wcfg, log, worker.WithCatalog(st.cat))
+	wctx, stop := context.WithCancel(ctx)
+	st.stopW, st.wdone = stop, make(chan error, 1)
+	go func() { st.wdone <- wk.Run(wctx) }()
+	return st, nil
+}
+
+func (st *serve) close() {
+	if st.stopW != nil {
+		st.stopW()
+		<-st.wdone
+	}
+	if st.cat != nil {
+		st.cat.Stop()
+	}
+	if st.pool != nil {
+		st.pool.Close()
+	}
+	if st.nc != nil {
+		st.nc.Close()
+	}
+	if st.emb != nil {
+		st.emb.Shutdown()
+	}
+	if st.dir != "" {
+		os.RemoveAll(st.dir)
+	}
+}
+
+// h2cClient speaks HTTP/2 without TLS only (prior knowledge).
+func h2cClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	t.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1 << 20}
+	return &http.Client{Transport: t}
+}
+
+// child is a bench-loadgen process and its pipes.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	done  chan error
+}
+
+func spawn(ctx context.Context, exe string, args ...string) (*child, error) {
+	cmd := exec.CommandContext(ctx, exe, append([]string{LoadgenCommand}, args...)...)
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
-	defer cat.Stop()
-	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat))
-	wctx, stopWorker := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() { wdone <- w.Run(wctx) }()
-	defer func() { stopWorker(); <-wdone }()
-
-	// The agent is another process in real life: it talks TCP on loopback.
-	cnc, err := nats.Connect(emb.ClientURL())
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	defer cnc.Close()
-	cl, err := client.New(cnc)
-	if err != nil {
-		return nil, err
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s %s: %w", exe, LoadgenCommand, err)
 	}
-	defer cl.Close()
+	c := &child{cmd: cmd, stdin: in, out: bufio.NewScanner(out), done: make(chan error, 1)}
+	c.out.Buffer(make([]byte, 64<<10), 1<<20)
+	return c, nil
+}
 
-	dc, err := mcppool.Dial(ctx, srv, mcppool.DialOptions{Log: log, HTTPClient: mcppool.NewHTTPClient(256)})
-	if err != nil {
-		return nil, fmt.Errorf("direct client: %w", err)
+// next reads the child's next report.
+func (c *child) next() (report, error) {
+	if !c.out.Scan() {
+		err := c.out.Err()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return report{}, fmt.Errorf("%s stopped: %w", LoadgenCommand, err)
 	}
-	defer dc.Close()
+	var r report
+	if err := json.Unmarshal(c.out.Bytes(), &r); err != nil {
+		return r, fmt.Errorf("%s said %q: %w", LoadgenCommand, c.out.Text(), err)
+	}
+	return r, nil
+}
 
-	args := json.RawMessage(`{"message":"hello"}`)
-	bus := func(ctx context.Context) error {
-		res, err := cl.Call(ctx, "demo", "echo", args, client.WithTimeout(30*time.Second))
+// close ends the child by closing its stdin, and waits for it.
+func (c *child) close() {
+	c.stdin.Close()
+	_ = c.cmd.Wait()
+}
+
+func startDemo(ctx context.Context, exe string) (string, func(), error) {
+	c, err := spawn(ctx, exe, "--serve-demo")
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := c.next()
+	if err != nil || r.URL == "" {
+		c.close()
+		return "", nil, fmt.Errorf("demo MCP server: %v", err)
+	}
+	return r.URL, c.close, nil
+}
+
+func startLoadgen(ctx context.Context, o Options, natsURL, mcpURL string) (*child, error) {
+	return spawn(ctx, o.Exe, "--nats", natsURL, "--mcp", mcpURL, "--protocol", o.ProtocolVersion)
+}
+
+// do sends a job and returns its report with the serve side's CPU time
+// from the start of the measured part to its end.
+func (c *child) do(j job, onPublished func()) (report, time.Duration, error) {
+	data, _ := json.Marshal(j)
+	if _, err := c.stdin.Write(append(data, '\n')); err != nil {
+		return report{}, 0, fmt.Errorf("%s: %w", LoadgenCommand, err)
+	}
+	var cpu0 time.Duration
+	for {
+		r, err := c.next()
 		if err != nil {
-			return err
+			return r, 0, err
 		}
-		return res.Err()
-	}
-	directCall := func(ctx context.Context) error {
-		req := mcp.CallToolRequest{}
-		req.Params.Name = "echo"
-		req.Params.Arguments = args
-		_, err := dc.CallTool(ctx, req)
-		return err
-	}
-
-	// The MCP front door: an mcp-go client over streamable HTTP to a
-	// gateway on the agent's connection, each call a bus call.
-	fd, stopFD, err := frontDoor(ctx, cnc, o.ProtocolVersion, log)
-	if err != nil {
-		return nil, fmt.Errorf("front door: %w", err)
-	}
-	defer stopFD()
-	frontDoorCall := func(ctx context.Context) error {
-		req := mcp.CallToolRequest{}
-		req.Params.Name = "demo__echo"
-		req.Params.Arguments = args
-		res, err := fd.CallTool(ctx, req)
-		if err == nil && res.IsError {
-			err = fmt.Errorf("isError result")
-		}
-		return err
-	}
-
-	// The paths take turns, Rounds times, and each row is the median
-	// round: this machine's noise moves them alike instead of one.
-	paths := []struct {
-		name string
-		f    func(context.Context) error
-	}{{"direct mcp-go (streamable HTTP)", directCall}, {"toolbus (JetStream + worker)", bus}, {"frontdoor (MCP → bus → worker)", frontDoorCall}}
-	var rows []Row
-	for _, c := range o.Concurrency {
-		rounds := make([][]Row, len(paths))
-		for range o.Rounds {
-			for i, p := range paths {
-				if o.Only != "" && !strings.HasPrefix(p.name, o.Only) && !(o.Only == "bus" && strings.HasPrefix(p.name, "toolbus")) {
-					continue
-				}
-				measure(ctx, p.f, c, o.Duration/5) // warm-up
-				row := measure(ctx, p.f, c, o.Duration)
-				row.Path = p.name
-				rounds[i] = append(rounds[i], row)
+		switch r.Event {
+		case "start":
+			cpu0 = cpuTime()
+		case "published":
+			if onPublished != nil {
+				onPublished()
 			}
+		case "done":
+			return r, cpuTime() - cpu0, nil
 		}
-		for _, rs := range rounds {
-			if len(rs) > 0 {
+	}
+}
+
+// echoArgs returns echo's arguments object, size bytes long.
+func echoArgs(size int) string {
+	const frame = len(`{"message":""}`)
+	n := max(size-frame, 1)
+	return `{"message":"` + strings.Repeat("x", n) + `"}`
+}
+
+func table(ctx context.Context, o Options, lg *child) ([]Row, error) {
+	type path struct{ path, tool string }
+	var paths []path
+	if o.Only != "bus" {
+		paths = append(paths, path{"direct", o.Tools[0]})
+	}
+	if o.Only != "direct" {
+		for _, t := range o.Tools {
+			paths = append(paths, path{"bus", t})
+		}
+	}
+	var rows []Row
+	for _, size := range o.Sizes {
+		args := echoArgs(size)
+		for _, conc := range o.Concurrency {
+			rounds := make([][]Row, len(paths))
+			for range o.Rounds {
+				for i, p := range paths {
+					if err := ctx.Err(); err != nil {
+						return nil, err
+					}
+					r, cpu, err := lg.do(job{Path: p.path, Tool: p.tool, Args: args, Conc: conc, Warmup: o.Duration / 5, Duration: o.Duration}, nil)
+					if err != nil {
+						return nil, err
+					}
+					rss, _ := memStatus()
+					row := Row{Path: p.path, Tool: p.tool, Size: size, Concurrency: conc, Calls: r.Calls,
+						PerSec: float64(r.Calls) / r.Elapsed.Seconds(), P50: r.P50, P99: r.P99, Errors: r.Errors, FirstErr: r.FirstErr, RSS: rss}
+					if r.Calls > 0 {
+						row.ServeCPU = cpu / time.Duration(r.Calls)
+					}
+					fmt.Fprintf(o.Progress, "%-6s %-10s %8s c=%-4d %8.0f calls/s p50 %-10v errors %d %s\n", p.path, p.tool, sizeName(size), conc, row.PerSec, r.P50.Round(time.Microsecond), r.Errors, r.FirstErr)
+					rounds[i] = append(rounds[i], row)
+				}
+			}
+			for _, rs := range rounds {
 				rows = append(rows, median(rs))
 			}
 		}
 	}
 	return rows, nil
-}
-
-// frontDoor serves the MCP front door on loopback over nc and returns an
-// mcp-go client connected to it.
-func frontDoor(ctx context.Context, nc *nats.Conn, version string, log zerolog.Logger) (*mcpclient.Client, func(), error) {
-	g, err := frontdoor.New(ctx, nc, frontdoor.Config{}, frontdoor.WithLogger(log))
-	if err != nil {
-		return nil, nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		g.Close()
-		return nil, nil, err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = g.Serve(sctx, ln); close(done) }()
-	stop := func() { cancel(); <-done; g.Close() }
-	c, err := mcpclient.NewStreamableHttpClient("http://"+ln.Addr().String()+g.Path(),
-		transport.WithHTTPBasicClient(mcppool.NewHTTPClient(256)))
-	if err == nil {
-		err = c.Start(ctx)
-	}
-	if err == nil {
-		req := mcp.InitializeRequest{}
-		req.Params.ProtocolVersion = version
-		req.Params.ClientInfo = mcp.Implementation{Name: "toolbus-bench", Version: "1"}
-		_, err = c.Initialize(ctx, req)
-	}
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return c, func() { _ = c.Close(); stop() }, nil
 }
 
 // median returns the round with the median throughput, its calls and
@@ -259,64 +457,78 @@ func median(rs []Row) Row {
 	sorted := append([]Row(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].PerSec < sorted[j].PerSec })
 	m := sorted[len(sorted)/2]
-	m.Calls, m.Errors, m.Rounds = 0, 0, len(rs)
+	m.Calls, m.Errors = 0, 0
 	for _, r := range rs {
 		m.Calls += r.Calls
 		m.Errors += r.Errors
+		if m.FirstErr == "" {
+			m.FirstErr = r.FirstErr
+		}
 	}
 	return m
 }
 
-func measure(ctx context.Context, f func(context.Context) error, conc int, d time.Duration) Row {
-	var (
-		wg     gosync.WaitGroup
-		mu     gosync.Mutex
-		lat    []time.Duration
-		errs   atomic.Int64
-		stopAt = time.Now().Add(d)
-	)
-	start := time.Now()
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 4096)
-			for time.Now().Before(stopAt) && ctx.Err() == nil {
-				t0 := time.Now()
-				if err := f(ctx); err != nil {
-					errs.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
-		}()
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KB", n>>10)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	row := Row{Concurrency: conc, Calls: len(lat), PerSec: float64(len(lat)) / elapsed.Seconds(), Errors: errs.Load()}
-	if len(lat) > 0 {
-		row.P50 = lat[len(lat)/2]
-		row.P99 = lat[len(lat)*99/100]
-	}
-	return row
+	return fmt.Sprintf("%d B", n)
 }
 
-// Print writes the table, with the bus relative to direct at each level.
-func Print(w io.Writer, rows []Row) {
-	fmt.Fprintf(w, "%-34s %5s %8s %10s %10s %10s %7s %s\n", "path", "conc", "calls", "calls/s", "p50", "p99", "errors", "vs direct")
+// Print writes rows as a Markdown table: each bus row relative to the
+// direct row of its size and concurrency.
+func Print(w io.Writer, o Options, rows []Row) {
+	fmt.Fprintf(w, "| size | conc | path | tool | calls/s | p50 | p99 | vs direct | serve CPU/call | serve RSS | errors |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var base Row
 	for _, r := range rows {
 		rel := ""
-		if r.Path[:6] == "direct" {
+		if r.Path == "direct" {
 			base = r
-		} else if base.PerSec > 0 {
-			rel = fmt.Sprintf("%.2fx throughput, p50 +%v", r.PerSec/base.PerSec, (r.P50 - base.P50).Round(time.Microsecond))
+		} else if base.PerSec > 0 && base.Size == r.Size && base.Concurrency == r.Concurrency && r.Calls > 0 {
+			d := (r.P50 - base.P50).Round(10 * time.Microsecond)
+			sign := "+"
+			if d < 0 {
+				sign, d = "−", -d
+			}
+			rel = fmt.Sprintf("%.2f×, p50 %s%v", r.PerSec/base.PerSec, sign, d)
 		}
-		fmt.Fprintf(w, "%-34s %5d %8d %10.0f %10v %10v %7d %s\n", r.Path, r.Concurrency, r.Calls, r.PerSec,
-			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors, rel)
+		cpu := "–"
+		if r.Path == "bus" && r.ServeCPU > 0 {
+			cpu = fmt.Sprintf("%.3f ms", float64(r.ServeCPU)/1e6)
+		}
+		errs := fmt.Sprint(r.Errors)
+		if r.Errors > 0 {
+			errs += ": " + strings.ReplaceAll(truncate(r.FirstErr, 120), "|", "/")
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %v | %v | %s | %s | %.0f MB | %s |\n",
+			sizeName(r.Size), r.Concurrency, r.Path, r.Tool, r.PerSec, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rel, cpu, mb(r.RSS), errs)
 	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// ReplaceSection rewrites the part of the file at path between the lines
+// `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->` with content.
+func ReplaceSection(path, name, content string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	begin, end := "<!-- bench:"+name+":begin -->\n", "<!-- bench:"+name+":end -->"
+	s := string(data)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %q … %q section to replace", path, strings.TrimSpace(begin), end)
+	}
+	s = s[:i+len(begin)] + content + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
 }

@@ -3,32 +3,95 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The harness behind `toolbus bench` runs end to end and measures the
-// three paths (direct, bus, MCP front door) without errors (a smoke run:
-// figures come from `make bench`).
-func TestRunMeasuresEveryPath(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+// The test binary is also the load generator and the MCP server: Run
+// starts os.Executable() with the bench-loadgen command, as the toolbus
+// binary does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == LoadgenCommand {
+		os.Exit(LoadgenMain(os.Args[2:], os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
+// The harness behind `toolbus bench` runs end to end: an agent in another
+// process over TCP and a direct client, both tools, two sizes (a smoke
+// run: figures come from `make bench-doc`).
+func TestRunMeasuresBothPaths(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rows, err := Run(ctx, Options{Concurrency: []int{1, 4}, Duration: 300 * time.Millisecond})
+	var out bytes.Buffer
+	err := Run(ctx, Options{Concurrency: []int{1, 4}, Sizes: []int{100, 10 << 10}, Duration: 200 * time.Millisecond, Rounds: 1}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 6 {
-		t.Fatalf("%d rows, want 6", len(rows))
+	table := out.String()
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	// header, separator, 2 sizes x 2 levels x (direct + 2 bus tools)
+	if len(lines) != 2+2*2*3 {
+		t.Fatalf("%d lines:\n%s", len(lines), table)
 	}
-	for _, r := range rows {
-		if r.Calls == 0 || r.Errors != 0 || r.P50 <= 0 {
-			t.Fatalf("row %+v", r)
+	for _, l := range lines[2:] {
+		cells := strings.Split(l, "|")
+		if errs := strings.TrimSpace(cells[len(cells)-2]); errs != "0" {
+			t.Errorf("row with errors: %s", l)
+		}
+		if strings.Contains(l, "| bus |") && !strings.Contains(l, "×, p50") {
+			t.Errorf("bus row without its ratio to direct: %s", l)
+		}
+		if strings.Contains(l, "| bus |") && strings.Contains(l, "| – |") {
+			t.Errorf("bus row without serve CPU per call: %s", l)
 		}
 	}
+}
+
+// A burst puts every call in flight at once and waits for all results.
+func TestInflightBurst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var out bytes.Buffer
-	Print(&out, rows)
-	if !strings.Contains(out.String(), "vs direct") || !strings.Contains(out.String(), "x throughput") || !strings.Contains(out.String(), "frontdoor") {
-		t.Fatalf("table:\n%s", out.String())
+	prof := filepath.Join(t.TempDir(), "heap.pb.gz")
+	if err := Run(ctx, Options{Inflight: 200, SleepFor: 200 * time.Millisecond, HeapProfile: prof}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| 200 | 200ms | 200 | 0 |") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Fatalf("heap profile: %v", err)
+	}
+}
+
+// A soak samples the serve side and fits a slope.
+func TestSoakSamples(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Run(ctx, Options{Soak: 2 * time.Second, SoakConcurrency: 4, SampleEvery: 500 * time.Millisecond}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "MB/min") || !strings.Contains(out.String(), ", 0 errors") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+func TestReplaceSection(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "doc.md")
+	os.WriteFile(p, []byte("intro\n<!-- bench:table:begin -->\nold\n<!-- bench:table:end -->\nafter\n"), 0o644)
+	if err := ReplaceSection(p, "table", "new\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(p)
+	if want := "intro\n<!-- bench:table:begin -->\nnew\n<!-- bench:table:end -->\nafter\n"; string(got) != want {
+		t.Fatalf("got %q", got)
+	}
+	if err := ReplaceSection(p, "soak", "x"); err == nil {
+		t.Fatal("no error for a missing section")
 	}
 }

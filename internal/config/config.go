@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -60,6 +61,20 @@ type NATS struct {
 	Replicas int `yaml:"replicas"`
 	// ResultMaxAge is how long results are kept (default 24h).
 	ResultMaxAge subjects.Duration `yaml:"result_max_age"`
+	// ResultMaxBytes caps the stored results; past it the oldest go first
+	// (default 64 MiB; -1: no cap). The NATS server holds an index entry in
+	// memory per stored result, so this also bounds its memory.
+	ResultMaxBytes int64 `yaml:"result_max_bytes"`
+	// LedgerMaxAge is how long the start marks of non-idempotent calls are
+	// kept (default result_max_age).
+	LedgerMaxAge subjects.Duration `yaml:"ledger_max_age"`
+	// LedgerMaxBytes caps the call ledger; past it the oldest marks go
+	// first (default 16 MiB; -1: no cap).
+	LedgerMaxBytes int64 `yaml:"ledger_max_bytes"`
+	// DuplicateWindow is how long a call id is remembered to drop a
+	// duplicate publish (default 2m). The NATS server keeps every call id
+	// of the window in memory.
+	DuplicateWindow subjects.Duration `yaml:"duplicate_window"`
 	// SyncAlways makes the embedded server fsync every JetStream write before
 	// confirming it: nothing confirmed is lost to a crash of the machine or
 	// a kill -9, at a large cost in throughput (see `toolbus bench --sync-always`).
@@ -77,6 +92,12 @@ type Worker struct {
 	MaxResultBytes int               `yaml:"max_result_bytes"`
 	MaxClaimBytes  int               `yaml:"max_claim_bytes"`
 	RetryFor       subjects.Duration `yaml:"retry_for"`
+	// QueueTimeout: see worker.Config.QueueTimeout (default 5m; negative:
+	// a call without a deadline waits in the queue forever).
+	QueueTimeout subjects.Duration `yaml:"queue_timeout"`
+	// MemoryLimit is the soft memory limit serve and worker set for the Go
+	// runtime when GOMEMLIMIT is unset (default 192MiB; "off": none).
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // Bridge configures the webhook bridge's listener.
@@ -210,8 +231,27 @@ func cleanYAMLError(err error) error {
 	return errors.New(msg)
 }
 
+// StreamOptions are the stream settings the nats section asks for (zero
+// values: the defaults of package streams).
+func (n NATS) StreamOptions() streams.Options {
+	return streams.Options{
+		Replicas:        n.Replicas,
+		ResultMaxAge:    n.ResultMaxAge.D(),
+		ResultMaxBytes:  n.ResultMaxBytes,
+		LedgerMaxAge:    n.LedgerMaxAge.D(),
+		LedgerMaxBytes:  n.LedgerMaxBytes,
+		DuplicateWindow: n.DuplicateWindow.D(),
+	}
+}
+
 // normalize folds mcpServers into Servers and validates every server.
 func (c *Config) normalize() error {
+	if err := c.NATS.StreamOptions().Validate(); err != nil {
+		return fmt.Errorf("nats.%w", err)
+	}
+	if _, err := ParseMemoryLimit(c.Worker.MemoryLimit); err != nil {
+		return fmt.Errorf("worker.memory_limit: %w", err)
+	}
 	if c.Servers == nil {
 		c.Servers = map[string]registry.Server{}
 	}

@@ -105,3 +105,42 @@ func TestExampleFileLoads(t *testing.T) {
 		t.Fatalf("example config: %+v", c)
 	}
 }
+
+func TestRetentionKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+nats:
+  result_max_age: 1h
+  result_max_bytes: 134217728
+  ledger_max_age: 10m
+  ledger_max_bytes: -1
+  duplicate_window: 30s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.NATS.StreamOptions()
+	if o.ResultMaxAge.Hours() != 1 || o.ResultMaxBytes != 128<<20 || o.LedgerMaxAge.Minutes() != 10 || o.LedgerMaxBytes != -1 || o.DuplicateWindow.Seconds() != 30 {
+		t.Fatalf("stream options: %+v", o)
+	}
+	_, err = Parse([]byte("nats:\n  result_max_bytes: 1000\n"))
+	if err == nil || !strings.Contains(err.Error(), "nats.result_max_bytes") {
+		t.Fatalf("err = %v, want one naming nats.result_max_bytes", err)
+	}
+}
+
+func TestParseMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"": DefaultMemoryLimit, "off": -1, "0": -1, "192MiB": 192 << 20, "1GiB": 1 << 30, "500MB": 500e6, "33554432": 32 << 20, " 64 mib ": 64 << 20} {
+		if got, err := ParseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("ParseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"lots", "-5MiB", "1MiB", "12XB", "1.5GiB"} {
+		if _, err := ParseMemoryLimit(in); err == nil {
+			t.Errorf("ParseMemoryLimit(%q) accepted", in)
+		}
+	}
+	_, err := Parse([]byte("worker:\n  memory_limit: lots\n"))
+	if err == nil || !strings.Contains(err.Error(), "worker.memory_limit") {
+		t.Fatalf("bad memory_limit: %v", err)
+	}
+}

@@ -3,8 +3,8 @@
 // benchmarks use it as a real MCP peer; `toolbus demo` and cmd/mcp-demo run
 // it for people trying toolbus out.
 //
-// By default it offers only harmless tools (SafeTools: echo, add, sleep with
-// progress, fail, whoami). Options.Faults adds the fault-injection and
+// By default it offers only harmless tools (SafeTools: echo, echo_plain,
+// add, sleep with progress, fail, whoami). Options.Faults adds the fault-injection and
 // test tools (FaultTools: crash, kill_parent, destroy, count, executions),
 // which exit the process, kill its parent or pose as destructive: they are
 // for tests, never for a server people call by hand.
@@ -48,7 +48,11 @@ const defaultSleepSteps = 5
 
 // SafeTools are the tools every demo server offers: none of them changes
 // anything or harms the process that runs it.
-var SafeTools = []string{"echo", "add", "sleep", "fail", "whoami"}
+//
+// echo_plain is echo without MCP annotations, as most real servers' tools
+// are: a bus must treat it as destructive and not idempotent (benchmarks
+// use it to measure that path).
+var SafeTools = []string{"echo", "echo_plain", "add", "sleep", "fail", "whoami"}
 
 // FaultTools are the tools only a demo server with Options.Faults offers:
 // crash and kill_parent end the server (and its parent), destroy poses as a
@@ -113,6 +117,13 @@ func retrySafe() []mcp.ToolOption {
 	}
 }
 
+// unannotated drops the annotations mcp-go's NewTool fills in, so the tool
+// is listed with none, as most servers' tools are.
+func unannotated(t mcp.Tool) mcp.Tool {
+	t.Annotations = mcp.ToolAnnotation{}
+	return t
+}
+
 func tool(name string, opts ...[]mcp.ToolOption) mcp.Tool {
 	var all []mcp.ToolOption
 	for _, o := range opts {
@@ -136,6 +147,10 @@ func (t *tools) safe() []server.ServerTool {
 				mcp.WithDescription("Returns the message unchanged."),
 				mcp.WithString("message", mcp.Required(), mcp.Description("text to echo")),
 			}),
+			Handler: t.echo,
+		},
+		{
+			Tool:    unannotated(mcp.NewTool("echo_plain", mcp.WithDescription("Returns the message unchanged. Declares no annotations (so clients take it as destructive and not idempotent)."), mcp.WithString("message", mcp.Required(), mcp.Description("text to echo")))),
 			Handler: t.echo,
 		},
 		{

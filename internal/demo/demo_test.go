@@ -176,10 +176,13 @@ func testTools(t *testing.T, c *client.Client, execLog string) {
 	for _, tool := range list.Tools {
 		annotations[tool.Name] = tool.Annotations
 	}
-	for _, name := range []string{"echo", "add", "sleep", "fail", "crash", "kill_parent", "count", "destroy", "executions", "whoami"} {
+	for _, name := range []string{"echo", "echo_plain", "add", "sleep", "fail", "crash", "kill_parent", "count", "destroy", "executions", "whoami"} {
 		if _, ok := annotations[name]; !ok {
 			t.Errorf("tool %s not listed", name)
 		}
+	}
+	if a := annotations["echo_plain"]; a.ReadOnlyHint != nil || a.DestructiveHint != nil || a.IdempotentHint != nil || a.OpenWorldHint != nil {
+		t.Errorf("echo_plain declares annotations: %+v", a)
 	}
 	if a := annotations["count"]; !isTrue(a.IdempotentHint) || isTrue(a.DestructiveHint) {
 		t.Errorf("count annotations: idempotent %v destructive %v", a.IdempotentHint, a.DestructiveHint)

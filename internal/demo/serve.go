@@ -189,13 +189,21 @@ func listen(transport, addr string, o Options) (*httpServer, error) {
 // keep-alive connections: no read or write timeouts (tool calls and SSE
 // streams run as long as they need), a bound on slow headers, and idle
 // connections kept long enough for pooled clients to reuse them.
+//
+// It also speaks HTTP/2 without TLS (h2c, prior knowledge) beside
+// HTTP/1.1, so a client may multiplex every concurrent call over one
+// connection instead of holding one connection per call in flight.
 func newHTTPServer(h http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(os.Stderr, "toolbus-demo: http: ", log.LstdFlags),
+		Protocols:         &protocols,
 	}
 }
 

@@ -35,6 +35,13 @@ import (
 // Option configures a Pool.
 type Option func(*Pool)
 
+// WithHTTPClients makes the http.Client of each sse or http server with f
+// (given the connections to keep per host) instead of NewHTTPClient: the
+// bench uses it to speak HTTP/2 without TLS to its MCP server.
+func WithHTTPClients(f func(maxConnsPerHost int) *http.Client) Option {
+	return func(p *Pool) { p.newHTTPClient = f }
+}
+
 // WithDiscoverTimeout bounds the server/discover probe of servers whose
 // protocol is negotiated (default: mcp-go's 5s). Pin ProtocolVersion to skip
 // the probe altogether.
@@ -87,6 +94,7 @@ type Pool struct {
 	backoffMax      time.Duration
 	breakerFailures int
 	breakerOpenFor  time.Duration
+	newHTTPClient   func(maxConns int) *http.Client
 
 	ctx    context.Context // ends on Close; bounds dials
 	cancel context.CancelFunc
@@ -463,7 +471,11 @@ func (p *Pool) newServer(def registry.Server) *server {
 		),
 	}
 	if def.Transport == registry.TransportHTTP || def.Transport == registry.TransportSSE {
-		s.hc = NewHTTPClient(max(256, 2*n))
+		newHC := p.newHTTPClient
+		if newHC == nil {
+			newHC = NewHTTPClient
+		}
+		s.hc = newHC(max(256, 2*n))
 	}
 	return s
 }

@@ -4,6 +4,8 @@
 package streams
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,13 +13,28 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// Options are the deployment knobs of the stream definitions.
+// Options are the deployment knobs of the stream definitions. Retention of
+// results and ledger marks is bounded by age AND bytes, the oldest going
+// first, so neither the disk nor the NATS server's memory (it indexes every
+// retained subject: see docs/benchmarks.md) grows without bound under
+// sustained load.
 type Options struct {
 	// Replicas per stream: 1 on one server, 3 on a cluster.
 	Replicas int
 	// ResultMaxAge is how long TOOL_RESULTS keeps a result (default 24h).
 	ResultMaxAge time.Duration
-	// DuplicateWindow is JetStream's de-duplication window on calls (default 2m).
+	// ResultMaxBytes caps TOOL_RESULTS; past it the oldest results are
+	// dropped (default DefaultResultMaxBytes; -1: no cap).
+	ResultMaxBytes int64
+	// LedgerMaxAge is how long the call ledger keeps a start mark (default
+	// ResultMaxAge). A mark matters only while its call can still be
+	// redelivered: until the call's deadline.
+	LedgerMaxAge time.Duration
+	// LedgerMaxBytes caps the call ledger; past it the oldest marks are
+	// dropped (default DefaultLedgerMaxBytes; -1: no cap).
+	LedgerMaxBytes int64
+	// DuplicateWindow is JetStream's de-duplication window on calls (default
+	// 2m). The server keeps every call id of the window in memory.
 	DuplicateWindow time.Duration
 	// BlobMaxAge is how long the Object Store bucket toolbus_blobs keeps a
 	// claimed body (a result or arguments too large for a message; default
@@ -26,12 +43,28 @@ type Options struct {
 	BlobMaxAge time.Duration
 }
 
+// Retention defaults, sized so that a `toolbus serve` at its full call rate
+// keeps its RSS under 256 MB (docs/benchmarks.md has the measurement).
+const (
+	DefaultResultMaxBytes int64 = 64 << 20
+	DefaultLedgerMaxBytes int64 = 16 << 20
+)
+
 func (o Options) withDefaults() Options {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
 	if o.ResultMaxAge <= 0 {
 		o.ResultMaxAge = 24 * time.Hour
+	}
+	if o.ResultMaxBytes == 0 {
+		o.ResultMaxBytes = DefaultResultMaxBytes
+	}
+	if o.LedgerMaxAge <= 0 {
+		o.LedgerMaxAge = o.ResultMaxAge
+	}
+	if o.LedgerMaxBytes == 0 {
+		o.LedgerMaxBytes = DefaultLedgerMaxBytes
 	}
 	if o.DuplicateWindow <= 0 {
 		o.DuplicateWindow = 2 * time.Minute
@@ -40,6 +73,19 @@ func (o Options) withDefaults() Options {
 		o.BlobMaxAge = o.ResultMaxAge + time.Minute
 	}
 	return o
+}
+
+// Validate names the first setting that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.ResultMaxBytes < -1 || (o.ResultMaxBytes > 0 && o.ResultMaxBytes < 1<<20):
+		return fmt.Errorf("result_max_bytes: %d is below 1 MiB (use -1 for no cap)", o.ResultMaxBytes)
+	case o.LedgerMaxBytes < -1 || (o.LedgerMaxBytes > 0 && o.LedgerMaxBytes < 1<<20):
+		return fmt.Errorf("ledger_max_bytes: %d is below 1 MiB (use -1 for no cap)", o.LedgerMaxBytes)
+	case o.ResultMaxAge < 0 || o.LedgerMaxAge < 0 || o.DuplicateWindow < 0:
+		return errors.New("result_max_age, ledger_max_age and duplicate_window must not be negative")
+	}
+	return nil
 }
 
 // Streams returns every stream toolbus needs, in creation order.
@@ -65,6 +111,8 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:          o.Replicas,
 			MaxAge:            o.ResultMaxAge,
 			MaxMsgsPerSubject: 1,
+			MaxBytes:          o.ResultMaxBytes,
+			Discard:           jetstream.DiscardOld,
 			Duplicates:        o.DuplicateWindow,
 			AllowDirect:       true,
 			// Each stored result is republished to its caller on
@@ -102,6 +150,7 @@ func Streams(o Options) []jetstream.StreamConfig {
 			Replicas:    o.Replicas,
 			MaxAge:      7 * 24 * time.Hour,
 		},
+		LedgerStream(o),
 		{
 			// The Object Store bucket toolbus_blobs, made by hand rather than
 			// by CreateObjectStore for two differences: no rollups (an agent
@@ -194,13 +243,48 @@ func DeadLetterConsumer() jetstream.ConsumerConfig {
 	}
 }
 
-// Buckets returns the KV buckets toolbus needs.
+// LedgerStream is the stream behind the call ledger's KV bucket
+// (subjects.BucketLedger, key <agent>.<call_id>): a KV bucket to its
+// readers, but defined here as a stream because a KV bucket made by
+// CreateKeyValue refuses writes once full (DiscardNew), and a full ledger
+// must not refuse the start marks of new calls. So it drops its oldest
+// marks instead, bounded by age and bytes like TOOL_RESULTS, and allows
+// per-message TTLs (Nats-TTL), so a mark can live exactly as long as its
+// call's deadline.
+func LedgerStream(o Options) jetstream.StreamConfig {
+	o = o.withDefaults()
+	return jetstream.StreamConfig{
+		Name:              KVStream(subjects.BucketLedger),
+		Description:       "toolbus: call ledger, key <agent>.<call_id>",
+		Subjects:          []string{"$KV." + subjects.BucketLedger + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxAge:            o.LedgerMaxAge,
+		MaxBytes:          o.LedgerMaxBytes,
+		MaxMsgs:           -1,
+		MaxMsgsPerSubject: 1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Discard:           jetstream.DiscardOld,
+		Duplicates:        min(o.DuplicateWindow, o.LedgerMaxAge),
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       true,
+		AllowMsgTTL:       true,
+	}
+}
+
+// KVStream is the name of the stream behind KV bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// Buckets returns the KV buckets toolbus needs (the ledger is a stream of
+// Streams: see LedgerStream).
 func Buckets(o Options) []jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return []jetstream.KeyValueConfig{
 		{Bucket: subjects.BucketServers, Description: "toolbus: registered MCP servers", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: subjects.BucketCatalog, Description: "toolbus: tool catalog, key <server>.<tool>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: subjects.BucketLedger, Description: "toolbus: call ledger, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge},
 		{Bucket: subjects.BucketSchedules, Description: "toolbus: cron schedules", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		TasksBucket(o),
 	}

@@ -131,6 +131,9 @@ func (w *Worker) handle(ctx context.Context, j *job) outcome {
 	if !j.call.deadline.IsZero() && !j.call.deadline.After(j.start) {
 		return fail(j.res, subjects.CodeTimeout, "the call's deadline (%s) passed before a worker took it; it waited %v in the queue", subjects.FormatDeadline(j.call.deadline), j.queued())
 	}
+	if j.call.deadline.IsZero() && w.cfg.QueueTimeout > 0 && j.queued() > w.cfg.QueueTimeout {
+		return fail(j.res, subjects.CodeTimeout, "the call waited %v in the queue, longer than worker.queue_timeout (%v), and carried no deadline; it did not run. Send a deadline with the call, or raise worker.queue_timeout (a negative value waits forever)", j.queued(), w.cfg.QueueTimeout)
+	}
 	return w.execute(ctx, j)
 }
 
@@ -261,7 +264,7 @@ func (w *Worker) execute(ctx context.Context, j *job) outcome {
 // earlier attempt started it, the stored result answers, or, when there is
 // none, outcome_unknown: it may have run.
 func (w *Worker) claim(ctx context.Context, j *job) (outcome, bool) {
-	err := w.ledger.claim(ctx, j.key, w.cfg.Name)
+	err := w.ledger.claim(ctx, j.key, w.cfg.Name, w.markTTL(j, time.Now()))
 	switch {
 	case err == nil:
 		return outcome{}, false // no attempt started it before: no result to find

@@ -55,10 +55,39 @@ var (
 // was answered first. One round trip both marks and checks, whatever the
 // delivery count says.
 //
+// ttl > 0 makes the mark expire (a per-message TTL, KeyTTL) once no
+// delivery of the call can run any more (see markTTL); 0 keeps it for the
+// ledger's max age.
+//
 // Each try has its own timeout and tries go on while ctx allows, so a
 // reconnect costs a try, not the call.
-func (l *ledger) claim(ctx context.Context, key, worker string) error {
-	return l.create(ctx, key, stateStarted, worker)
+func (l *ledger) claim(ctx context.Context, key, worker string, ttl time.Duration) error {
+	return l.create(ctx, key, stateStarted, worker, ttl)
+}
+
+// markMargin is kept past the last moment a delivery of the call could run,
+// for the clocks of workers and NATS servers to disagree.
+const markMargin = time.Minute
+
+// markTTL is how long the start mark of j must live: until no delivery of
+// the call can run any more, plus markMargin. A delivery after the call's
+// deadline is answered timeout before it claims; one of a call without a
+// deadline, after Config.QueueTimeout in the queue. A call without a
+// deadline and without a queue timeout (or a stored time) may run any time:
+// 0, the mark stays for the ledger's max age.
+func (w *Worker) markTTL(j *job, now time.Time) time.Duration {
+	last := j.deadline
+	if j.call.deadline.IsZero() {
+		if w.cfg.QueueTimeout <= 0 || j.sent.IsZero() {
+			return 0
+		}
+		// A redelivery starts its own timeout after up to QueueTimeout
+		// in the queue.
+		if q := j.sent.Add(w.cfg.QueueTimeout).Add(j.deadline.Sub(j.start)); q.After(last) {
+			last = q
+		}
+	}
+	return max(last.Sub(now), 0) + markMargin
 }
 
 // cancel records that a call no worker has started is cancelled: later
@@ -66,14 +95,18 @@ func (l *ledger) claim(ctx context.Context, key, worker string) error {
 // errStartedBefore when a worker started the call first (that worker
 // answers the cancel). Cancelling twice is fine.
 func (l *ledger) cancel(ctx context.Context, key, worker string) error {
-	err := l.create(ctx, key, stateCancelled, worker)
+	err := l.create(ctx, key, stateCancelled, worker, 0)
 	if errors.Is(err, errCancelledBefore) {
 		return nil
 	}
 	return err
 }
 
-func (l *ledger) create(ctx context.Context, key, state, worker string) error {
+func (l *ledger) create(ctx context.Context, key, state, worker string, ttl time.Duration) error {
+	var opts []jetstream.KVCreateOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(ttl))
+	}
 	mark := nuid.Next()
 	b, _ := json.Marshal(ledgerEntry{State: state, Worker: worker, Started: time.Now().UTC(), Mark: mark})
 	budget := time.Minute
@@ -81,7 +114,13 @@ func (l *ledger) create(ctx context.Context, key, state, worker string) error {
 		budget = time.Until(d)
 	}
 	return tryFor(ctx, budget, attemptTimeout, func(ctx context.Context) error {
-		_, err := l.kv.Create(ctx, key, b)
+		_, err := l.kv.Create(ctx, key, b, opts...)
+		if len(opts) > 0 && ttlDisabled(err) {
+			// A ledger provisioned before marks expired (serve not yet
+			// upgraded): keep the mark for the ledger's max age.
+			opts = nil
+			_, err = l.kv.Create(ctx, key, b)
+		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return err
 		}
@@ -100,6 +139,13 @@ func (l *ledger) create(ctx context.Context, key, state, worker string) error {
 		}
 		return final(errStartedBefore)
 	})
+}
+
+// ttlDisabled reports the server's refusal of a per-message TTL on a
+// stream that does not allow them (JSMessageTTLDisabledErr).
+func ttlDisabled(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10166
 }
 
 // cancelTTL is how long a worker remembers a cancel of a call it is not

@@ -559,3 +559,131 @@ func resendAfterWindow(t *testing.T, ns *natstest.Server, subject, id string, bo
 		return nil
 	})
 }
+
+// A call with no deadline that waited in the queue longer than
+// Config.QueueTimeout is answered timeout, naming the setting, and does not
+// run; one with a deadline, queued as long, runs.
+func TestQueueTimeoutAnswersOldCallsWithoutDeadline(t *testing.T) {
+	const queueTimeout = 200 * time.Millisecond
+	r := newRig(t, worker.Config{Concurrency: 1, QueueTimeout: queueTimeout}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	blockerID, blocker := occupySlot(ctx, r)
+
+	key := "queue-timeout-" + client.NewCallID()
+	subj, _ := subjects.ToolCall("t1", "demo-http", "count")
+	body, _ := json.Marshal(map[string]string{"key": key})
+	type answer struct {
+		res *subjects.Result
+		err error
+	}
+	send := func(hdr nats.Header) <-chan answer {
+		ch := make(chan answer, 1)
+		sub, err := r.ns.NC.SubscribeSync(subjects.ToolReply("t1", hdr.Get(subjects.HeaderCallID)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		msg := nats.NewMsg(subj)
+		msg.Header, msg.Data = hdr, body
+		if _, err := r.ns.JS.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			m, err := sub.NextMsg(30 * time.Second)
+			if err != nil {
+				ch <- answer{err: err}
+				return
+			}
+			var res subjects.Result
+			ch <- answer{&res, json.Unmarshal(m.Data, &res)}
+		}()
+		return ch
+	}
+	sent := time.Now()
+	noDeadline := send(nats.Header{subjects.HeaderCallID: []string{client.NewCallID()}})
+	withDeadline := send(nats.Header{subjects.HeaderCallID: []string{client.NewCallID()},
+		subjects.HeaderDeadline: []string{subjects.FormatDeadline(time.Now().Add(time.Minute))}})
+	waitQueued(t, r.ns, 3)
+	// Both wait behind the blocker for longer than the queue timeout (a
+	// margin over it, as the stored timestamp and this clock are read apart).
+	natstest.CheckFor(t, 10*time.Second, func() error {
+		if d := time.Since(sent); d < 2*queueTimeout {
+			return fmt.Errorf("queued for %v", d)
+		}
+		return nil
+	})
+	if err := r.client.Cancel(blockerID); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-blocker; b == nil || b.Error == nil || b.Error.Code != subjects.CodeCancelled {
+		t.Fatalf("blocker: %+v, want cancelled", b)
+	}
+	a := <-noDeadline
+	if a.err != nil || a.res.Status != subjects.StatusError || a.res.Error.Code != subjects.CodeTimeout ||
+		!strings.Contains(a.res.Error.Message, "worker.queue_timeout") {
+		t.Fatalf("no deadline: %+v (%v), want timeout naming worker.queue_timeout", a.res, a.err)
+	}
+	if a = <-withDeadline; a.err != nil || a.res.Status != subjects.StatusOK {
+		t.Fatalf("with a deadline: %+v (%v), want ok", a.res, a.err)
+	}
+	// Only the call with a deadline ran.
+	if n := call(t, r.client, "demo-http", "executions", map[string]string{"key": key}); text(t, n) != fmt.Sprintf(`{%q:1}`, key) {
+		t.Fatalf("executions: %s, want 1", text(t, n))
+	}
+}
+
+// The start mark of a destructive call expires with the call: it carries a
+// per-message TTL reaching past the last moment a delivery could still run
+// it (the deadline, or the queue timeout for a call without one), and none
+// when a call without a deadline may wait forever.
+func TestLedgerMarkExpiresWithItsCall(t *testing.T) {
+	url, stopDemo, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDemo)
+	ns, cat, pool := catalogParts(t, url)
+	ledger, err := ns.JS.Stream(context.Background(), streams.KVStream(subjects.BucketLedger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, _ := subjects.ToolCall("t1", "demo", "destroy")
+	// destroy runs a call whose raw headers are hdr and returns its mark's TTL
+	// header ("" without one).
+	destroy := func(hdr nats.Header) string {
+		t.Helper()
+		id := client.NewCallID()
+		hdr.Set(subjects.HeaderCallID, id)
+		if res, _ := publishRaw(t, ns.NC, subj, hdr, []byte(`{"key":"`+id+`"}`)); res.Status != subjects.StatusOK {
+			t.Fatalf("destroy: %+v", res)
+		}
+		m, err := ledger.GetLastMsgForSubject(context.Background(), "$KV."+subjects.BucketLedger+"."+subjects.LedgerKey("t1", id))
+		if err != nil {
+			t.Fatalf("no start mark: %v", err)
+		}
+		return m.Header.Get(jetstream.MsgTTLHeader)
+	}
+	ttlIn := func(what, got string, lo, hi time.Duration) {
+		t.Helper()
+		d, err := time.ParseDuration(got)
+		if err != nil || d <= lo || d > hi {
+			t.Fatalf("%s: mark TTL %q, want in (%v, %v]", what, got, lo, hi)
+		}
+	}
+
+	stop := startWorker(t, ns.Conn(t), pool, worker.Config{QueueTimeout: 5 * time.Minute, DefaultTimeout: time.Minute}, testLog(t), worker.WithCatalog(cat))
+	// With a deadline 30s away: until it, plus the one-minute margin.
+	ttlIn("deadline in 30s", destroy(nats.Header{subjects.HeaderDeadline: []string{subjects.FormatDeadline(time.Now().Add(30 * time.Second))}}),
+		time.Minute, time.Minute+30*time.Second)
+	// Without: a redelivery may start up to the queue timeout after the call
+	// was stored and run its default timeout; plus the margin.
+	ttlIn("no deadline", destroy(nats.Header{}), 2*time.Minute, 7*time.Minute)
+	stop()
+
+	// A call without a deadline that may wait forever keeps its mark.
+	startWorker(t, ns.Conn(t), pool, worker.Config{QueueTimeout: -1}, testLog(t), worker.WithCatalog(cat))
+	if got := destroy(nats.Header{}); got != "" {
+		t.Fatalf("queue timeout off: mark TTL %q, want none", got)
+	}
+}

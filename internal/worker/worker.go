@@ -82,7 +82,15 @@ type Config struct {
 	// call's deadline (default 10s). A missing or non-executable command
 	// is not retried.
 	RetryFor time.Duration
+	// QueueTimeout answers timeout to a call with no deadline header that
+	// waited in the queue longer than this, instead of running it late
+	// (default DefaultQueueTimeout, 5m; negative: wait forever). It also
+	// bounds how long the start mark of a call without a deadline is kept.
+	QueueTimeout time.Duration
 }
+
+// DefaultQueueTimeout is Config.QueueTimeout's default.
+const DefaultQueueTimeout = 5 * time.Minute
 
 func (c *Config) setDefaults(nc *nats.Conn) {
 	if c.Name == "" {
@@ -100,6 +108,9 @@ func (c *Config) setDefaults(nc *nats.Conn) {
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = 10 * time.Second
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = DefaultQueueTimeout
 	}
 	if c.Grace <= 0 {
 		c.Grace = 20 * time.Second
