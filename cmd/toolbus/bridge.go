@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -35,6 +36,12 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if err != nil {
 				return err
 			}
+			if addr != "" {
+				cfg.Bridge.Addr = addr
+			}
+			rl := newReloader(configPath, cfg, log)
+			defer rl.stop()
+			rl.hooksPath, rl.bridgeAddr = hooksPath, addr
 			hooks, src, err := loadHooks(cfg, hooksPath)
 			if err != nil {
 				return err
@@ -42,10 +49,7 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if len(hooks) == 0 {
 				return usagef("no hooks: add a hooks: section to %s or pass --hooks FILE", config.DefaultFile)
 			}
-			listen := addr
-			if listen == "" {
-				listen = cfg.Bridge.Addr
-			}
+			listen := cfg.Bridge.Addr
 			if listen == "" || listen == "off" {
 				listen = defaultBridgeAddr
 			}
@@ -64,7 +68,12 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", src, err)
 			}
-			return b.Run(cmd.Context(), listen)
+			// SIGHUP reloads the hooks (of --hooks FILE, else the config's).
+			rl.bridge = b
+			svc := &services{}
+			svc.run(cmd.Context(), "bridge", func(ctx context.Context) error { return b.Run(ctx, listen) })
+			svc.run(cmd.Context(), "reload", rl.run)
+			return svc.wait()
 		},
 	}
 	fs := cmd.Flags()

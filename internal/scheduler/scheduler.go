@@ -178,6 +178,13 @@ func compileAll(ss []Schedule) (map[string]*compiled, error) {
 	return out, nil
 }
 
+// ValidateSet checks a set of config schedules as New and SetSchedules
+// would: each valid, no two of one name.
+func ValidateSet(ss []Schedule) error {
+	_, err := compileAll(ss)
+	return err
+}
+
 // SetSchedules replaces the config file's schedules (a configuration
 // reload), as WithSchedules set them. It validates the whole set first: on
 // error nothing changes. Run then starts the added schedules, restarts the
