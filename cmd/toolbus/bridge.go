@@ -23,7 +23,8 @@ func newBridgeCmd(a *app) *cobra.Command {
 		Short: "run the webhook bridge: POST /hooks/<name> → events, wake-ups or tool calls",
 		Long: `Run the webhook bridge alone (toolbus serve runs one): POST /hooks/<name> is
 checked (bearer token or HMAC signature) and becomes an event on
-events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
+events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.
+SIGHUP re-reads the hooks (--hooks FILE, else the config file's).`,
 		Example: `  toolbus bridge --addr 127.0.0.1:8088 --config toolbus.yaml
   toolbus bridge --hooks hooks.json --nats-url nats://nats1:4222`,
 		Args: noArgs,

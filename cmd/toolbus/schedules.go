@@ -188,7 +188,8 @@ func newSchedulesRunCmd(a *app) *cobra.Command {
 		Short: "run a scheduler replica (several elect a leader; each tick fires once)",
 		Long: `Run one scheduler replica: the config file's schedules and the bucket's. Run
 several for availability (toolbus serve runs one): they elect a leader with a
-KV lease, which alone publishes, so each tick fires once.`,
+KV lease, which alone publishes, so each tick fires once. SIGHUP re-reads the
+config file's schedules.`,
 		Example: `  toolbus schedules run --config toolbus.yaml --name replica-2`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -75,6 +75,8 @@ func newServeCmd(a *app) *cobra.Command {
 NATS of --nats-url, --context or the config's nats.url), a worker, the catalog
 sync, the scheduler and the webhook bridge. SIGINT/SIGTERM drains: no new
 calls, in-flight ones finish within worker.grace; a second signal exits at once.
+SIGHUP re-reads the config file: servers, hooks, schedules and
+worker.concurrency change live; other changed settings need a restart.
 
 NATS_URL and NATS_CONTEXT in the environment do not turn the embedded server
 off: only a flag or the config file does.`,
