@@ -120,7 +120,11 @@ func (r *reloader) reload(ctx context.Context) error {
 	if src == "" {
 		src = "built-in default (demo server)"
 	}
-	log := r.log.With().Str("config", src).Logger()
+	lc := r.log.With().Str("config", src)
+	if r.hooksPath != "" {
+		lc = lc.Str("hooks", r.hooksPath)
+	}
+	log := lc.Logger()
 	log.Info().Msg("SIGHUP: reloading the configuration")
 
 	var hooks []bridge.Hook

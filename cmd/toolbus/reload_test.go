@@ -70,36 +70,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	write(srvYAML("alpha", alphaSrv.URL)+srvYAML("gamma", betaSrv.URL), hook("keep")+hook("gone"), "worker:\n  concurrency: 8\n")
 
 	port := testutil.FreePort(t)
-	logPath := filepath.Join(dir, "serve.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve := exec.Command(bin, "serve", "--port", fmt.Sprint(port), "--config", cfgPath)
-	serve.Dir, serve.Stdout, serve.Stderr = dir, logf, logf
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("serve on SIGTERM: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = serve.Process.Kill()
-			t.Errorf("serve did not stop on SIGTERM")
-		}
-	})
-	hup := func() {
-		t.Helper()
-		if err := serve.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-	}
+	logPath, hup := startHUPable(t, dir, "serve", bin, "serve", "--port", fmt.Sprint(port), "--config", cfgPath)
 	waitLog(t, logPath, "worker consuming tool calls")
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	env := []string{"NATS_URL=" + url}
@@ -253,5 +224,112 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	if n := bytes.Count([]byte(logText()), []byte(`"configuration reloaded"`)); n != 1 {
 		t.Fatalf("%d reloads applied, want 1", n)
+	}
+}
+
+// startHUPable starts a long-running toolbus command in dir, its output in
+// dir/name.log, stopped with SIGTERM at the end (it must exit 0). It
+// returns the log's path and a func that sends it SIGHUP.
+func startHUPable(t *testing.T, dir, name string, cmdline ...string) (logPath string, hup func()) {
+	t.Helper()
+	logPath = filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cmdline[0], cmdline[1:]...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("%s on SIGTERM: %v", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("%s did not stop on SIGTERM", name)
+		}
+	})
+	return logPath, func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The standalone bridge reloads its --hooks file on SIGHUP, and a
+// scheduler replica its config file's schedules; a bad hooks file is
+// refused and the running hooks stay.
+func TestReloadBridgeAndSchedulesRun(t *testing.T) {
+	bin := testbin.Build(t, "github.com/toolbus-dev/toolbus/cmd/toolbus")
+	dir := t.TempDir()
+	url := serve(t, bin, dir, "--bridge", "off")
+	hooksPath := filepath.Join(dir, "hooks.json")
+	writeFile := func(path, body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(hooksPath, `[{"name":"a","auth":"none"},{"name":"b","auth":"bearer","token":"t0ken"}]`)
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	bridgeLog, hupBridge := startHUPable(t, dir, "bridge", bin, "bridge", "--nats-url", url, "--hooks", hooksPath, "--addr", addr)
+	waitLog(t, bridgeLog, "webhook bridge listening")
+	post := func(name, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/hooks/"+name, strings.NewReader(`{}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := post("a", ""), post("b", "t0ken"); a != 202 || b != 202 {
+		t.Fatalf("before: %d %d", a, b)
+	}
+	writeFile(hooksPath, `[{"name":"b","auth":"bearer","token":"n3w"},{"name":"c","auth":"none"}]`)
+	hupBridge()
+	waitLog(t, bridgeLog, `"configuration reloaded"`)
+	if a, bOld, bNew, c := post("a", ""), post("b", "t0ken"), post("b", "n3w"), post("c", ""); a != 404 || bOld != 401 || bNew != 202 || c != 202 {
+		t.Fatalf("after the reload: a %d (want 404), b with the old token %d (401), with the new %d (202), c %d (202)", a, bOld, bNew, c)
+	}
+	b, _ := os.ReadFile(bridgeLog)
+	for _, want := range []string{`"hooks_added":["c"]`, `"hooks_changed":["b"]`, `"hooks_removed":["a"]`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("the bridge's log does not say %s:\n%s", want, b)
+		}
+	}
+	if bytes.Contains(b, []byte("n3w")) || bytes.Contains(b, []byte("t0ken")) {
+		t.Errorf("a token reached the log:\n%s", b)
+	}
+	writeFile(hooksPath, `[{"name":"x","auth":"none"}`)
+	hupBridge()
+	waitLog(t, bridgeLog, "configuration reload rejected")
+	if c, x := post("c", ""), post("x", ""); c != 202 || x != 404 {
+		t.Fatalf("after a rejected reload: c %d (want 202), x %d (want 404)", c, x)
+	}
+
+	cfgPath := filepath.Join(dir, "sched.yaml")
+	writeFile(cfgPath, "schedules:\n  - name: one\n    spec: \"@hourly\"\n    kind: resync\n")
+	schedLog, hupSched := startHUPable(t, dir, "schedules", bin, "schedules", "run", "--nats-url", url, "--config", cfgPath, "--name", "replica-2")
+	waitLog(t, schedLog, "scheduler started")
+	writeFile(cfgPath, "schedules:\n  - name: two\n    spec: \"@daily\"\n    kind: resync\n")
+	hupSched()
+	waitLog(t, schedLog, `"configuration reloaded"`)
+	b, _ = os.ReadFile(schedLog)
+	if !bytes.Contains(b, []byte(`"schedules_added":["two"]`)) || !bytes.Contains(b, []byte(`"schedules_removed":["one"]`)) {
+		t.Errorf("the scheduler's log does not name the changes:\n%s", b)
 	}
 }
