@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -22,7 +23,8 @@ func newBridgeCmd(a *app) *cobra.Command {
 		Short: "run the webhook bridge: POST /hooks/<name> → events, wake-ups or tool calls",
 		Long: `Run the webhook bridge alone (toolbus serve runs one): POST /hooks/<name> is
 checked (bearer token or HMAC signature) and becomes an event on
-events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
+events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.
+SIGHUP re-reads the hooks (--hooks FILE, else the config file's).`,
 		Example: `  toolbus bridge --addr 127.0.0.1:8088 --config toolbus.yaml
   toolbus bridge --hooks hooks.json --nats-url nats://nats1:4222`,
 		Args: noArgs,
@@ -35,6 +37,12 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if err != nil {
 				return err
 			}
+			if addr != "" {
+				cfg.Bridge.Addr = addr
+			}
+			rl := newReloader(configPath, cfg, log)
+			defer rl.stop()
+			rl.hooksPath, rl.bridgeAddr = hooksPath, addr
 			hooks, src, err := loadHooks(cfg, hooksPath)
 			if err != nil {
 				return err
@@ -42,10 +50,7 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if len(hooks) == 0 {
 				return usagef("no hooks: add a hooks: section to %s or pass --hooks FILE", config.DefaultFile)
 			}
-			listen := addr
-			if listen == "" {
-				listen = cfg.Bridge.Addr
-			}
+			listen := cfg.Bridge.Addr
 			if listen == "" || listen == "off" {
 				listen = defaultBridgeAddr
 			}
@@ -64,7 +69,12 @@ events.webhook.<name>, an agent's wake-up or a tool call, as the hook says.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", src, err)
 			}
-			return b.Run(cmd.Context(), listen)
+			// SIGHUP reloads the hooks (of --hooks FILE, else the config's).
+			rl.bridge = b
+			svc := &services{}
+			svc.run(cmd.Context(), "bridge", func(ctx context.Context) error { return b.Run(ctx, listen) })
+			svc.run(cmd.Context(), "reload", rl.run)
+			return svc.wait()
 		},
 	}
 	fs := cmd.Flags()

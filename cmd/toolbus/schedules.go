@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/toolbus-dev/toolbus/internal/config"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -189,7 +188,8 @@ func newSchedulesRunCmd(a *app) *cobra.Command {
 		Short: "run a scheduler replica (several elect a leader; each tick fires once)",
 		Long: `Run one scheduler replica: the config file's schedules and the bucket's. Run
 several for availability (toolbus serve runs one): they elect a leader with a
-KV lease, which alone publishes, so each tick fires once.`,
+KV lease, which alone publishes, so each tick fires once. SIGHUP re-reads the
+config file's schedules.`,
 		Example: `  toolbus schedules run --config toolbus.yaml --name replica-2`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -201,9 +201,11 @@ KV lease, which alone publishes, so each tick fires once.`,
 			if err != nil {
 				return err
 			}
-			var scheds []scheduler.Schedule
-			if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
-				return fmt.Errorf("%s: %w", cfg.Path, err)
+			rl := newReloader(configPath, cfg, log)
+			defer rl.stop()
+			scheds, err := configSchedules(cfg, false)
+			if err != nil {
+				return err
 			}
 			ccfg, err := a.resolve(cfg.NATS.URL)
 			if err != nil {
@@ -218,7 +220,12 @@ KV lease, which alone publishes, so each tick fires once.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", cfg.Path, err)
 			}
-			return s.Run(cmd.Context())
+			// SIGHUP reloads the config file's schedules.
+			rl.sched = s
+			svc := &services{}
+			svc.run(cmd.Context(), "scheduler", s.Run)
+			svc.run(cmd.Context(), "reload", rl.run)
+			return svc.wait()
 		},
 	}
 	fs := cmd.Flags()

@@ -35,6 +35,7 @@ type runFlags struct {
 	name        string
 	metrics     string
 	memoryLimit string
+	bridge      string // serve --bridge, over the file's bridge.addr
 }
 
 func addRunFlags(fs *pflag.FlagSet) *runFlags {
@@ -71,7 +72,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 
 func newServeCmd(a *app) *cobra.Command {
 	var rf *runFlags
-	var dataDir, host, natsMonitor, bridgeAddr, mcpAddr string
+	var dataDir, host, natsMonitor, mcpAddr string
 	var port int
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -81,7 +82,9 @@ NATS of --nats-url, --context or the config's nats.url), a worker, the catalog
 sync, the scheduler, the webhook bridge and the MCP front door (at /mcp on the
 bridge's listener unless --mcp or mcp.listen names its own). SIGINT/SIGTERM
 drains: no new calls, in-flight ones finish within worker.grace; a second
-signal exits at once.
+signal exits at once. SIGHUP re-reads the config file: servers, hooks,
+schedules and worker.concurrency change live; other changed settings need a
+restart.
 
 NATS_URL and NATS_CONTEXT in the environment do not turn the embedded server
 off: only a flag or the config file does.`,
@@ -96,8 +99,8 @@ off: only a flag or the config file does.`,
 			if err != nil {
 				return err
 			}
-			if bridgeAddr != "" {
-				cfg.Bridge.Addr = bridgeAddr
+			if rf.bridge != "" {
+				cfg.Bridge.Addr = rf.bridge
 			}
 			if mcpAddr != "" {
 				cfg.MCP.Listen = mcpAddr
@@ -138,7 +141,7 @@ off: only a flag or the config file does.`,
 	fs.StringVar(&host, "host", "", "embedded NATS: listen host (default 127.0.0.1)")
 	fs.IntVar(&port, "port", 0, "embedded NATS: listen port (default 4222)")
 	fs.StringVar(&natsMonitor, "nats-monitor", "", "embedded NATS: serve its monitoring endpoints (/varz, /jsz; for nats-surveyor) on this host:port")
-	fs.StringVar(&bridgeAddr, "bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
+	fs.StringVar(&rf.bridge, "bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
 	fs.StringVar(&mcpAddr, "mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
 	return cmd
 }
@@ -212,6 +215,8 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	if err != nil {
 		return err
 	}
+	rl := newReloader(rf.configPath, cfg, log)
+	defer rl.stop()
 	wcfg := rf.workerConfig(cfg)
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	// serve owns the settings of streams and the shared consumer; a worker
@@ -241,6 +246,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 			}
 		}
 	}
+	rl.reg, rl.rf, rl.serve, rl.bridgeAddr = reg, rf, all, rf.bridge
 	pool := mcppool.New(log)
 	defer pool.Close()
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
@@ -274,17 +280,20 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 	cancel()
 	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
 	svc.run(ctx, "worker", w.Run)
+	rl.worker = w
 	if err := startControl(ctx, svc, nc, fleet{w: w, pool: pool}, wcfg.Name); err != nil {
 		return err
 	}
 	if all {
-		if err := startScheduler(ctx, svc, js, cfg, log, op); err != nil {
+		if rl.sched, err = startScheduler(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
-		if err := startBridge(ctx, svc, js, cfg, log, op); err != nil {
+		rl.resync = true
+		if rl.bridge, err = startBridge(ctx, svc, js, cfg, log, op); err != nil {
 			return err
 		}
 	}
+	svc.run(ctx, "reload", rl.run)
 	err = svc.wait()
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		log.Debug().Err(derr).Msg("drain")
@@ -330,46 +339,40 @@ func (s *services) wait() error {
 
 // startScheduler runs the cron scheduler with the config's schedules plus
 // the default catalog resync (sync.interval, 15m unless set; 0 disables).
-func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
-	var scheds []scheduler.Schedule
-	if err := config.Decode("schedules", cfg.Schedules, &scheds); err != nil {
-		return fmt.Errorf("%s: %w", cfg.Path, err)
-	}
-	every := 15 * time.Minute
-	if cfg.Sync.Interval != nil {
-		every = cfg.Sync.Interval.D()
-	}
-	if every > 0 {
-		scheds = append(scheds, scheduler.Schedule{Name: "catalog-resync", Spec: "@every " + every.String(), Kind: scheduler.KindResync})
+func startScheduler(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) (*scheduler.Scheduler, error) {
+	scheds, err := configSchedules(cfg, true)
+	if err != nil {
+		return nil, err
 	}
 	s, err := scheduler.New(js, log, scheduler.WithSchedules(scheds), scheduler.WithOnFire(op.onFire), scheduler.WithOnMissed(op.metrics.SchedulerMissed))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	svc.run(ctx, "scheduler", s.Run)
-	return nil
+	return s, nil
 }
 
 // startBridge serves the webhook bridge on bridge.addr (default
 // 127.0.0.1:8088; "off" disables it), with /metrics, /healthz and /readyz
 // on the same listener unless --metrics gives them their own, and the MCP
 // front door at /mcp unless mcp.listen gives it its own (startFrontDoor).
-func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) error {
+// It returns nil when the bridge is off.
+func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg *config.Config, log zerolog.Logger, op *ops) (*bridge.Bridge, error) {
 	addr := cfg.Bridge.Addr
 	if addr == "off" {
 		_, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, "")
-		return err
+		return nil, err
 	}
 	if addr == "" {
 		addr = defaultBridgeAddr
 	}
 	hooks, src, err := loadHooks(cfg, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fd, err := startFrontDoor(ctx, svc, js.Conn(), cfg, log, addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := op.bridgeOptions()
 	if fd != nil { // after bridgeOptions: its WithOther is replaced
@@ -381,10 +384,10 @@ func startBridge(ctx context.Context, svc *services, js jetstream.JetStream, cfg
 	}
 	b, err := bridge.New(js, hooks, log, opts...)
 	if err != nil {
-		return fmt.Errorf("%s: %w", src, err)
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	svc.run(ctx, "bridge", func(ctx context.Context) error { return b.Run(ctx, addr) })
-	return nil
+	return b, nil
 }
 
 // followRegistry keeps pool in step with the server registry: every

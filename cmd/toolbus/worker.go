@@ -10,7 +10,8 @@ func newWorkerCmd(a *app) *cobra.Command {
 		Long: `Run a worker against an existing NATS: it consumes tool calls from the shared
 durable consumer, runs them against the registered MCP servers and is a sync
 replica. Start as many as you like; they share the load. With --config, the
-file's servers are registered at start.`,
+file's servers are registered at start; SIGHUP re-reads the file (servers and
+worker.concurrency).`,
 		Example: `  toolbus worker --nats-url nats://nats1:4222 --concurrency 128
   toolbus worker --context prod --config toolbus.yaml --name w1
   toolbus worker --nats-url nats://nats1:4222 --metrics :9090`,

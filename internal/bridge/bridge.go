@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,7 +80,7 @@ func WithOther(h http.Handler) Option { return func(b *Bridge) { b.other = h } }
 type Bridge struct {
 	js         jetstream.JetStream
 	log        zerolog.Logger
-	hooks      map[string]*hook
+	hooks      atomic.Pointer[map[string]*hook] // swapped whole by SetHooks
 	pubTimeout time.Duration
 	now        func() time.Time
 	memory     *memory
@@ -104,7 +105,6 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 	b := &Bridge{
 		js:         js,
 		log:        log.With().Str("component", "bridge").Logger(),
-		hooks:      map[string]*hook{},
 		pubTimeout: defaultPublishTimeout,
 		now:        time.Now,
 		memory:     newMemory(memoryCap),
@@ -112,13 +112,39 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 	for _, o := range opts {
 		o(b)
 	}
+	if err := b.SetHooks(hooks); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// SetHooks validates hooks, resolves their secrets and, if every one is
+// good, puts them in place of the bridge's hooks at once (a configuration
+// reload). On error nothing changes. A request already being handled
+// finishes with the hook it started with; the next one sees the new set, so
+// a removed hook answers 404 and a changed secret applies.
+func (b *Bridge) SetHooks(hooks []Hook) error {
+	m, err := compileHooks(hooks)
+	if err != nil {
+		return err
+	}
+	b.hooks.Store(&m)
+	return nil
+}
+
+// hook returns the hook named name, nil when there is none.
+func (b *Bridge) hook(name string) *hook { return (*b.hooks.Load())[name] }
+
+// compileHooks validates hooks and resolves their secrets and subjects.
+func compileHooks(hooks []Hook) (map[string]*hook, error) {
+	out := make(map[string]*hook, len(hooks))
 	for i := range hooks {
 		h := &hook{Hook: hooks[i]}
 		if err := h.Validate(); err != nil {
 			return nil, fmt.Errorf("hooks[%d]: %w", i, err)
 		}
 		h.setDefaults()
-		if _, dup := b.hooks[h.Name]; dup {
+		if _, dup := out[h.Name]; dup {
 			return nil, fmt.Errorf("hooks[%d]: %w: name %q is used twice", i, ErrInvalidHook, h.Name)
 		}
 		var err error
@@ -148,9 +174,9 @@ func New(js jetstream.JetStream, hooks []Hook, log zerolog.Logger, opts ...Optio
 		if err != nil {
 			return nil, fmt.Errorf("hooks[%d]: %w", i, err)
 		}
-		b.hooks[h.Name] = h
+		out[h.Name] = h
 	}
-	return b, nil
+	return out, nil
 }
 
 // Accepted is the body of a 202.
@@ -206,7 +232,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	b.serve(sw, r)
 	name := ""
-	if h := b.hooks[strings.TrimPrefix(r.URL.Path, pathPrefix)]; h != nil {
+	if h := b.hook(strings.TrimPrefix(r.URL.Path, pathPrefix)); h != nil {
 		name = h.Name
 	}
 	if sw.status == 0 {
@@ -231,7 +257,7 @@ func (s *statusWriter) WriteHeader(code int) {
 func (b *Bridge) serve(w http.ResponseWriter, r *http.Request) {
 	start := b.now()
 	name, ok := strings.CutPrefix(r.URL.Path, pathPrefix)
-	h := b.hooks[name]
+	h := b.hook(name)
 	if !ok || h == nil {
 		writeError(w, refuse(http.StatusNotFound, CodeNotFound, "no hook at %s", r.URL.Path))
 		return
@@ -492,7 +518,7 @@ func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	b.checkDuplicateWindow(ctx)
-	b.log.Info().Str("addr", ln.Addr().String()).Int("hooks", len(b.hooks)).Msg("webhook bridge listening")
+	b.log.Info().Str("addr", ln.Addr().String()).Int("hooks", len(*b.hooks.Load())).Msg("webhook bridge listening")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

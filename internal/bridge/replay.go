@@ -94,7 +94,7 @@ func (b *Bridge) checkDuplicateWindow(ctx context.Context) {
 		return
 	}
 	need := map[string]time.Duration{}
-	for _, h := range b.hooks {
+	for _, h := range *b.hooks.Load() {
 		stream := subjects.StreamEvents
 		if h.Route == RouteTool {
 			stream = subjects.StreamCalls

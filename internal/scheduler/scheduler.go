@@ -117,6 +117,11 @@ type Scheduler struct {
 	fromKV   map[string]*compiled
 	running  map[string]*runner
 	wg       sync.WaitGroup
+
+	// SetSchedules hands a new config set to Run through these.
+	confMu      sync.Mutex
+	pendingConf map[string]*compiled
+	confChanged chan struct{}
 }
 
 type runner struct {
@@ -138,6 +143,8 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 		fromConf: map[string]*compiled{},
 		fromKV:   map[string]*compiled{},
 		running:  map[string]*runner{},
+
+		confChanged: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(s)
@@ -147,17 +154,81 @@ func New(js jetstream.JetStream, log zerolog.Logger, opts ...Option) (*Scheduler
 	}
 	s.log = log.With().Str("component", "scheduler").Str("replica", s.name).Logger()
 	s.lease = newLease(js.Conn(), s.clock, s.log, s.name, s.leaseTTL, s.leaseRenew)
-	for i := range s.config {
-		c, err := s.config[i].compile()
+	var err error
+	if s.fromConf, err = compileAll(s.config); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// compileAll compiles the config file's schedules, refusing an invalid one
+// or two of one name.
+func compileAll(ss []Schedule) (map[string]*compiled, error) {
+	out := make(map[string]*compiled, len(ss))
+	for i := range ss {
+		c, err := ss[i].compile()
 		if err != nil {
 			return nil, fmt.Errorf("schedules[%d]: %w", i, err)
 		}
-		if _, dup := s.fromConf[c.Name]; dup {
+		if _, dup := out[c.Name]; dup {
 			return nil, fmt.Errorf("schedules[%d]: %w: name %q is used twice", i, ErrInvalidSchedule, c.Name)
 		}
-		s.fromConf[c.Name] = c
+		out[c.Name] = c
 	}
-	return s, nil
+	return out, nil
+}
+
+// ValidateSet checks a set of config schedules as New and SetSchedules
+// would: each valid, no two of one name.
+func ValidateSet(ss []Schedule) error {
+	_, err := compileAll(ss)
+	return err
+}
+
+// SetSchedules replaces the config file's schedules (a configuration
+// reload), as WithSchedules set them. It validates the whole set first: on
+// error nothing changes. Run then starts the added schedules, restarts the
+// changed ones and stops the removed ones; the others keep running
+// untouched, and a bucket schedule of the same name still overrides. It
+// returns before Run has applied the set, and may be called before Run.
+func (s *Scheduler) SetSchedules(ss []Schedule) error {
+	m, err := compileAll(ss)
+	if err != nil {
+		return err
+	}
+	s.confMu.Lock()
+	s.pendingConf = m
+	s.confMu.Unlock()
+	select {
+	case s.confChanged <- struct{}{}:
+	default: // Run has a notice pending; it reads the latest set
+	}
+	return nil
+}
+
+// applyConf puts the set from SetSchedules in place and, once Run has
+// started its schedules, reconciles every name it adds, changes or drops.
+func (s *Scheduler) applyConf(started bool) {
+	s.confMu.Lock()
+	m := s.pendingConf
+	s.pendingConf = nil
+	s.confMu.Unlock()
+	if m == nil {
+		return
+	}
+	old := s.fromConf
+	s.fromConf = m
+	if !started {
+		return
+	}
+	for name := range old {
+		if m[name] == nil {
+			s.reconcile(name)
+		}
+	}
+	for name := range m {
+		s.reconcile(name)
+	}
 }
 
 // Run publishes ticks until ctx ends, while this replica holds the lease. It
@@ -205,6 +276,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			_ = w.Stop()
 			return nil
+		case <-s.confChanged:
+			s.applyConf(!initial)
 		case <-s.lease.notify:
 			lead := s.lease.current()
 			if lead == s.lead {

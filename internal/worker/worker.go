@@ -156,6 +156,9 @@ type Worker struct {
 	leases   map[jetstream.Msg]struct{}         // calls taken and not yet settled
 	inflight map[string]int                     // server -> calls taken and not yet settled
 	paused   map[string]chan struct{}           // server -> closed on Resume
+	// slots and addRunners are set while Run runs, for SetConcurrency.
+	slots      *slots
+	addRunners func(n int) // makes sure n runner goroutines exist
 
 	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
@@ -236,26 +239,40 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer stopCalls(errShutdown)
 
 	var inflight gosync.WaitGroup
-	slots := make(chan struct{}, w.cfg.Concurrency)
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
 	// One long-lived goroutine per slot runs the calls: a goroutine's stack
 	// grows once, not for every call (growing it was a visible share of a
 	// call's CPU). A call is handed over with its slot taken, so a runner
-	// is free or about to be.
+	// is free or about to be. SetConcurrency adds runners when it raises
+	// the slots; a lowered limit leaves the extra ones idle.
+	w.mu.Lock()
+	slots := newSlots(w.cfg.Concurrency)
 	work := make(chan jetstream.Msg)
 	var runners gosync.WaitGroup
-	for range w.cfg.Concurrency {
-		runners.Add(1)
-		go func() {
-			defer runners.Done()
-			for msg := range work {
-				w.process(callCtx, msg)
-				<-slots
-				inflight.Done()
-			}
-		}()
+	started := 0
+	addRunners := func(n int) { // with w.mu held
+		for ; started < n; started++ {
+			runners.Add(1)
+			go func() {
+				defer runners.Done()
+				for msg := range work {
+					w.process(callCtx, msg)
+					slots.release(1)
+					inflight.Done()
+				}
+			}()
+		}
 	}
-	defer func() { close(work); runners.Wait() }()
+	w.slots, w.addRunners = slots, addRunners
+	addRunners(w.cfg.Concurrency)
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.addRunners = nil // no runner starts after work closes
+		w.mu.Unlock()
+		close(work)
+		runners.Wait()
+	}()
 	run := func(msg jetstream.Msg) {
 		inflight.Add(1)
 		work <- msg
@@ -275,29 +292,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // to run with its slot taken. No call waits in this process without a
 // lease being renewed, and no worker hoards calls another could run. It
 // returns when ctx ends; a call that arrives after that is handed back.
-func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, run func(jetstream.Msg)) error {
-	release := func(n int) {
-		for range n {
-			<-slots
-		}
-	}
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots *slots, run func(jetstream.Msg)) error {
 	bo := expBackOff(100*time.Millisecond, 3*time.Second)
 	for {
 		// Wait for one free slot, then take every other free one.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		n := slots.take(ctx)
+		if n == 0 {
 			return nil
-		}
-		n := 1
-	take:
-		for n < cap(slots) {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break take
-			}
 		}
 		fctx, cancel := context.WithTimeout(ctx, w.pullWait)
 		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(w.pullWait/4))
@@ -308,7 +309,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 				if ctx.Err() != nil {
 					// Shutting down: another worker takes it now.
 					w.settle(msg, outcome{action: handBack}, time.Now())
-					<-slots
+					slots.release(1)
 					continue
 				}
 				run(msg)
@@ -316,7 +317,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			err = batch.Error()
 		}
 		cancel()
-		release(n - got)
+		slots.release(n - got)
 		switch {
 		case ctx.Err() != nil:
 			return nil
