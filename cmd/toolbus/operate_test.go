@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/status"
 	"github.com/toolbus-dev/toolbus/internal/testbin"
 	"github.com/toolbus-dev/toolbus/internal/testutil"
@@ -52,7 +53,7 @@ func TestServeOperatorSurface(t *testing.T) {
 			t.Errorf("%s/readyz: %d %q", base, code, body)
 		}
 		code, body := get(t, base+"/metrics")
-		for _, want := range []string{"toolbus_calls_in_flight", `toolbus_catalog_tools{server="demo"} 5`, "toolbus_queue_pending 0", "go_goroutines"} {
+		for _, want := range []string{"toolbus_calls_in_flight", fmt.Sprintf(`toolbus_catalog_tools{server="demo"} %d`, len(demo.SafeTools)), "toolbus_queue_pending 0", "go_goroutines"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {
 				t.Errorf("%s/metrics lacks %q (status %d)", base, want, code)
 			}
