@@ -93,7 +93,12 @@ read the result later with 'toolbus result <id>'.`,
 					fmt.Fprintf(stderr, "progress %g/%g %s\n", p.Progress, p.Total, p.Message)
 				}))
 			}
-			res, interrupted, err := callInterruptible(cmd.Context(), cl, server, tool, id, body, stderr, opts)
+			ctx, endTrace, err := traceCall(cmd.Context(), who, server, tool, id, newLogger(stderr, "warn"))
+			if err != nil {
+				return err
+			}
+			res, interrupted, err := callInterruptible(ctx, cl, server, tool, id, body, stderr, opts)
+			endTrace(res)
 			if err != nil {
 				return err
 			}

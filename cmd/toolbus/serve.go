@@ -188,7 +188,12 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 			}
 		}
 	}
-	pool := mcppool.New(log)
+	tp, stopTracing, err := startTracing(ctx, wcfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool := mcppool.New(log, mcppool.WithTracerProvider(tp))
 	defer pool.Close()
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
 		return err
@@ -219,7 +224,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics), worker.WithTracerProvider(tp))
 	svc.run(ctx, "worker", w.Run)
 	if err := startControl(ctx, svc, nc, fleet{w: w, pool: pool}, wcfg.Name); err != nil {
 		return err
