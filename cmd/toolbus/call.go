@@ -93,7 +93,7 @@ read the result later with 'toolbus result <id>'.`,
 					fmt.Fprintf(stderr, "progress %g/%g %s\n", p.Progress, p.Total, p.Message)
 				}))
 			}
-			ctx, endTrace, err := traceCall(cmd.Context(), who, server, tool, id, newLogger(stderr, "warn"))
+			ctx, endTrace, err := traceCall(cmd.Context(), a.getenv, who, server, tool, id, newLogger(stderr, "warn"))
 			if err != nil {
 				return err
 			}

@@ -43,14 +43,14 @@ func startTracing(ctx context.Context, instance string, log zerolog.Logger) (tp 
 
 // envCarrier reads TRACEPARENT and TRACESTATE from the environment, as
 // OpenTelemetry specifies for processes started inside a trace.
-type envCarrier struct{}
+type envCarrier func(string) string
 
-func (envCarrier) Get(key string) string {
+func (e envCarrier) Get(key string) string {
 	switch key {
 	case subjects.HeaderTraceparent:
-		return os.Getenv("TRACEPARENT")
+		return e("TRACEPARENT")
 	case subjects.HeaderTracestate:
-		return os.Getenv("TRACESTATE")
+		return e("TRACESTATE")
 	}
 	return ""
 }
@@ -61,8 +61,8 @@ func (envCarrier) Keys() []string     { return []string{"TRACEPARENT", "TRACESTA
 // the environment when it is well formed; with tracing on, a client span
 // "toolbus call" under it is the parent of the worker's spans. end records
 // the result and flushes.
-func traceCall(ctx context.Context, agent, server, tool, id string, log zerolog.Logger) (context.Context, func(res *subjects.Result), error) {
-	ctx = propagation.TraceContext{}.Extract(ctx, envCarrier{})
+func traceCall(ctx context.Context, getenv func(string) string, agent, server, tool, id string, log zerolog.Logger) (context.Context, func(res *subjects.Result), error) {
+	ctx = propagation.TraceContext{}.Extract(ctx, envCarrier(getenv))
 	tp, stop, err := startTracing(ctx, "", log)
 	if err != nil || tp == nil {
 		return ctx, func(*subjects.Result) {}, err

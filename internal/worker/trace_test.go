@@ -2,24 +2,17 @@ package worker_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/demo"
@@ -31,87 +24,6 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
-
-// otlpReceiver is an OTLP/HTTP trace receiver: it decodes what the real
-// exporter posts to /v1/traces.
-type otlpReceiver struct {
-	mu       gosync.Mutex
-	spans    []*tracepb.Span
-	services []string // service.name of each resource
-	errs     []string
-}
-
-func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	fail := func(format string, a ...any) {
-		r.mu.Lock()
-		r.errs = append(r.errs, fmt.Sprintf(format, a...))
-		r.mu.Unlock()
-		http.Error(w, "bad request", http.StatusBadRequest)
-	}
-	if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
-		fail("%s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
-		return
-	}
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			fail("gzip: %v", err)
-			return
-		}
-		body = zr
-	}
-	data, err := io.ReadAll(body)
-	if err != nil {
-		fail("read: %v", err)
-		return
-	}
-	var ex collectortrace.ExportTraceServiceRequest
-	if err := proto.Unmarshal(data, &ex); err != nil {
-		fail("decode: %v", err)
-		return
-	}
-	r.mu.Lock()
-	for _, rs := range ex.ResourceSpans {
-		for _, kv := range rs.GetResource().GetAttributes() {
-			if kv.Key == "service.name" {
-				r.services = append(r.services, kv.GetValue().GetStringValue())
-			}
-		}
-		for _, ss := range rs.ScopeSpans {
-			r.spans = append(r.spans, ss.Spans...)
-		}
-	}
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-// trace returns the received spans of one trace by name (each name once).
-func (r *otlpReceiver) trace(traceID string) map[string]*tracepb.Span {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := map[string]*tracepb.Span{}
-	for _, s := range r.spans {
-		if hex.EncodeToString(s.TraceId) == traceID {
-			m[s.Name] = s
-		}
-	}
-	return m
-}
-
-func attr(s *tracepb.Span, key string) string {
-	for _, kv := range s.Attributes {
-		if kv.Key == key {
-			if v, ok := kv.Value.Value.(*commonpb.AnyValue_IntValue); ok {
-				return fmt.Sprint(v.IntValue)
-			}
-			return kv.GetValue().GetStringValue()
-		}
-	}
-	return ""
-}
 
 // whoami calls the demo's whoami tool and returns what the server saw.
 func whoami(t *testing.T, ctx context.Context, cl *client.Client, server string, opts ...client.CallOption) (*subjects.Result, demo.Whoami) {
@@ -153,7 +65,7 @@ func demoServers(t *testing.T, pool *mcppool.Pool) []string {
 // a receiver here. The span tree hangs off the caller's span in one trace,
 // and the MCP server saw the trace in its traceparent header and _meta.
 func TestTracesFollowTheCall(t *testing.T) {
-	recv := &otlpReceiver{}
+	recv := &testutil.OTLPReceiver{}
 	hs := httptest.NewServer(recv)
 	t.Cleanup(hs.Close)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", hs.URL)
@@ -183,7 +95,7 @@ func TestTracesFollowTheCall(t *testing.T) {
 		var got map[string]*tracepb.Span
 		testutil.CheckFor(t, 20*time.Second, func() error {
 			_ = flusher.ForceFlush(context.Background())
-			got = recv.trace(traceID)
+			got = recv.Trace(traceID)
 			for _, n := range want {
 				if got[n] == nil {
 					return fmt.Errorf("trace %s: no span %q yet (have %d spans)", traceID, n, len(got))
@@ -216,7 +128,7 @@ func TestTracesFollowTheCall(t *testing.T) {
 			call := s[worker.SpanCall]
 			for k, v := range map[string]string{"toolbus.server": server, "toolbus.tool": "whoami", "toolbus.agent": "tracer",
 				"toolbus.call_id": res.CallID, "toolbus.attempt": "1", "toolbus.status": "ok"} {
-				if got := attr(call, k); got != v {
+				if got := testutil.SpanAttr(call, k); got != v {
 					t.Errorf("%s %s = %q, want %q", worker.SpanCall, k, got, v)
 				}
 			}
@@ -258,20 +170,13 @@ func TestTracesFollowTheCall(t *testing.T) {
 		}
 		s := spansOf(caller.SpanContext().TraceID().String(), worker.SpanCall, worker.SpanExecute)
 		call := s[worker.SpanCall]
-		if call.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || attr(call, "toolbus.code") != string(res.Error.Code) {
-			t.Errorf("%s status %v code %q, want error %s", worker.SpanCall, call.Status, attr(call, "toolbus.code"), res.Error.Code)
+		if call.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || testutil.SpanAttr(call, "toolbus.code") != string(res.Error.Code) {
+			t.Errorf("%s status %v code %q, want error %s", worker.SpanCall, call.Status, testutil.SpanAttr(call, "toolbus.code"), res.Error.Code)
 		}
 	})
 
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	if len(recv.errs) > 0 {
-		t.Errorf("receiver: %v", recv.errs)
-	}
-	for _, svc := range recv.services {
-		if svc != "toolbus" {
-			t.Errorf("service.name %q, want toolbus", svc)
-		}
+	if p := recv.Problems("toolbus"); len(p) > 0 {
+		t.Errorf("receiver: %v", p)
 	}
 }
 
