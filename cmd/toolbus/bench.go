@@ -25,7 +25,9 @@ func newBenchCmd(*app) *cobra.Command {
 		Short: "measure calls/s and p50/p99 through the bus against direct mcp-go calls to the same demo server",
 		Long: `Measure calls/s and p50/p99 through the bus against direct mcp-go calls to the
 same demo server: an embedded NATS, the demo MCP server over streamable HTTP, a
-worker. The two paths take turns; each row is the median round.`,
+worker. The two paths take turns; each row is the median round. With the
+OTEL_* variables of tracing set (see README, Tracing), the bus path is traced,
+to measure what tracing costs.`,
 		Example: `  toolbus bench
   toolbus bench --concurrency 1,16,64 --duration 5s --rounds 5
   toolbus bench --only bus --cpuprofile bus.pprof`,
@@ -50,6 +52,17 @@ worker. The two paths take turns; each row is the median round.`,
 					return err
 				}
 				defer pprof.StopCPUProfile()
+			}
+			// OTEL_EXPORTER_OTLP_ENDPOINT (or the other variables of
+			// serve) traces the bus path, to measure what tracing costs.
+			tp, stopTracing, err := startTracing(cmd.Context(), "bench", newLogger(cmd.ErrOrStderr(), "warn"))
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
+			if tp != nil {
+				o.Tracer = tp
+				fmt.Fprintln(cmd.ErrOrStderr(), "tracing the bus path (OTEL_* set)")
 			}
 			rows, err := bench.Run(cmd.Context(), o)
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/broker"
@@ -48,6 +49,8 @@ type Options struct {
 	Rounds int
 	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).
 	SyncAlways bool
+	// Tracer traces the bus path's worker and pool (default: off).
+	Tracer trace.TracerProvider
 }
 
 // Row is one measurement.
@@ -109,7 +112,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if err := broker.Provision(ctx, wjs, streams.Options{}, wcfg.ConsumerConfig()); err != nil {
 		return nil, err
 	}
-	pool := mcppool.New(log)
+	pool := mcppool.New(log, mcppool.WithTracerProvider(o.Tracer))
 	defer pool.Close()
 	pool.Upsert(srv)
 	// The worker checks calls against the catalog, as under toolbus serve.
@@ -128,7 +131,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	defer cat.Stop()
-	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat))
+	w := worker.New(wnc, wjs, pool, wcfg, log, worker.WithCatalog(cat), worker.WithTracerProvider(o.Tracer))
 	wctx, stopWorker := context.WithCancel(ctx)
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()
