@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolbus-dev/toolbus/internal/claim"
 	"github.com/toolbus-dev/toolbus/internal/streams"
@@ -212,7 +213,8 @@ func WithCallID(id string) CallOption { return func(o *callOpts) { o.id = id } }
 // context's deadline, else DefaultTimeout).
 func WithTimeout(d time.Duration) CallOption { return func(o *callOpts) { o.timeout = d } }
 
-// WithTraceparent passes a W3C traceparent along.
+// WithTraceparent passes a W3C traceparent along. Without it, the
+// OpenTelemetry span in the call's ctx, when there is one, is the parent.
 func WithTraceparent(tp string) CallOption { return func(o *callOpts) { o.traceparent = tp } }
 
 // WithProgress receives the tool's progress notifications.
@@ -256,6 +258,12 @@ func (c *Client) Call(ctx context.Context, server, tool string, args any, opts .
 	msg.Header.Set(subjects.HeaderDeadline, subjects.FormatDeadline(deadline))
 	if o.traceparent != "" {
 		msg.Header.Set(subjects.HeaderTraceparent, o.traceparent)
+	} else if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		// The caller's span is the parent of the worker's toolbus.call.
+		msg.Header.Set(subjects.HeaderTraceparent, subjects.FormatTraceparent(sc.TraceID(), sc.SpanID(), byte(sc.TraceFlags())))
+		if ts := sc.TraceState().String(); ts != "" {
+			msg.Header.Set(subjects.HeaderTracestate, ts)
+		}
 	}
 	if max := c.nc.MaxPayload(); max > 0 && int64(len(body)+512) > max {
 		// Too large for a message: a claim-check. The arguments go to the

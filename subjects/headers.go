@@ -1,5 +1,7 @@
 package subjects
 
+import "encoding/hex"
+
 // Header names on a call message. There is no reply header and no agent
 // header: the result goes to tool.result.<agent>.<call_id> and the agent is
 // the subject's token, so no caller chooses where a worker publishes or who
@@ -11,8 +13,12 @@ const (
 	HeaderCallID = "Nats-Msg-Id"
 	// HeaderDeadline is the call's deadline, RFC 3339 with nanoseconds (UTC).
 	HeaderDeadline = "Toolbus-Deadline"
-	// HeaderTraceparent is the W3C trace context, passed through.
+	// HeaderTraceparent is the W3C trace context: the worker's spans
+	// continue it, and it reaches HTTP MCP servers as this header and as
+	// params._meta.traceparent.
 	HeaderTraceparent = "traceparent"
+	// HeaderTracestate is the W3C vendor trace state that goes with it.
+	HeaderTracestate = "tracestate"
 
 	// HeaderStatus on a result message repeats Result.Status, so a reader can
 	// route without decoding the body.
@@ -46,3 +52,16 @@ const (
 	// HeaderClaimDigest is "SHA-256=<URL-safe base64>" of the body.
 	HeaderClaimDigest = "Toolbus-Claim-Digest"
 )
+
+// FormatTraceparent is a W3C traceparent (version 00) for a trace id, a
+// parent span id and the trace flags (01: sampled).
+func FormatTraceparent(traceID [16]byte, spanID [8]byte, flags byte) string {
+	var b [55]byte
+	copy(b[:3], "00-")
+	hex.Encode(b[3:35], traceID[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], spanID[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{flags})
+	return string(b[:])
+}

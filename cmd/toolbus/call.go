@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -84,8 +85,14 @@ read the result later with 'toolbus result <id>'.`,
 			if id == "" {
 				id = client.NewCallID()
 			}
+			ctx, endTrace, err := traceCall(cmd.Context(), a.getenv, who, server, tool, id, newLogger(stderr, "warn"))
+			if err != nil {
+				return err
+			}
 			if detach {
-				return publishDetached(cmd, js, who, server, tool, id, body, timeout)
+				err := publishDetached(cmd, trace.SpanContextFromContext(ctx), js, who, server, tool, id, body, timeout)
+				endTrace(nil)
+				return err
 			}
 			opts := []client.CallOption{client.WithTimeout(timeout), client.WithCallID(id)}
 			if progress {
@@ -93,7 +100,8 @@ read the result later with 'toolbus result <id>'.`,
 					fmt.Fprintf(stderr, "progress %g/%g %s\n", p.Progress, p.Total, p.Message)
 				}))
 			}
-			res, interrupted, err := callInterruptible(cmd.Context(), cl, server, tool, id, body, stderr, opts)
+			res, interrupted, err := callInterruptible(ctx, cl, server, tool, id, body, stderr, opts)
+			endTrace(res)
 			if err != nil {
 				return err
 			}
@@ -167,7 +175,7 @@ func callInterruptible(ctx context.Context, cl *client.Client, server, tool, id 
 // publishDetached publishes the call as client.Call would, waits only for
 // JetStream to accept it, and prints its id on stdout and how to read the
 // result on stderr.
-func publishDetached(cmd *cobra.Command, js jetstream.JetStream, agent, server, tool, id string, body []byte, timeout time.Duration) error {
+func publishDetached(cmd *cobra.Command, sc trace.SpanContext, js jetstream.JetStream, agent, server, tool, id string, body []byte, timeout time.Duration) error {
 	if err := subjects.ValidateCallID(id); err != nil {
 		return usagef("--id: %v", err)
 	}
@@ -180,6 +188,9 @@ func publishDetached(cmd *cobra.Command, js jetstream.JetStream, agent, server, 
 	msg.Data = body
 	msg.Header.Set(subjects.HeaderCallID, id)
 	msg.Header.Set(subjects.HeaderDeadline, subjects.FormatDeadline(deadline))
+	if sc.IsValid() {
+		msg.Header.Set(subjects.HeaderTraceparent, subjects.FormatTraceparent(sc.TraceID(), sc.SpanID(), byte(sc.TraceFlags())))
+	}
 	ack, err := js.PublishMsg(cmd.Context(), msg)
 	if err != nil {
 		return fmt.Errorf("call not accepted by JetStream (is `toolbus serve` running, and may this connection publish %s?): %w", subject, err)

@@ -247,7 +247,12 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		}
 	}
 	rl.reg, rl.rf, rl.serve, rl.bridgeAddr = reg, rf, all, rf.bridge
-	pool := mcppool.New(log)
+	tp, stopTracing, err := startTracing(ctx, wcfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool := mcppool.New(log, mcppool.WithTracerProvider(tp))
 	defer pool.Close()
 	if err := followRegistry(ctx, reg, pool, log); err != nil {
 		return err
@@ -278,7 +283,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 		log.Warn().Strs("servers", waiting).Msg("first sync still running; calls to these servers answer catalog_unavailable until it ends")
 	}
 	cancel()
-	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics))
+	w := worker.New(nc, js, pool, wcfg, log, worker.WithCatalog(cat), worker.WithObserver(op.metrics), worker.WithTracerProvider(tp))
 	svc.run(ctx, "worker", w.Run)
 	rl.worker = w
 	if err := startControl(ctx, svc, nc, fleet{w: w, pool: pool}, wcfg.Name); err != nil {

@@ -178,7 +178,7 @@ func (t *tools) safe() []server.ServerTool {
 		},
 		{
 			Tool: tool("whoami", readOnly(), []mcp.ToolOption{
-				mcp.WithDescription("Returns the agent id the request carried in its x-agent-id HTTP header (empty over stdio)."),
+				mcp.WithDescription("Returns the agent id the request carried in its x-agent-id HTTP header (empty over stdio) as text, and as structured content with the W3C trace context it carried: the traceparent HTTP header and params._meta.traceparent."),
 			}),
 			Handler: t.whoami,
 		},
@@ -239,8 +239,20 @@ func (t *tools) faults() []server.ServerTool {
 	}
 }
 
+// Whoami is the structured content of the whoami tool: what the request
+// said about its caller, for tests of what toolbus passes on.
+type Whoami struct {
+	Agent           string `json:"agent"`
+	Traceparent     string `json:"traceparent,omitempty"`      // the HTTP header
+	MetaTraceparent string `json:"meta_traceparent,omitempty"` // params._meta.traceparent
+}
+
 func (t *tools) whoami(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	return mcp.NewToolResultText(req.Header.Get(subjects.AgentHTTPHeader)), nil
+	w := Whoami{Agent: req.Header.Get(subjects.AgentHTTPHeader), Traceparent: req.Header.Get("traceparent")}
+	if m := req.Params.Meta; m != nil {
+		w.MetaTraceparent, _ = m.AdditionalFields["traceparent"].(string)
+	}
+	return mcp.NewToolResultStructured(w, w.Agent), nil
 }
 
 func (t *tools) echo(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {

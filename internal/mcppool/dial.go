@@ -706,26 +706,37 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // mcp-go's client would add (SEP-2575 _meta: protocol version, client info
 // and capabilities; SEP-2243 Mcp-Method and Mcp-Name headers). Not sent:
 // Mcp-Param-* headers for tools whose schema asks for x-mcp-header.
-func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string) (json.RawMessage, bool, error) {
+//
+// traceMeta, when set, holds the _meta members of the W3C trace context
+// ("traceparent":"00-…", SEP-414), sent on every protocol version.
+func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte) (json.RawMessage, bool, error) {
 	name, _ := json.Marshal(tool)
-	p := make([]byte, 0, len(args)+len(name)+len(c.modernMeta)+64)
+	p := make([]byte, 0, len(args)+len(name)+len(c.modernMeta)+len(traceMeta)+64)
 	p = append(p, `{"name":`...)
 	p = append(p, name...)
 	if len(args) > 0 {
 		p = append(p, `,"arguments":`...)
 		p = append(p, args...)
 	}
-	if progressToken != "" || c.modernMeta != nil {
+	if progressToken != "" || c.modernMeta != nil || traceMeta != nil {
 		p = append(p, `,"_meta":{`...)
+		sep := false
 		if progressToken != "" {
 			tok, _ := json.Marshal(progressToken)
 			p = append(p, `"progressToken":`...)
 			p = append(p, tok...)
-			if c.modernMeta != nil {
+			sep = true
+		}
+		for _, m := range [2][]byte{traceMeta, c.modernMeta} {
+			if m == nil {
+				continue
+			}
+			if sep {
 				p = append(p, ',')
 			}
+			p = append(p, m...)
+			sep = true
 		}
-		p = append(p, c.modernMeta...)
 		p = append(p, '}')
 	}
 	p = append(p, '}')

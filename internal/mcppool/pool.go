@@ -27,6 +27,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -89,6 +90,7 @@ func WithBreaker(failures int, openFor time.Duration) Option {
 type Pool struct {
 	log             zerolog.Logger
 	discoverTimeout time.Duration
+	tracer          trace.Tracer // nil: tracing off
 	idleCheck       time.Duration
 	backoffInitial  time.Duration
 	backoffMax      time.Duration
@@ -198,7 +200,11 @@ type CallOptions struct {
 // *TransportError, a *ProtocolError, ErrUnknownServer / ErrClosed (wrapped),
 // or the context's error (wrapped); ClassOf tells which. A ctx without
 // deadline gets the server's call timeout (default 60s).
-func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (json.RawMessage, bool, error) {
+func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (raw json.RawMessage, isErr bool, err error) {
+	ctx, span := p.startSpan(ctx, server, tool)
+	if span != nil {
+		defer func() { endSpan(span, isErr, err) }()
+	}
 	s, err := p.server(server)
 	if err != nil {
 		return nil, false, err
@@ -213,16 +219,20 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 
 	var header http.Header
 	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
-		header = make(http.Header, 1)
+		header = make(http.Header, 2)
 		header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
+	if s.def.Transport != registry.TransportStdio && header == nil && trace.SpanContextFromContext(ctx).IsValid() {
+		header = make(http.Header, 1)
+	}
+	header, traceMeta := traceContext(ctx, header)
 	var token string
 	if co.Progress != nil {
 		token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
 		sess.progress.Store(token, co.Progress)
 		defer sess.progress.Delete(token)
 	}
-	raw, isErr, err := sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, header, token)
+	raw, isErr, err = sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, header, token, traceMeta)
 	if err != nil {
 		return nil, false, s.failed(ctx, sess, err)
 	}

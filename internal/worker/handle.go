@@ -84,10 +84,15 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 	// The lease is renewed from the moment the call is taken until it is
 	// settled: storing the result may retry through a NATS reconnect.
 	defer w.lease(msg, j.call.server)()
+	ctx, span := w.traceCall(ctx, j)
 	out := w.handleSafely(ctx, j)
-	if w.settle(msg, out, j.start) {
+	_, ss := w.step(ctx, SpanSettle)
+	settled := w.settle(msg, out, j.start)
+	endStep(ss, nil)
+	if settled {
 		w.finished(j, out)
 	}
+	endCall(span, out, settled)
 }
 
 // handleSafely is handle, and the answer to a panic in it: that one call
@@ -206,6 +211,7 @@ func (w *Worker) earlierAnswer(ctx context.Context, j *job) (outcome, bool) {
 		return outcome{}, false
 	}
 	var m *jetstream.RawStreamMsg
+	ctx, span := w.step(ctx, SpanLookup)
 	err := tryFor(ctx, lookupBudget, attemptTimeout, func(ctx context.Context) error {
 		var err error
 		m, err = w.results.GetLastMsgForSubject(ctx, subjects.ToolResult(j.call.agent, j.call.id))
@@ -214,6 +220,11 @@ func (w *Worker) earlierAnswer(ctx context.Context, j *job) (outcome, bool) {
 		}
 		return err
 	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		endStep(span, nil)
+	} else {
+		endStep(span, err)
+	}
 	switch {
 	case err == nil:
 		return outcome{stored: m.Data, storedSeq: m.Sequence, res: j.res, announce: j.res.Attempt == 1}, true
@@ -228,7 +239,11 @@ func (w *Worker) earlierAnswer(ctx context.Context, j *job) (outcome, bool) {
 // execute runs the call under its deadline and cancel: it waits while the
 // server is paused, marks the start of a call that must not run twice, and
 // calls the tool with retries.
-func (w *Worker) execute(ctx context.Context, j *job) outcome {
+func (w *Worker) execute(ctx context.Context, j *job) (out outcome) {
+	ctx, span := w.step(ctx, SpanExecute)
+	if span != nil {
+		defer func() { endExecute(span, out) }()
+	}
 	timeout := j.srv.CallTimeout.D()
 	if timeout <= 0 {
 		timeout = w.cfg.DefaultTimeout
@@ -304,6 +319,7 @@ func (w *Worker) callWithRetries(ctx context.Context, j *job) outcome {
 		return bo
 	}, 0, func(err error, wait time.Duration) {
 		w.log.Debug().Err(err).Str("call_id", j.call.id).Dur("wait", wait).Msg("transport failure; retrying")
+		w.traceRetry(ctx, err, wait)
 	}, func(ctx context.Context) error {
 		t0 := time.Now()
 		var err error

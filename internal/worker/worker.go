@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/claim"
@@ -144,7 +145,8 @@ type Worker struct {
 	catalog Catalog
 	log     zerolog.Logger
 
-	observer Observer // metrics; nopObserver when none
+	observer Observer     // metrics; nopObserver when none
+	tracer   trace.Tracer // nil: tracing off
 
 	results   jetstream.Stream // TOOL_RESULTS, for answering redeliveries
 	calls     jetstream.Stream // TOOL_CALLS, for dead letters
