@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,11 @@ func serve(t *testing.T, bin, dir string, args ...string) string {
 		}
 	})
 	waitLog(t, logPath, "worker consuming tool calls")
+	// The bridge starts beside the worker: wait for its listener too,
+	// unless it is off.
+	if !slices.Contains(args, "off") {
+		waitLog(t, logPath, "webhook bridge listening")
+	}
 	return fmt.Sprintf("nats://127.0.0.1:%d", port)
 }
 
