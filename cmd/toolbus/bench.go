@@ -16,11 +16,11 @@ import (
 func newBenchCmd(a *app) *cobra.Command {
 	var (
 		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit, section, proxy string
-		serveBins                                                                []string
-		dur, soak, every                                                         time.Duration
-		rounds, inflight, workers, ackPending, srvConc                           int
-		resultMaxBytes                                                           int64
-		syncAlways, h2c                                                          bool
+		serveBins                                                                                []string
+		dur, soak, every                                                                         time.Duration
+		rounds, inflight, workers, ackPending, srvConc                                           int
+		resultMaxBytes                                                                           int64
+		syncAlways, h2c                                                                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
