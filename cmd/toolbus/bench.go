@@ -98,7 +98,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.IntVar(&rounds, "rounds", 3, "rounds the paths take turns; each row is the median round")
 	fs.StringVar(&proto, "protocol", "2025-11-25", "MCP protocol version for both paths")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-	fs.StringVar(&only, "only", "", "measure one path only: direct, bus, frontdoor or mcp-proxy (for profiling)")
+	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, bus, frontdoor, mcp-proxy")
 	fs.StringVar(&proxy, "mcp-proxy", "", "an mcp-proxy binary (TBXark/mcp-proxy): add the mcp-proxy path, the demo server through it")
 	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as `BIN serve` and measure on echo_plain in a second table (repeatable: old against new)")
 	fs.StringVar(&section, "section", "", "--doc: the section to write (default table, soak or inflight)")

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -54,8 +55,8 @@ type Options struct {
 	Duration time.Duration
 	// Rounds the paths take turns [3]; each row is the median round.
 	Rounds int
-	// Only measures one path: "direct", "bus", "frontdoor" or "mcp-proxy"
-	// [all].
+	// Only measures these paths, comma-separated: "direct", "bus",
+	// "frontdoor", "mcp-proxy" [all].
 	Only string
 	// MCPProxy, when set, is an mcp-proxy binary (TBXark/mcp-proxy): the
 	// mcp-proxy path runs it in front of the demo server, an MCP proxy
@@ -160,14 +161,16 @@ func (o *Options) setDefaults() error {
 			return fmt.Errorf("%s is not an executable file", bin)
 		}
 	}
-	switch o.Only {
-	case "", "bus", "direct", "frontdoor":
-	case "mcp-proxy":
-		if o.MCPProxy == "" {
-			return fmt.Errorf("only: mcp-proxy needs the path of an mcp-proxy binary")
+	for _, p := range strings.Split(o.Only, ",") {
+		switch p {
+		case "", "bus", "direct", "frontdoor":
+		case "mcp-proxy":
+			if o.MCPProxy == "" {
+				return fmt.Errorf("only: mcp-proxy needs the path of an mcp-proxy binary")
+			}
+		default:
+			return fmt.Errorf("only: %q is not direct, bus, frontdoor or mcp-proxy", p)
 		}
-	default:
-		return fmt.Errorf("only: %q is not direct, bus, frontdoor or mcp-proxy", o.Only)
 	}
 	return nil
 }
@@ -234,19 +237,20 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return inflight(ctx, o, st, lg, w)
 	}
 	self := func() int64 { rss, _ := memStatus(); return rss }
+	want := func(p string) bool { return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), p) }
 	var paths []path
-	if o.Only == "" || o.Only == "direct" {
+	if want("direct") {
 		paths = append(paths, path{path: "direct", tool: o.Tools[0], lg: lg, cpu: cpuTime, rss: self})
 	}
-	if o.Only == "" || o.Only == "bus" {
+	if want("bus") {
 		for _, t := range o.Tools {
 			paths = append(paths, path{path: "bus", tool: t, lg: lg, cpu: cpuTime, rss: self})
 		}
 	}
-	if o.Only == "" || o.Only == "frontdoor" {
+	if want("frontdoor") {
 		paths = append(paths, path{path: "frontdoor", tool: o.Tools[0], call: frontdoor.ToolName(st.server.Name, o.Tools[0]), lg: lg, cpu: cpuTime, rss: self})
 	}
-	if proxyURL != "" && (o.Only == "" || o.Only == "mcp-proxy") {
+	if proxyURL != "" && want("mcp-proxy") {
 		paths = append(paths, path{path: "mcp-proxy", tool: o.Tools[0], lg: lg,
 			cpu: func() time.Duration { return cpuTimeOf(proxyPID) }, rss: func() int64 { rss, _ := memStatusOf(proxyPID); return rss }})
 	}
