@@ -215,9 +215,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 	defer st.close()
+	want := func(p string) bool { return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), p) }
 	var proxyURL string
 	var proxyPID int
-	if o.MCPProxy != "" && o.Soak == 0 && o.Inflight == 0 {
+	if o.MCPProxy != "" && want("mcp-proxy") && o.Soak == 0 && o.Inflight == 0 {
 		var stopProxy func()
 		if proxyURL, proxyPID, stopProxy, err = startProxy(ctx, o.MCPProxy, mcpURL); err != nil {
 			return err
@@ -237,7 +238,6 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return inflight(ctx, o, st, lg, w)
 	}
 	self := func() int64 { rss, _ := memStatus(); return rss }
-	want := func(p string) bool { return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), p) }
 	var paths []path
 	if want("direct") {
 		paths = append(paths, path{path: "direct", tool: o.Tools[0], lg: lg, cpu: cpuTime, rss: self})
@@ -250,7 +250,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if want("frontdoor") {
 		paths = append(paths, path{path: "frontdoor", tool: o.Tools[0], call: frontdoor.ToolName(st.server.Name, o.Tools[0]), lg: lg, cpu: cpuTime, rss: self})
 	}
-	if proxyURL != "" && want("mcp-proxy") {
+	if proxyURL != "" {
 		paths = append(paths, path{path: "mcp-proxy", tool: o.Tools[0], lg: lg,
 			cpu: func() time.Duration { return cpuTimeOf(proxyPID) }, rss: func() int64 { rss, _ := memStatusOf(proxyPID); return rss }})
 	}
@@ -565,7 +565,7 @@ func table(ctx context.Context, o Options, paths []path) ([]Row, error) {
 					if r.Calls > 0 {
 						row.ServeCPU = cpu / time.Duration(r.Calls)
 					}
-					fmt.Fprintf(o.Progress, "%-10s %-10s %8s c=%-4d %8.0f calls/s p50 %-10v errors %d %s\n", p.path, p.tool, sizeName(size), conc, row.PerSec, r.P50.Round(time.Microsecond), r.Errors, r.FirstErr)
+					fmt.Fprintf(o.Progress, "%-17s %-10s %8s c=%-4d %8.0f calls/s p50 %-10v errors %d %s\n", p.path, p.tool, sizeName(size), conc, row.PerSec, r.P50.Round(time.Microsecond), r.Errors, r.FirstErr)
 					rounds[i] = append(rounds[i], row)
 				}
 			}
