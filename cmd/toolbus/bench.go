@@ -100,7 +100,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
 	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, bus, frontdoor, mcp-proxy")
 	fs.StringVar(&proxy, "mcp-proxy", "", "an mcp-proxy binary (TBXark/mcp-proxy): add the mcp-proxy path, the demo server through it")
-	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as `BIN serve` and measure on echo_plain in a second table (repeatable: old against new)")
+	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as BIN serve and measure on echo_plain in a second table (repeatable: old against new)")
 	fs.StringVar(&section, "section", "", "--doc: the section to write (default table, soak or inflight)")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the serve side to this file")
 	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")
