@@ -9,7 +9,7 @@ SOAK_CALLS ?= 3000
 STATICCHECK_VER := v0.8.2
 DEADCODE_VER    := v0.52.0
 
-.PHONY: all build run lint test test-deps bench bench-doc bench-soak bench-inflight soak cluster-test fuzz clean
+.PHONY: all build run lint test test-deps bench bench-doc bench-sizes bench-soak bench-inflight soak cluster-test fuzz clean
 
 all: build
 
@@ -63,12 +63,21 @@ test: lint build test-deps
 bench: build
 	$(BIN)/toolbus bench
 
-# docs/benchmarks.md's main table: an agent in its own process over TCP, the
-# direct client beside it, 2 tools x 3 sizes x 4 concurrency levels, median
-# of 3 rounds (about 5.5 minutes on 2 cores). bench-soak (10 minutes) and
-# bench-inflight (a minute) refresh the memory sections.
+# docs/benchmarks.md's paths section: at 100 B and concurrency 1, 16, 64,
+# direct, the bus (echo, echo_plain), the MCP front door and, with
+# MCP_PROXY=<mcp-proxy binary>, TBXark/mcp-proxy; with SERVE_BINS="old new"
+# a second table of the bus on echo_plain through each binary run as
+# `serve` (about 2 minutes on 2 cores). bench-sizes (5.5 minutes) refreshes
+# the 3 sizes x 4 levels table, bench-soak (10 minutes) and bench-inflight
+# (a minute) the memory sections.
+MCP_PROXY  ?=
+SERVE_BINS ?=
 bench-doc: build
-	$(BIN)/toolbus bench --doc docs/benchmarks.md
+	$(BIN)/toolbus bench --concurrency 1,16,64 --sizes 100 --section paths --doc docs/benchmarks.md \
+		$(if $(MCP_PROXY),--mcp-proxy $(MCP_PROXY)) $(foreach b,$(SERVE_BINS),--serve-bin $(b))
+
+bench-sizes: build
+	$(BIN)/toolbus bench --only direct,bus --doc docs/benchmarks.md
 
 bench-soak: build
 	$(BIN)/toolbus bench --soak 10m --doc docs/benchmarks.md

@@ -15,21 +15,26 @@ import (
 
 func newBenchCmd(a *app) *cobra.Command {
 	var (
-		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit string
-		dur, soak, every                                                         time.Duration
-		rounds, inflight, workers, ackPending, srvConc                           int
-		resultMaxBytes                                                           int64
-		syncAlways, h2c                                                          bool
+		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit, section, proxy string
+		serveBins                                                                                []string
+		dur, soak, every                                                                         time.Duration
+		rounds, inflight, workers, ackPending, srvConc                                           int
+		resultMaxBytes                                                                           int64
+		syncAlways, h2c                                                                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "measure calls/s, p50/p99 and serve-side CPU and RSS through the bus, from an agent in another process, against direct mcp-go calls",
 		Long: `Measure calls/s, p50/p99 and the serve side's CPU and RSS through the bus,
 from an agent in another process (the hidden bench-loadgen command), against
-direct mcp-go calls to the same demo server. The paths take turns; each row is
-the median round. --soak and --inflight replace the table with a long run at
+direct mcp-go calls to the same demo server, through the MCP front door (an
+mcp-go client of it in the agent process) and, with --mcp-proxy, through
+TBXark/mcp-proxy. --serve-bin runs toolbus binaries as ` + "`BIN serve`" + ` processes
+and adds a table of the bus on echo_plain through each (old against new
+serve in one run). The paths take turns; each row is the median round. --soak and --inflight replace the table with a long run at
 concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 		Example: `  toolbus bench
+  toolbus bench --concurrency 1,16,64 --sizes 100 --mcp-proxy /path/to/mcp-proxy --serve-bin /tmp/toolbus-old --serve-bin bin/toolbus
   toolbus bench --concurrency 1,64 --sizes 100 --duration 2s --rounds 5
   toolbus bench --soak 10m --sample-every 30s
   toolbus bench --inflight 10000
@@ -41,6 +46,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
+			o.MCPProxy, o.ServeBins = proxy, serveBins
 			// The serve side runs in this process: the limit serve sets.
 			if _, err := applyMemoryLimit(a.getenv, memLimit); err != nil {
 				return usagef("--memory-limit: %v", err)
@@ -72,12 +78,14 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 				_, err := cmd.OutOrStdout().Write(out.Bytes())
 				return err
 			}
-			section := "table"
 			switch {
+			case section != "":
 			case soak > 0:
 				section = "soak"
 			case inflight > 0:
 				section = "inflight"
+			default:
+				section = "table"
 			}
 			return bench.ReplaceSection(doc, section, out.String())
 		},
@@ -90,7 +98,10 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.IntVar(&rounds, "rounds", 3, "rounds the paths take turns; each row is the median round")
 	fs.StringVar(&proto, "protocol", "2025-11-25", "MCP protocol version for both paths")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-	fs.StringVar(&only, "only", "", "measure one path only: direct or bus (for profiling)")
+	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, bus, frontdoor, mcp-proxy")
+	fs.StringVar(&proxy, "mcp-proxy", "", "an mcp-proxy binary (TBXark/mcp-proxy): add the mcp-proxy path, the demo server through it")
+	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as BIN serve and measure on echo_plain in a second table (repeatable: old against new)")
+	fs.StringVar(&section, "section", "", "--doc: the section to write (default table, soak or inflight)")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the serve side to this file")
 	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")
 	fs.DurationVar(&soak, "soak", 0, "instead of the table: run concurrency 64 for this long, sampling the serve side's RSS")

@@ -15,10 +15,12 @@ import (
 
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +33,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/broker"
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/catalogsync"
+	"github.com/toolbus-dev/toolbus/internal/frontdoor"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/streams"
@@ -52,8 +55,19 @@ type Options struct {
 	Duration time.Duration
 	// Rounds the paths take turns [3]; each row is the median round.
 	Rounds int
-	// Only measures one path: "direct" or "bus" [both].
+	// Only measures these paths, comma-separated: "direct", "bus",
+	// "frontdoor", "mcp-proxy" [all].
 	Only string
+	// MCPProxy, when set, is an mcp-proxy binary (TBXark/mcp-proxy): the
+	// mcp-proxy path runs it in front of the demo server, an MCP proxy
+	// without durability to compare with.
+	MCPProxy string
+	// ServeBins, when set, are toolbus binaries each run as `BIN serve`
+	// (embedded NATS on a free port, the bridge off, the demo server in its
+	// config), measured in a second table on echo_plain at each size and
+	// concurrency with their own load generator: old against new serve
+	// in one run. Their CPU and RSS come from /proc/<pid>.
+	ServeBins []string
 	// ProtocolVersion of the MCP sessions [2025-11-25].
 	ProtocolVersion string
 	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).
@@ -142,10 +156,21 @@ func (o *Options) setDefaults() error {
 		}
 		o.Exe = exe
 	}
-	switch o.Only {
-	case "", "bus", "direct":
-	default:
-		return fmt.Errorf("only: %q is not direct or bus", o.Only)
+	for _, bin := range append([]string{o.MCPProxy}, o.ServeBins...) {
+		if fi, err := os.Stat(bin); bin != "" && (err != nil || fi.IsDir() || fi.Mode()&0o111 == 0) {
+			return fmt.Errorf("%s is not an executable file", bin)
+		}
+	}
+	for _, p := range strings.Split(o.Only, ",") {
+		switch p {
+		case "", "bus", "direct", "frontdoor":
+		case "mcp-proxy":
+			if o.MCPProxy == "" {
+				return fmt.Errorf("only: mcp-proxy needs the path of an mcp-proxy binary")
+			}
+		default:
+			return fmt.Errorf("only: %q is not direct, bus, frontdoor or mcp-proxy", p)
+		}
 	}
 	return nil
 }
@@ -153,7 +178,7 @@ func (o *Options) setDefaults() error {
 // Row is one measurement, the median round of a path at a size and
 // concurrency.
 type Row struct {
-	Path        string // "direct" or "bus"
+	Path        string // "direct", "bus", "frontdoor", "mcp-proxy", "serve <bin>"
 	Tool        string
 	Size        int
 	Concurrency int
@@ -162,9 +187,11 @@ type Row struct {
 	P50, P99    time.Duration
 	Errors      int64  // summed over rounds
 	FirstErr    string // the first error's text, when there were errors
-	// ServeCPU is the serve side's CPU time per call (median round).
+	// ServeCPU is the serve side's CPU time per call (median round): the
+	// bench process's for bus and frontdoor, mcp-proxy's for mcp-proxy, the
+	// serve process's for a --serve-bin.
 	ServeCPU time.Duration
-	// RSS of the serve side after the round.
+	// RSS of that process after the round.
 	RSS int64
 }
 
@@ -188,7 +215,17 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return err
 	}
 	defer st.close()
-	lg, err := startLoadgen(ctx, o, st.emb.ClientURL(), mcpURL)
+	want := func(p string) bool { return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), p) }
+	var proxyURL string
+	var proxyPID int
+	if o.MCPProxy != "" && want("mcp-proxy") && o.Soak == 0 && o.Inflight == 0 {
+		var stopProxy func()
+		if proxyURL, proxyPID, stopProxy, err = startProxy(ctx, o.MCPProxy, mcpURL); err != nil {
+			return err
+		}
+		defer stopProxy()
+	}
+	lg, err := startLoadgen(ctx, o, st.emb.ClientURL(), mcpURL, "--frontdoor", st.fdURL, "--mcp-proxy", proxyURL)
 	if err != nil {
 		return err
 	}
@@ -200,11 +237,55 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	case o.Inflight > 0:
 		return inflight(ctx, o, st, lg, w)
 	}
-	rows, err := table(ctx, o, lg)
+	self := func() int64 { rss, _ := memStatus(); return rss }
+	var paths []path
+	if want("direct") {
+		paths = append(paths, path{path: "direct", tool: o.Tools[0], lg: lg, cpu: cpuTime, rss: self})
+	}
+	if want("bus") {
+		for _, t := range o.Tools {
+			paths = append(paths, path{path: "bus", tool: t, lg: lg, cpu: cpuTime, rss: self})
+		}
+	}
+	if want("frontdoor") {
+		paths = append(paths, path{path: "frontdoor", tool: o.Tools[0], call: frontdoor.ToolName(st.server.Name, o.Tools[0]), lg: lg, cpu: cpuTime, rss: self})
+	}
+	if proxyURL != "" {
+		paths = append(paths, path{path: "mcp-proxy", tool: o.Tools[0], lg: lg,
+			cpu: func() time.Duration { return cpuTimeOf(proxyPID) }, rss: func() int64 { rss, _ := memStatusOf(proxyPID); return rss }})
+	}
+	rows, err := table(ctx, o, paths)
 	if err != nil {
 		return err
 	}
-	Print(w, o, rows)
+	Print(w, rows)
+	if len(o.ServeBins) == 0 {
+		return nil
+	}
+	// Stop the in-process serve side's work before measuring the others.
+	lg.close()
+	st.close()
+	var spaths []path
+	for i, bin := range o.ServeBins {
+		sp, err := startServeBin(ctx, o, bin, mcpURL)
+		if err != nil {
+			return err
+		}
+		defer sp.close()
+		slg, err := startLoadgen(ctx, o, sp.natsURL, mcpURL, "--agent", fmt.Sprintf("bench%d", i))
+		if err != nil {
+			return err
+		}
+		defer slg.close()
+		spaths = append(spaths, path{path: "serve " + serveLabel(o.ServeBins, i), via: "bus", tool: "echo_plain", lg: slg,
+			cpu: func() time.Duration { return cpuTimeOf(sp.pid) }, rss: func() int64 { rss, _ := memStatusOf(sp.pid); return rss }})
+	}
+	srows, err := table(ctx, o, spaths)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n")
+	Print(w, srows)
 	return nil
 }
 
@@ -220,6 +301,10 @@ type serve struct {
 	wdone  chan error
 	wcfg   worker.Config
 	server registry.Server
+	fd     *frontdoor.Gateway
+	fdURL  string
+	stopFD context.CancelFunc
+	fdDone chan error
 }
 
 func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err error) {
@@ -274,28 +359,56 @@ func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err e
 	wctx, stop := context.WithCancel(ctx)
 	st.stopW, st.wdone = stop, make(chan error, 1)
 	go func() { st.wdone <- wk.Run(wctx) }()
+	// The MCP front door, as serve runs it on its own loopback listener
+	// (mcp.listen) without tokens.
+	if st.fd, err = frontdoor.New(ctx, st.nc, frontdoor.Config{}); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	st.fdURL = "http://" + ln.Addr().String() + st.fd.Path()
+	fctx, stopFD := context.WithCancel(ctx)
+	st.stopFD, st.fdDone = stopFD, make(chan error, 1)
+	go func() { st.fdDone <- st.fd.Serve(fctx, ln) }()
 	return st, nil
 }
 
 func (st *serve) close() {
+	if st.stopFD != nil {
+		st.stopFD()
+		<-st.fdDone
+		st.stopFD = nil
+	}
+	if st.fd != nil {
+		st.fd.Close()
+		st.fd = nil
+	}
 	if st.stopW != nil {
 		st.stopW()
 		<-st.wdone
+		st.stopW = nil
 	}
 	if st.cat != nil {
 		st.cat.Stop()
+		st.cat = nil
 	}
 	if st.pool != nil {
 		st.pool.Close()
+		st.pool = nil
 	}
 	if st.nc != nil {
 		st.nc.Close()
+		st.nc = nil
 	}
 	if st.emb != nil {
 		st.emb.Shutdown()
+		st.emb = nil
 	}
 	if st.dir != "" {
 		os.RemoveAll(st.dir)
+		st.dir = ""
 	}
 }
 
@@ -371,13 +484,13 @@ func startDemo(ctx context.Context, exe string) (string, func(), error) {
 	return r.URL, c.close, nil
 }
 
-func startLoadgen(ctx context.Context, o Options, natsURL, mcpURL string) (*child, error) {
-	return spawn(ctx, o.Exe, "--nats", natsURL, "--mcp", mcpURL, "--protocol", o.ProtocolVersion)
+func startLoadgen(ctx context.Context, o Options, natsURL, mcpURL string, more ...string) (*child, error) {
+	return spawn(ctx, o.Exe, append([]string{"--nats", natsURL, "--mcp", mcpURL, "--protocol", o.ProtocolVersion}, more...)...)
 }
 
-// do sends a job and returns its report with the serve side's CPU time
-// from the start of the measured part to its end.
-func (c *child) do(j job, onPublished func()) (report, time.Duration, error) {
+// do sends a job and returns its report with the CPU time cpuTime counts
+// (the serve side's) from the start of the measured part to its end.
+func (c *child) do(j job, cpuTime func() time.Duration, onPublished func()) (report, time.Duration, error) {
 	data, _ := json.Marshal(j)
 	if _, err := c.stdin.Write(append(data, '\n')); err != nil {
 		return report{}, 0, fmt.Errorf("%s: %w", LoadgenCommand, err)
@@ -408,15 +521,29 @@ func echoArgs(size int) string {
 	return `{"message":"` + strings.Repeat("x", n) + `"}`
 }
 
-func table(ctx context.Context, o Options, lg *child) ([]Row, error) {
-	type path struct{ path, tool string }
-	var paths []path
-	if o.Only != "bus" {
-		paths = append(paths, path{"direct", o.Tools[0]})
-	}
-	if o.Only != "direct" {
-		for _, t := range o.Tools {
-			paths = append(paths, path{"bus", t})
+// path is one way of calling the demo server measured in a table.
+type path struct {
+	path, tool string
+	call       string // the tool's name on this path [tool]
+	via        string // the load generator's job path [path]
+	lg         *child
+	cpu        func() time.Duration // CPU of the process serving the path
+	rss        func() int64         // and its RSS
+}
+
+func table(ctx context.Context, o Options, paths []path) ([]Row, error) {
+	// A path still starting (the front door reading the catalog, mcp-proxy
+	// connecting, a serve process syncing) answers before it is measured.
+	for _, p := range paths {
+		if p.path == "direct" {
+			continue
+		}
+		r, _, err := p.lg.do(job{Path: p.jobPath(), Tool: p.name(), Args: echoArgs(100), Probe: true}, p.cpu, nil)
+		if err != nil {
+			return nil, err
+		}
+		if r.Errors > 0 {
+			return nil, fmt.Errorf("%s path: no call succeeded in 30s: %s", p.path, r.FirstErr)
 		}
 	}
 	var rows []Row
@@ -429,17 +556,16 @@ func table(ctx context.Context, o Options, lg *child) ([]Row, error) {
 					if err := ctx.Err(); err != nil {
 						return nil, err
 					}
-					r, cpu, err := lg.do(job{Path: p.path, Tool: p.tool, Args: args, Conc: conc, Warmup: o.Duration / 5, Duration: o.Duration}, nil)
+					r, cpu, err := p.lg.do(job{Path: p.jobPath(), Tool: p.name(), Args: args, Conc: conc, Warmup: o.Duration / 5, Duration: o.Duration}, p.cpu, nil)
 					if err != nil {
 						return nil, err
 					}
-					rss, _ := memStatus()
 					row := Row{Path: p.path, Tool: p.tool, Size: size, Concurrency: conc, Calls: r.Calls,
-						PerSec: float64(r.Calls) / r.Elapsed.Seconds(), P50: r.P50, P99: r.P99, Errors: r.Errors, FirstErr: r.FirstErr, RSS: rss}
+						PerSec: float64(r.Calls) / r.Elapsed.Seconds(), P50: r.P50, P99: r.P99, Errors: r.Errors, FirstErr: r.FirstErr, RSS: p.rss()}
 					if r.Calls > 0 {
 						row.ServeCPU = cpu / time.Duration(r.Calls)
 					}
-					fmt.Fprintf(o.Progress, "%-6s %-10s %8s c=%-4d %8.0f calls/s p50 %-10v errors %d %s\n", p.path, p.tool, sizeName(size), conc, row.PerSec, r.P50.Round(time.Microsecond), r.Errors, r.FirstErr)
+					fmt.Fprintf(o.Progress, "%-17s %-10s %8s c=%-4d %8.0f calls/s p50 %-10v errors %d %s\n", p.path, p.tool, sizeName(size), conc, row.PerSec, r.P50.Round(time.Microsecond), r.Errors, r.FirstErr)
 					rounds[i] = append(rounds[i], row)
 				}
 			}
@@ -449,6 +575,20 @@ func table(ctx context.Context, o Options, lg *child) ([]Row, error) {
 		}
 	}
 	return rows, nil
+}
+
+func (p path) jobPath() string {
+	if p.via != "" {
+		return p.via
+	}
+	return p.path
+}
+
+func (p path) name() string {
+	if p.call != "" {
+		return p.call
+	}
+	return p.tool
 }
 
 // median returns the round with the median throughput, its calls and
@@ -478,17 +618,21 @@ func sizeName(n int) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// Print writes rows as a Markdown table: each bus row relative to the
-// direct row of its size and concurrency.
-func Print(w io.Writer, o Options, rows []Row) {
-	fmt.Fprintf(w, "| size | conc | path | tool | calls/s | p50 | p99 | vs direct | serve CPU/call | serve RSS | errors |\n")
+// Print writes rows as a Markdown table: each row relative to the first
+// row of its size and concurrency (direct, or the first --serve-bin).
+func Print(w io.Writer, rows []Row) {
+	first := "direct"
+	if len(rows) > 0 {
+		first = rows[0].Path
+	}
+	fmt.Fprintf(w, "| size | conc | path | tool | calls/s | p50 | p99 | vs %s | serve CPU/call | serve RSS | errors |\n", first)
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var base Row
 	for _, r := range rows {
 		rel := ""
-		if r.Path == "direct" {
+		if base.Size != r.Size || base.Concurrency != r.Concurrency || base.Path == "" {
 			base = r
-		} else if base.PerSec > 0 && base.Size == r.Size && base.Concurrency == r.Concurrency && r.Calls > 0 {
+		} else if base.PerSec > 0 && r.Calls > 0 {
 			d := (r.P50 - base.P50).Round(10 * time.Microsecond)
 			sign := "+"
 			if d < 0 {
@@ -497,7 +641,7 @@ func Print(w io.Writer, o Options, rows []Row) {
 			rel = fmt.Sprintf("%.2f×, p50 %s%v", r.PerSec/base.PerSec, sign, d)
 		}
 		cpu := "–"
-		if r.Path == "bus" && r.ServeCPU > 0 {
+		if r.Path != "direct" && r.ServeCPU > 0 {
 			cpu = fmt.Sprintf("%.3f ms", float64(r.ServeCPU)/1e6)
 		}
 		errs := fmt.Sprint(r.Errors)

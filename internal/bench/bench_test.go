@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,8 +34,8 @@ func TestRunMeasuresBothPaths(t *testing.T) {
 	}
 	table := out.String()
 	lines := strings.Split(strings.TrimSpace(table), "\n")
-	// header, separator, 2 sizes x 2 levels x (direct + 2 bus tools)
-	if len(lines) != 2+2*2*3 {
+	// header, separator, 2 sizes x 2 levels x (direct + 2 bus tools + front door)
+	if len(lines) != 2+2*2*4 {
 		t.Fatalf("%d lines:\n%s", len(lines), table)
 	}
 	for _, l := range lines[2:] {
@@ -93,5 +94,87 @@ func TestReplaceSection(t *testing.T) {
 	}
 	if err := ReplaceSection(p, "soak", "x"); err == nil {
 		t.Fatal("no error for a missing section")
+	}
+}
+
+// rows returns the table rows of a Markdown table (header and separator
+// dropped), failing the test on any row with errors.
+func rows(t *testing.T, table string) []string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("no table:\n%s", table)
+	}
+	for _, l := range lines[2:] {
+		cells := strings.Split(l, "|")
+		if errs := strings.TrimSpace(cells[len(cells)-2]); errs != "0" {
+			t.Errorf("row with errors: %s", l)
+		}
+	}
+	return lines[2:]
+}
+
+// The front door path (an mcp-go client in the agent process → the front
+// door → bus → worker) and a --serve-bin (a toolbus binary run as `serve`,
+// its CPU read from /proc) each produce their rows.
+func TestFrontDoorAndServeBin(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build toolbus for --serve-bin")
+	}
+	toolbus := filepath.Join(t.TempDir(), "toolbus")
+	if out, err := exec.Command(gobin, "build", "-o", toolbus, "github.com/toolbus-dev/toolbus/cmd/toolbus").CombinedOutput(); err != nil {
+		t.Fatalf("build toolbus: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err = Run(ctx, Options{Concurrency: []int{1, 4}, Sizes: []int{100}, Duration: 200 * time.Millisecond, Rounds: 1,
+		Only: "frontdoor", ServeBins: []string{toolbus}}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := strings.Split(strings.TrimSpace(out.String()), "\n\n")
+	if len(tables) != 2 {
+		t.Fatalf("want the paths table and the --serve-bin table:\n%s", out.String())
+	}
+	fd, sb := rows(t, tables[0]), rows(t, tables[1])
+	if len(fd) != 2 || len(sb) != 2 {
+		t.Fatalf("want 2 front-door rows and 2 serve rows:\n%s", out.String())
+	}
+	for _, l := range fd {
+		if !strings.Contains(l, "| frontdoor | echo |") || strings.Contains(l, "| – |") {
+			t.Errorf("front-door row without its path or serve CPU: %s", l)
+		}
+	}
+	for _, l := range sb {
+		if !strings.Contains(l, "| serve toolbus | echo_plain |") || strings.Contains(l, "| – |") || strings.Contains(l, "| 0 MB |") {
+			t.Errorf("serve row without its path, CPU or RSS: %s", l)
+		}
+	}
+}
+
+// The mcp-proxy path, where a binary of TBXark/mcp-proxy is at hand
+// (MCP_PROXY, else /tmp/peer/mcp-proxy; CI has none).
+func TestMCPProxyPath(t *testing.T) {
+	bin := os.Getenv("MCP_PROXY")
+	if bin == "" {
+		bin = "/tmp/peer/mcp-proxy"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no mcp-proxy binary: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := Run(ctx, Options{Concurrency: []int{1, 4}, Sizes: []int{100}, Duration: 200 * time.Millisecond, Rounds: 1,
+		Only: "mcp-proxy", MCPProxy: bin}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rows(t, out.String()) {
+		if !strings.Contains(l, "| mcp-proxy | echo |") || strings.Contains(l, "| – |") {
+			t.Errorf("mcp-proxy row without its path or CPU: %s", l)
+		}
 	}
 }

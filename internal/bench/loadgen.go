@@ -33,7 +33,9 @@ const LoadgenCommand = "bench-loadgen"
 // job is one instruction from the parent to the load generator, a JSON
 // line on its stdin.
 type job struct {
-	Path     string        `json:"path"` // "bus" or "direct"
+	// Path is "bus" (the wire protocol) or the name of an MCP client of
+	// the load generator: "direct", "frontdoor", "mcp-proxy".
+	Path     string        `json:"path"`
 	Tool     string        `json:"tool"`
 	Args     string        `json:"args"` // the arguments object, as JSON
 	Conc     int           `json:"conc"`
@@ -42,6 +44,9 @@ type job struct {
 	// Burst, when > 0, publishes this many calls at once (bus only) and
 	// waits for all their results, instead of a closed loop of Conc.
 	Burst int `json:"burst,omitempty"`
+	// Probe, when set, calls once a second until a call succeeds (30s at
+	// most), for a serve side or proxy that is still starting.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // report is the load generator's answer to a job, JSON lines on stdout:
@@ -72,7 +77,9 @@ func LoadgenMain(args []string, stdout io.Writer) int {
 	mcpURL := fs.String("mcp", "", "streamable HTTP URL of the MCP server (direct path)")
 	agent := fs.String("agent", "bench", "agent id of the calls")
 	server := fs.String("server", "demo", "registered server name")
-	proto := fs.String("protocol", mcp.ProtocolVersion20251125, "MCP protocol version of the direct client")
+	proto := fs.String("protocol", mcp.ProtocolVersion20251125, "MCP protocol version of the MCP clients")
+	frontDoor := fs.String("frontdoor", "", "streamable HTTP URL of the toolbus MCP front door (frontdoor path)")
+	proxy := fs.String("mcp-proxy", "", "streamable HTTP URL of the demo server through mcp-proxy (mcp-proxy path)")
 	serveDemo := fs.Bool("serve-demo", false, "serve the demo MCP server over streamable HTTP on loopback instead")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -90,7 +97,8 @@ func LoadgenMain(args []string, stdout io.Writer) int {
 		_, _ = io.Copy(io.Discard, os.Stdin) // serve until the parent closes stdin
 		return 0
 	}
-	g, err := newLoadgen(ctx, *natsURL, *mcpURL, *agent, *server, *proto)
+	urls := map[string]string{"direct": *mcpURL, "frontdoor": *frontDoor, "mcp-proxy": *proxy}
+	g, err := newLoadgen(ctx, *natsURL, urls, *agent, *server, *proto)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench-loadgen: %v\n", err)
 		return 1
@@ -126,15 +134,17 @@ type loadgen struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	sub     *nats.Subscription
-	direct  *client.Client
 	agent   string
 	server  string
+	proto   string
+	urls    map[string]string         // MCP client name → URL
+	clients map[string]*client.Client // dialled on first use
 	mu      gosync.Mutex
 	waiting map[string]chan reply
 }
 
-func newLoadgen(ctx context.Context, natsURL, mcpURL, agent, server, proto string) (*loadgen, error) {
-	g := &loadgen{agent: agent, server: server, waiting: map[string]chan reply{}}
+func newLoadgen(ctx context.Context, natsURL string, urls map[string]string, agent, server, proto string) (*loadgen, error) {
+	g := &loadgen{agent: agent, server: server, proto: proto, urls: urls, clients: map[string]*client.Client{}, waiting: map[string]chan reply{}}
 	var err error
 	if g.nc, err = nats.Connect(natsURL, nats.Name("toolbus-bench-loadgen")); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", natsURL, err)
@@ -149,15 +159,33 @@ func newLoadgen(ctx context.Context, natsURL, mcpURL, agent, server, proto strin
 	}
 	// 1 MB results at concurrency 256 overflow the default pending limits.
 	_ = g.sub.SetPendingLimits(-1, -1)
-	srv := registry.Server{Name: server, Transport: registry.TransportHTTP, URL: mcpURL, ProtocolVersion: proto}
-	if g.direct, err = mcppool.Dial(ctx, srv, mcppool.DialOptions{HTTPClient: mcppool.NewHTTPClient(512)}); err != nil {
-		return nil, fmt.Errorf("direct client of %s: %w", mcpURL, err)
-	}
 	return g, nil
 }
 
+// client returns the MCP client named path, dialling it on first use (the
+// same mcp-go client code for the demo server, the front door and
+// mcp-proxy).
+func (g *loadgen) client(ctx context.Context, path string) (*client.Client, error) {
+	if c := g.clients[path]; c != nil {
+		return c, nil
+	}
+	url := g.urls[path]
+	if url == "" {
+		return nil, fmt.Errorf("no URL for the %s path", path)
+	}
+	srv := registry.Server{Name: path, Transport: registry.TransportHTTP, URL: url, ProtocolVersion: g.proto}
+	c, err := mcppool.Dial(ctx, srv, mcppool.DialOptions{HTTPClient: mcppool.NewHTTPClient(512)})
+	if err != nil {
+		return nil, fmt.Errorf("%s client of %s: %w", path, url, err)
+	}
+	g.clients[path] = c
+	return c, nil
+}
+
 func (g *loadgen) close() {
-	g.direct.Close()
+	for _, c := range g.clients {
+		c.Close()
+	}
 	g.nc.Close()
 }
 
@@ -231,18 +259,24 @@ func (g *loadgen) busCall(ctx context.Context, tool string, args []byte) error {
 	return err
 }
 
-func (g *loadgen) directCall(ctx context.Context, tool string, args []byte) error {
+func mcpCall(ctx context.Context, c *client.Client, tool string, args []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req := mcp.CallToolRequest{}
 	req.Params.Name = tool
 	req.Params.Arguments = json.RawMessage(args)
-	res, err := g.direct.CallTool(ctx, req)
+	res, err := c.CallTool(ctx, req)
 	if err != nil {
 		return err
 	}
 	if res.IsError {
-		return errors.New("tool error")
+		msg := "tool error"
+		if len(res.Content) > 0 {
+			if t, ok := res.Content[0].(mcp.TextContent); ok {
+				msg += ": " + t.Text
+			}
+		}
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -253,8 +287,25 @@ func (g *loadgen) run(ctx context.Context, j job, emit func(report)) report {
 		return g.burst(ctx, j, args, emit)
 	}
 	f := func(ctx context.Context) error { return g.busCall(ctx, j.Tool, args) }
-	if j.Path == "direct" {
-		f = func(ctx context.Context) error { return g.directCall(ctx, j.Tool, args) }
+	if j.Path != "bus" {
+		// Dialled here, before any caller runs (a probe retries the dial).
+		f = func(ctx context.Context) error {
+			c, err := g.client(ctx, j.Path)
+			if err != nil {
+				return err
+			}
+			return mcpCall(ctx, c, j.Tool, args)
+		}
+		if !j.Probe {
+			c, err := g.client(ctx, j.Path)
+			if err != nil {
+				return report{Event: "done", Errors: 1, FirstErr: err.Error()}
+			}
+			f = func(ctx context.Context) error { return mcpCall(ctx, c, j.Tool, args) }
+		}
+	}
+	if j.Probe {
+		return probe(ctx, f)
 	}
 	if j.Warmup > 0 {
 		// Large calls take seconds each at high concurrency: a full-width
@@ -267,6 +318,23 @@ func (g *loadgen) run(ctx context.Context, j job, emit func(report)) report {
 	}
 	emit(report{Event: "start"})
 	return measure(ctx, f, j.Conc, j.Duration)
+}
+
+// probe calls f once a second until it succeeds, 30s at most.
+func probe(ctx context.Context, f func(context.Context) error) report {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := f(ctx)
+		if err == nil {
+			return report{Event: "done", Calls: 1}
+		}
+		select {
+		case <-ctx.Done():
+			return report{Event: "done", Errors: 1, FirstErr: err.Error()}
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // burst publishes j.Burst calls as fast as JetStream takes them and waits

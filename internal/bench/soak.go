@@ -69,7 +69,7 @@ func soak(ctx context.Context, o Options, st *serve, lg *child, w io.Writer) err
 			}
 		}
 	}()
-	r, cpu, err := lg.do(job{Path: "bus", Tool: "echo_plain", Args: echoArgs(100), Conc: o.SoakConcurrency, Duration: o.Soak}, nil)
+	r, cpu, err := lg.do(job{Path: "bus", Tool: "echo_plain", Args: echoArgs(100), Conc: o.SoakConcurrency, Duration: o.Soak}, cpuTime, nil)
 	close(stop)
 	<-done
 	if err != nil {
@@ -133,7 +133,7 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	}()
 	args := fmt.Sprintf(`{"ms":%d,"steps":1}`, o.SleepFor.Milliseconds())
 	cpu0 := cpuTime()
-	r, _, err := lg.do(job{Path: "bus", Tool: "sleep", Args: args, Burst: o.Inflight}, func() {
+	r, _, err := lg.do(job{Path: "bus", Tool: "sleep", Args: args, Burst: o.Inflight}, cpuTime, func() {
 		// Every call is accepted; most run now. Profile half a sleep later.
 		go func() {
 			time.Sleep(o.SleepFor / 2)
