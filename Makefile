@@ -13,9 +13,11 @@ DEADCODE_VER    := v0.52.0
 
 all: build
 
+# -buildvcs=auto stamps the git revision into the binaries (toolbus --version)
+# even where GOFLAGS turns stamping off.
 build:
-	$(GO) build -o $(BIN)/toolbus ./cmd/toolbus
-	$(GO) build -o $(BIN)/mcp-demo ./cmd/mcp-demo
+	$(GO) build -buildvcs=auto -o $(BIN)/toolbus ./cmd/toolbus
+	$(GO) build -buildvcs=auto -o $(BIN)/mcp-demo ./cmd/mcp-demo
 
 run: build
 	$(BIN)/toolbus serve
