@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/bridge"
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/control"
+	"github.com/toolbus-dev/toolbus/internal/httpserve"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/scheduler"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
@@ -74,20 +74,7 @@ func startOps(ctx context.Context, svc *services, nc *nats.Conn, js jetstream.Je
 	log.Info().Str("addr", ln.Addr().String()).Msg("metrics on /metrics, health on /healthz and /readyz")
 	srv := &http.Server{Handler: o.mux, ReadHeaderTimeout: 10 * time.Second}
 	svc.run(ctx, "metrics-http", func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return httpserve.Run(ctx, srv, ln, 5*time.Second)
 	})
 	return o, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/broker"
+	"github.com/toolbus-dev/toolbus/internal/httpserve"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -519,21 +520,8 @@ func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	b.checkDuplicateWindow(ctx)
 	b.log.Info().Str("addr", ln.Addr().String()).Int("hooks", len(*b.hooks.Load())).Msg("webhook bridge listening")
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := httpserve.Run(ctx, srv, ln, 10*time.Second); err != nil {
 		return fmt.Errorf("bridge: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
-		err = e
-	}
-	if err != nil {
-		return fmt.Errorf("bridge shutdown: %w", err)
 	}
 	return nil
 }

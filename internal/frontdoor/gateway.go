@@ -30,6 +30,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	checkcat "github.com/toolbus-dev/toolbus/internal/catalog"
+	"github.com/toolbus-dev/toolbus/internal/httpserve"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -633,17 +634,9 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	mux.Handle(g.cfg.Path+"/", g)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	g.log.Info().Str("addr", ln.Addr().String()).Str("path", g.cfg.Path).Int("tokens", len(g.cfg.Tokens)).Msg("MCP front door listening")
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := httpserve.Run(ctx, srv, ln, 5*time.Second); err != nil {
 		return fmt.Errorf("MCP front door: %w", err)
-	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	<-errc
 	return nil
 }
 
