@@ -45,6 +45,11 @@ const (
 // so a client cannot choose it.
 const metaCallID = "dev.toolbus/callId"
 
+// callIDKey is the context key under which ServeHTTP hands the call id
+// the filter chose to the tool handler (HTTP requests carry their context
+// through mcp-go; stdio lines do not, so there it rides in _meta).
+type callIDKey struct{}
+
 // maxBody bounds a request body (the bus refuses larger calls anyway).
 const maxBody = 8 << 20
 
@@ -198,7 +203,7 @@ func (g *Gateway) profile(view string, tok *Token, transport string) *profile {
 		return p
 	}
 	p = &profile{g: g, agent: agent, view: view, pol: merged{view: g.cfg.Views[view], token: tpol},
-		calls: map[string]string{}, byCall: map[string]string{}}
+		calls: map[string]string{}, byCall: map[string]tracked{}}
 	p.srv = server.NewMCPServer(ServerName, ServerVersion,
 		server.WithToolCapabilities(true),
 		server.WithTaskCapabilities(true, true, true),
@@ -221,9 +226,14 @@ func (p *profile) handle(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 		return nil, fmt.Errorf("unknown tool %q: it is not in this endpoint's tools/list", req.Params.Name)
 	}
 	callID := ""
+	if p.http != nil {
+		callID, _ = ctx.Value(callIDKey{}).(string)
+	}
 	var opts []client.CallOption
 	if m := req.Params.Meta; m != nil {
-		callID, _ = m.AdditionalFields[metaCallID].(string)
+		if p.http == nil {
+			callID, _ = m.AdditionalFields[metaCallID].(string)
+		}
 		if tok := m.ProgressToken; tok != nil {
 			srv := p.srv
 			opts = append(opts, client.WithProgress(func(pr subjects.Progress) {
@@ -238,15 +248,14 @@ func (p *profile) handle(ctx context.Context, req mcp.CallToolRequest) (*mcp.Cal
 			}))
 		}
 	}
-	if callID == "" {
+	// The filter checked the arguments (pins injected) and kept them:
+	// they are sent as they are, not re-encoded from what mcp-go decoded.
+	args, ok := p.prepared(callID)
+	if callID == "" || !ok {
 		// Only the message filter makes calls; this is a bug if reached.
 		return nil, errors.New("toolbus front door: the call carries no call id")
 	}
 	defer p.forget(callID)
-	args, err := json.Marshal(req.Params.Arguments)
-	if err != nil || string(args) == "null" {
-		args = []byte("{}")
-	}
 	cl, err := p.g.client(p.agent)
 	if err != nil {
 		return mcp.NewToolResultError(fmt.Sprintf("toolbus cannot call as agent %q: %v", p.agent, err)), nil
@@ -412,23 +421,35 @@ func (p *profile) prepareCall(ctx context.Context, session string, m rpcMsg) (re
 	if !ok {
 		return errorResponse(m.ID, mcp.INVALID_PARAMS, fmt.Sprintf("unknown tool %q: it is not in this endpoint's tools/list", name)), nil, ""
 	}
-	args := map[string]any{}
-	if a := params["arguments"]; len(a) > 0 && string(a) != "null" {
-		if err := json.Unmarshal(a, &args); err != nil {
-			return errorResponse(m.ID, mcp.INVALID_PARAMS, "arguments must be a JSON object"), nil, ""
-		}
-	}
 	callID = subjects.NewCallID()
-	for _, k := range pinNames(ex.pins) {
-		if _, set := args[k]; set {
-			return errorResponse(m.ID, mcp.INVALID_PARAMS, fmt.Sprintf("argument %q of %s is pinned by this endpoint's configuration and cannot be set by the client", k, ex.name)), nil, ""
-		}
-		r := strings.NewReplacer("{{agent}}", p.agent, "{{view}}", p.view, "{{server}}", ex.server, "{{tool}}", ex.tool, "{{call_id}}", callID)
-		args[k] = expand(ex.pins[k], r)
+	a := bytes.TrimSpace(params["arguments"])
+	var body []byte
+	switch {
+	case len(a) == 0 || string(a) == "null":
+		body = []byte("{}")
+	case len(ex.pins) == 0 && a[0] == '{':
+		// A JSON object (params decoded, so it is valid) and nothing to
+		// inject: it goes on as the client wrote it.
+		body = a
 	}
-	body, err := json.Marshal(args)
-	if err != nil {
-		return errorResponse(m.ID, mcp.INVALID_PARAMS, "arguments: "+err.Error()), nil, ""
+	if len(ex.pins) > 0 || body == nil {
+		args := map[string]any{}
+		if len(a) > 0 && string(a) != "null" {
+			if err := json.Unmarshal(a, &args); err != nil {
+				return errorResponse(m.ID, mcp.INVALID_PARAMS, "arguments must be a JSON object"), nil, ""
+			}
+		}
+		for _, k := range pinNames(ex.pins) {
+			if _, set := args[k]; set {
+				return errorResponse(m.ID, mcp.INVALID_PARAMS, fmt.Sprintf("argument %q of %s is pinned by this endpoint's configuration and cannot be set by the client", k, ex.name)), nil, ""
+			}
+			r := strings.NewReplacer("{{agent}}", p.agent, "{{view}}", p.view, "{{server}}", ex.server, "{{tool}}", ex.tool, "{{call_id}}", callID)
+			args[k] = expand(ex.pins[k], r)
+		}
+		var err error
+		if body, err = json.Marshal(args); err != nil {
+			return errorResponse(m.ID, mcp.INVALID_PARAMS, "arguments: "+err.Error()), nil, ""
+		}
 	}
 	// The worker checks again; refusing here gives the client a JSON-RPC
 	// error with the same words, without a round trip.
@@ -437,6 +458,12 @@ func (p *profile) prepareCall(ctx context.Context, session string, m rpcMsg) (re
 	}
 	if t := params["task"]; len(t) > 0 && string(t) != "null" {
 		return p.startTask(ctx, m.ID, ex, body, callID, t), nil, ""
+	}
+	if p.http != nil {
+		// HTTP: the handler reads the call id from the request's context
+		// and the arguments from track, so the body goes on unchanged.
+		p.track(reqKey(session, m.ID), callID, body)
+		return nil, nil, callID
 	}
 	params["arguments"] = body
 	meta := map[string]json.RawMessage{}
@@ -449,7 +476,7 @@ func (p *profile) prepareCall(ctx context.Context, session string, m rpcMsg) (re
 	params["_meta"], _ = json.Marshal(meta)
 	m.Params, _ = json.Marshal(params)
 	fwd, _ = json.Marshal(m)
-	p.track(reqKey(session, m.ID), callID)
+	p.track(reqKey(session, m.ID), callID, body)
 	return nil, fwd, callID
 }
 
@@ -514,6 +541,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if callID != "" {
 			defer p.forget(callID)
+			r = r.WithContext(context.WithValue(r.Context(), callIDKey{}, callID))
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))

@@ -39,8 +39,16 @@ type profile struct {
 	sig       string // hash of the listed tools, to send list_changed only on a change
 
 	callsMu gosync.Mutex
-	calls   map[string]string // "<session>\x00<request id>" → call id, while the call runs
-	byCall  map[string]string // call id → its key in calls
+	calls   map[string]string   // "<session>\x00<request id>" → call id, while the call runs
+	byCall  map[string]tracked // call id → its key in calls and its prepared arguments
+}
+
+// tracked is a call the filter prepared: its request key and the
+// arguments it checked (pins injected), which the handler sends as they
+// are rather than re-encoding what mcp-go decoded.
+type tracked struct {
+	key  string
+	args json.RawMessage
 }
 
 func (p *profile) lookup(name string) (*exposed, bool) {
@@ -164,19 +172,27 @@ func withoutPins(schema json.RawMessage, pins map[string]any) json.RawMessage {
 
 // track records that the request key runs callID, so notifications/cancelled
 // naming the request cancels the bus call.
-func (p *profile) track(key, callID string) {
+func (p *profile) track(key, callID string, args json.RawMessage) {
 	p.callsMu.Lock()
 	p.calls[key] = callID
-	p.byCall[callID] = key
+	p.byCall[callID] = tracked{key: key, args: args}
 	p.callsMu.Unlock()
+}
+
+// prepared returns the arguments the filter prepared for a call.
+func (p *profile) prepared(callID string) (json.RawMessage, bool) {
+	p.callsMu.Lock()
+	t, ok := p.byCall[callID]
+	p.callsMu.Unlock()
+	return t.args, ok && t.args != nil
 }
 
 func (p *profile) forget(callID string) {
 	p.callsMu.Lock()
-	if key, ok := p.byCall[callID]; ok {
+	if t, ok := p.byCall[callID]; ok {
 		delete(p.byCall, callID)
-		if p.calls[key] == callID {
-			delete(p.calls, key)
+		if p.calls[t.key] == callID {
+			delete(p.calls, t.key)
 		}
 	}
 	p.callsMu.Unlock()
