@@ -47,22 +47,9 @@ refuses to start without tokens.`,
 			if err := frontdoor.CheckListen(addr, fc); err != nil {
 				return err
 			}
-			ccfg, err := a.resolve(cfg.NATS.URL)
-			if err != nil {
-				return err
-			}
-			nc, _, err := dial(ccfg, "toolbus-gateway", log)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx := cmd.Context()
-			g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
-			if err != nil {
-				return err
-			}
-			defer g.Close()
-			return g.ListenAndServe(ctx, addr)
+			return a.runFrontDoor(cmd.Context(), cfg, fc, "toolbus-gateway", log, func(ctx context.Context, g *frontdoor.Gateway) error {
+				return g.ListenAndServe(ctx, addr)
+			})
 		},
 	}
 	fs := cmd.Flags()
@@ -70,6 +57,27 @@ refuses to start without tokens.`,
 	fs.StringVar(&listen, "listen", "", "listen address (default config mcp.listen, else "+frontdoor.DefaultListen+")")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// runFrontDoor connects to NATS as the config and flags say, opens the
+// front door on it and runs serve until it returns: gateway and mcp differ
+// only in serve.
+func (a *app) runFrontDoor(ctx context.Context, cfg *config.Config, fc frontdoor.Config, name string, log zerolog.Logger, serve func(context.Context, *frontdoor.Gateway) error) error {
+	ccfg, err := a.resolve(cfg.NATS.URL)
+	if err != nil {
+		return err
+	}
+	nc, _, err := dial(ccfg, name, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return serve(ctx, g)
 }
 
 // loadFrontDoor reads the config file and its mcp section, secrets resolved.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/toolbus-dev/toolbus/internal/frontdoor"
@@ -35,22 +37,9 @@ only the protocol.`,
 				}
 				fc.Agent = agent
 			}
-			ccfg, err := a.resolve(cfg.NATS.URL)
-			if err != nil {
-				return err
-			}
-			nc, _, err := dial(ccfg, "toolbus-mcp", log)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx := cmd.Context()
-			g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
-			if err != nil {
-				return err
-			}
-			defer g.Close()
-			return g.ServeStdio(ctx, view, cmd.InOrStdin(), cmd.OutOrStdout())
+			return a.runFrontDoor(cmd.Context(), cfg, fc, "toolbus-mcp", log, func(ctx context.Context, g *frontdoor.Gateway) error {
+				return g.ServeStdio(ctx, view, cmd.InOrStdin(), cmd.OutOrStdout())
+			})
 		},
 	}
 	fs := cmd.Flags()
