@@ -33,8 +33,10 @@ type reloader struct {
 	// bridgeAddr is serve --bridge or bridge --addr, over the file's
 	// bridge.addr.
 	bridgeAddr string
-	log        zerolog.Logger
-	hup        chan os.Signal
+	// mcpAddr is serve --mcp, over the file's mcp.listen.
+	mcpAddr string
+	log     zerolog.Logger
+	hup     chan os.Signal
 
 	cur    *config.Config
 	hooks  []bridge.Hook        // the bridge's, as last applied
@@ -112,6 +114,9 @@ func (r *reloader) reload(ctx context.Context) error {
 	next, err := config.Load(r.path)
 	if err != nil {
 		return err
+	}
+	if r.mcpAddr != "" {
+		next.MCP.Listen = r.mcpAddr // as at start
 	}
 	if r.bridgeAddr != "" {
 		next.Bridge.Addr = r.bridgeAddr // as at start

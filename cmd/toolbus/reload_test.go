@@ -70,7 +70,10 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	write(srvYAML("alpha", alphaSrv.URL)+srvYAML("gamma", betaSrv.URL), hook("keep")+hook("gone"), "worker:\n  concurrency: 8\n")
 
 	port := testutil.FreePort(t)
-	logPath, hup := startHUPable(t, dir, "serve", bin, "serve", "--port", fmt.Sprint(port), "--config", cfgPath)
+	// --mcp puts the front door on a listener of its own: a flag the file
+	// does not know, which a reload must keep (and not call a change).
+	mcpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	logPath, hup := startHUPable(t, dir, "serve", bin, "serve", "--port", fmt.Sprint(port), "--config", cfgPath, "--mcp", mcpAddr)
 	waitLog(t, logPath, "worker consuming tool calls")
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	env := []string{"NATS_URL=" + url}
@@ -169,6 +172,19 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		`"worker_concurrency":4`, `"needs_restart":["worker.max_deliver"]`} {
 		if !strings.Contains(logText(), want) {
 			t.Errorf("the reload log does not say %s:\n%s", want, logText())
+		}
+	}
+	// The front door still answers on --mcp's listener.
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	req, _ := http.NewRequest("POST", "http://"+mcpAddr+"/mcp", strings.NewReader(initialize))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Errorf("the front door on --mcp after the reload: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("the front door on --mcp after the reload: HTTP %d", resp.StatusCode)
 		}
 	}
 	synced("beta")

@@ -36,6 +36,7 @@ type runFlags struct {
 	metrics     string
 	memoryLimit string
 	bridge      string // serve --bridge, over the file's bridge.addr
+	mcp         string // serve --mcp, over the file's mcp.listen
 }
 
 func addRunFlags(fs *pflag.FlagSet) *runFlags {
@@ -72,7 +73,7 @@ func (r *runFlags) workerConfig(c *config.Config) worker.Config {
 
 func newServeCmd(a *app) *cobra.Command {
 	var rf *runFlags
-	var dataDir, host, natsMonitor, mcpAddr string
+	var dataDir, host, natsMonitor string
 	var port int
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -102,8 +103,8 @@ off: only a flag or the config file does.`,
 			if rf.bridge != "" {
 				cfg.Bridge.Addr = rf.bridge
 			}
-			if mcpAddr != "" {
-				cfg.MCP.Listen = mcpAddr
+			if rf.mcp != "" {
+				cfg.MCP.Listen = rf.mcp
 			}
 			ctx := cmd.Context()
 			var nc *nats.Conn
@@ -142,7 +143,7 @@ off: only a flag or the config file does.`,
 	fs.IntVar(&port, "port", 0, "embedded NATS: listen port (default 4222)")
 	fs.StringVar(&natsMonitor, "nats-monitor", "", "embedded NATS: serve its monitoring endpoints (/varz, /jsz; for nats-surveyor) on this host:port")
 	fs.StringVar(&rf.bridge, "bridge", "", "webhook bridge listen address (default config bridge.addr, else "+defaultBridgeAddr+"); off disables it")
-	fs.StringVar(&mcpAddr, "mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
+	fs.StringVar(&rf.mcp, "mcp", "", "MCP front door listen address (default config mcp.listen, else the bridge's listener at /mcp); off disables it")
 	return cmd
 }
 
@@ -246,7 +247,7 @@ func runStack(ctx context.Context, nc *nats.Conn, cfg *config.Config, rf *runFla
 			}
 		}
 	}
-	rl.reg, rl.rf, rl.serve, rl.bridgeAddr = reg, rf, all, rf.bridge
+	rl.reg, rl.rf, rl.serve, rl.bridgeAddr, rl.mcpAddr = reg, rf, all, rf.bridge, rf.mcp
 	tp, stopTracing, err := startTracing(ctx, wcfg.Name, log)
 	if err != nil {
 		return err
