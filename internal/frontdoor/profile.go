@@ -39,7 +39,7 @@ type profile struct {
 	sig       string // hash of the listed tools, to send list_changed only on a change
 
 	callsMu gosync.Mutex
-	calls   map[string]string   // "<session>\x00<request id>" → call id, while the call runs
+	calls   map[string]string  // "<session>\x00<request id>" → call id, while the call runs
 	byCall  map[string]tracked // call id → its key in calls and its prepared arguments
 }
 
