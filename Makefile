@@ -51,6 +51,7 @@ $(BIN)/deadcode:
 	GOBIN=$(BIN) $(GO) install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VER)
 
 lint: $(BIN)/staticcheck $(BIN)/deadcode
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "$$out"; echo "gofmt: run gofmt -w on the files above"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 	@out=$$($(BIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions above"; exit 1; fi
