@@ -86,10 +86,7 @@ func TestFaultKillWorker(t *testing.T) {
 	lg.recovery(r, fault, fault, okResult)
 	r.record(t)
 	r.check(t)
-	requireAll(t, r, string(subjects.StatusOK))
-	if r.Exec0 > 0 {
-		t.Errorf("%d calls answered ok never ran on the MCP server", r.Exec0)
-	}
+	requireAllRan(t, r)
 	t.Logf("TOOL_CALLS left: %d", c.callsLeft(10*time.Second))
 }
 
@@ -115,10 +112,7 @@ func TestFaultRestartNATS(t *testing.T) {
 	lg.recovery(r, fault, back, okResult)
 	r.record(t)
 	r.check(t)
-	requireAll(t, r, string(subjects.StatusOK))
-	if r.Exec0 > 0 {
-		t.Errorf("%d calls answered ok never ran on the MCP server", r.Exec0)
-	}
+	requireAllRan(t, r)
 	t.Logf("TOOL_CALLS left: %d", c.callsLeft(10*time.Second))
 }
 
@@ -371,5 +365,15 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 	}
 	if r.Discarded > 0 {
 		t.Errorf("%d finished results were thrown away", r.Discarded)
+	}
+}
+
+// requireAllRan: every call was answered ok, and every ok ran on the MCP
+// server (none answered without running).
+func requireAllRan(t *testing.T, r *row) {
+	t.Helper()
+	requireAll(t, r, string(subjects.StatusOK))
+	if r.Exec0 > 0 {
+		t.Errorf("%d calls answered ok never ran on the MCP server", r.Exec0)
 	}
 }
