@@ -25,6 +25,7 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/internal/telemetry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -156,13 +157,24 @@ func TestWorkerCallsMoveMetrics(t *testing.T) {
 	// A name the caller made up is not a label of its own.
 	call("ghost-"+subjects.NewCallID(), "anything", map[string]any{}, subjects.StatusError)
 
-	after := scrape(t, base)
-	if after["toolbus_calls_total"] == nil {
-		t.Fatal("no toolbus_calls_total after calls: the worker did not report to its Observer")
-	}
+	// A call is counted once it is acked, which follows its reply: wait
+	// for the six answers to be counted and nothing to be in flight.
+	var after families
 	delta := func(name string, labels ...string) float64 {
 		return after.value(name, labels...) - before.value(name, labels...)
 	}
+	counted := func() float64 {
+		return delta("toolbus_calls_total", "server=demo", "tool=add", "status=ok", "code=") +
+			delta("toolbus_calls_total", "server=demo", "tool=fail", "status=tool_error", "code=") +
+			delta("toolbus_calls_total", "server=_unknown", "tool=_unknown", "status=error", "code=unknown_server")
+	}
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		after = scrape(t, base)
+		if n := counted(); n < 6 || after.value("toolbus_calls_in_flight") != 0 {
+			return fmt.Errorf("%v of 6 calls counted, %v in flight", n, after.value("toolbus_calls_in_flight"))
+		}
+		return nil
+	})
 	for _, c := range []struct {
 		name   string
 		labels []string
