@@ -94,9 +94,14 @@ func startFloor(ctx context.Context, js jetstream.JetStream, o Options, mcpURL s
 	}); err != nil {
 		return nil, fmt.Errorf("floor results stream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: floorLedger, Storage: jetstream.FileStorage, TTL: 24 * time.Hour, MaxBytes: streams.DefaultLedgerMaxBytes,
-	})
+	// The ledger's stream settings under another name: full, it drops its
+	// oldest marks (a KV bucket's default refuses new ones).
+	lcfg := streams.LedgerStream(o.Streams)
+	lcfg.Name, lcfg.Subjects, lcfg.Description = "KV_"+floorLedger, []string{"$KV." + floorLedger + ".>"}, "toolbus bench: floor ledger"
+	if _, err := js.CreateOrUpdateStream(ctx, lcfg); err != nil {
+		return nil, fmt.Errorf("floor ledger: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, floorLedger)
 	if err != nil {
 		return nil, fmt.Errorf("floor ledger: %w", err)
 	}
@@ -164,7 +169,9 @@ func (f *floor) handle(m jetstream.Msg) {
 	if f.unsafe[tool] {
 		// The ledger mark: one KV create, refused if an earlier delivery
 		// started the call (the worker would then look for its result).
-		if _, err := f.kv.Create(ctx, agent+"."+id, []byte(`{"state":"started"}`)); err != nil {
+		// With a TTL, as the worker's marks, which expire once no delivery
+		// of the call can run (its queue timeout and call timeout).
+		if _, err := f.kv.Create(ctx, agent+"."+id, []byte(`{"state":"started"}`), jetstream.KeyTTL(10*time.Minute)); err != nil {
 			status, result = subjects.StatusError, []byte(err.Error())
 		}
 	}
