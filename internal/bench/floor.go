@@ -73,33 +73,34 @@ type floor struct {
 // serve side's in-process connection), opens an MCP session with the
 // server at mcpURL, and starts serve's worker.concurrency goroutines.
 func startFloor(ctx context.Context, js jetstream.JetStream, o Options, mcpURL string) (f *floor, err error) {
-	// The same consumer settings as the worker's (max ack pending, ack
-	// wait, max deliver) and retention settings as TOOL_CALLS, TOOL_RESULTS
-	// and the ledger.
+	// The worker's consumer settings (max ack pending, ack wait, max
+	// deliver), and TOOL_CALLS's, TOOL_RESULTS's and the ledger's stream
+	// settings under other names: the same durability and retention.
 	ccfg := o.Worker.ConsumerConfig()
 	ccfg.Durable, ccfg.Description = floorConsumer, "toolbus bench: floor workers"
 	conc := cmp.Or(o.Worker.Concurrency, 64)
-	dup := cmp.Or(o.Streams.DuplicateWindow, 2*time.Minute)
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: floorCalls, Subjects: []string{floorCallPre + ">"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: dup, Discard: jetstream.DiscardOld,
-	}); err != nil {
-		return nil, fmt.Errorf("floor calls stream: %w", err)
+	var cfgs []jetstream.StreamConfig
+	for _, cfg := range streams.Streams(o.Streams) {
+		switch cfg.Name {
+		case subjects.StreamCalls:
+			cfg.Name, cfg.Subjects = floorCalls, []string{floorCallPre + ">"}
+		case subjects.StreamResults:
+			cfg.Name, cfg.Subjects = floorResults, []string{floorResPre + ">"}
+			cfg.RePublish = &jetstream.RePublish{Source: floorResPre + ">", Destination: floorReplyPre + ">"}
+		default:
+			continue
+		}
+		cfgs = append(cfgs, cfg)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: floorResults, Subjects: []string{floorResPre + ">"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
-		MaxMsgsPerSubject: 1, MaxBytes: streams.DefaultResultMaxBytes, Discard: jetstream.DiscardOld, Duplicates: dup,
-		AllowDirect: true, RePublish: &jetstream.RePublish{Source: floorResPre + ">", Destination: floorReplyPre + ">"},
-	}); err != nil {
-		return nil, fmt.Errorf("floor results stream: %w", err)
-	}
-	// The ledger's stream settings under another name: full, it drops its
-	// oldest marks (a KV bucket's default refuses new ones).
+	// Full, the ledger drops its oldest marks (a KV bucket's default
+	// refuses new ones), and each mark has a TTL.
 	lcfg := streams.LedgerStream(o.Streams)
-	lcfg.Name, lcfg.Subjects, lcfg.Description = "KV_"+floorLedger, []string{"$KV." + floorLedger + ".>"}, "toolbus bench: floor ledger"
-	if _, err := js.CreateOrUpdateStream(ctx, lcfg); err != nil {
-		return nil, fmt.Errorf("floor ledger: %w", err)
+	lcfg.Name, lcfg.Subjects = "KV_"+floorLedger, []string{"$KV." + floorLedger + ".>"}
+	for _, cfg := range append(cfgs, lcfg) {
+		cfg.Description = "toolbus bench: the floor path"
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("floor stream %s: %w", cfg.Name, err)
+		}
 	}
 	kv, err := js.KeyValue(ctx, floorLedger)
 	if err != nil {
