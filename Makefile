@@ -82,6 +82,13 @@ bench-doc: build
 bench-sizes: build
 	$(BIN)/toolbus bench --only direct,bus --doc docs/benchmarks.md
 
+# docs/benchmarks.md's floor section: direct, the floor (a minimal
+# JetStream worker with the bus's durability) and the bus taking turns
+# (about 2 minutes).
+.PHONY: bench-floor
+bench-floor: build
+	$(BIN)/toolbus bench --only direct,floor,bus --concurrency 1,16,64 --sizes 100 --duration 2s --rounds 3 --section floor --doc docs/benchmarks.md
+
 bench-soak: build
 	$(BIN)/toolbus bench --soak 10m --doc docs/benchmarks.md
 

@@ -29,7 +29,9 @@ func newBenchCmd(a *app) *cobra.Command {
 from an agent in another process (the hidden bench-loadgen command), against
 direct mcp-go calls to the same demo server, through the MCP front door (an
 mcp-go client of it in the agent process) and, with --mcp-proxy, through
-TBXark/mcp-proxy. --serve-bin runs toolbus binaries as ` + "`BIN serve`" + ` processes
+TBXark/mcp-proxy. --only floor adds a minimal JetStream worker with the same
+durability beside toolbus's (floor, and floor_mark with a ledger mark per
+call): JetStream's own cost. --serve-bin runs toolbus binaries as ` + "`BIN serve`" + ` processes
 and adds a table of the bus on echo_plain through each (old against new
 serve in one run). The paths take turns; each row is the median round. --soak and --inflight replace the table with a long run at
 concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
@@ -98,7 +100,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.IntVar(&rounds, "rounds", 3, "rounds the paths take turns; each row is the median round")
 	fs.StringVar(&proto, "protocol", "2025-11-25", "MCP protocol version for both paths")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
-	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, bus, frontdoor, mcp-proxy")
+	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, floor (a minimal JetStream worker, only when named), bus, frontdoor, mcp-proxy")
 	fs.StringVar(&proxy, "mcp-proxy", "", "an mcp-proxy binary (TBXark/mcp-proxy): add the mcp-proxy path, the demo server through it")
 	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as BIN serve and measure on echo_plain in a second table (repeatable: old against new)")
 	fs.StringVar(&section, "section", "", "--doc: the section to write (default table, soak or inflight)")

@@ -55,8 +55,9 @@ type Options struct {
 	Duration time.Duration
 	// Rounds the paths take turns [3]; each row is the median round.
 	Rounds int
-	// Only measures these paths, comma-separated: "direct", "bus",
-	// "frontdoor", "mcp-proxy" [all].
+	// Only measures these paths, comma-separated: "direct", "floor",
+	// "bus", "frontdoor", "mcp-proxy" [all but floor, which is measured
+	// only when named].
 	Only string
 	// MCPProxy, when set, is an mcp-proxy binary (TBXark/mcp-proxy): the
 	// mcp-proxy path runs it in front of the demo server, an MCP proxy
@@ -163,13 +164,13 @@ func (o *Options) setDefaults() error {
 	}
 	for _, p := range strings.Split(o.Only, ",") {
 		switch p {
-		case "", "bus", "direct", "frontdoor":
+		case "", "bus", "direct", "floor", "frontdoor":
 		case "mcp-proxy":
 			if o.MCPProxy == "" {
 				return fmt.Errorf("only: mcp-proxy needs the path of an mcp-proxy binary")
 			}
 		default:
-			return fmt.Errorf("only: %q is not direct, bus, frontdoor or mcp-proxy", p)
+			return fmt.Errorf("only: %q is not direct, floor, bus, frontdoor or mcp-proxy", p)
 		}
 	}
 	return nil
@@ -178,7 +179,7 @@ func (o *Options) setDefaults() error {
 // Row is one measurement, the median round of a path at a size and
 // concurrency.
 type Row struct {
-	Path        string // "direct", "bus", "frontdoor", "mcp-proxy", "serve <bin>"
+	Path        string // "direct", "floor", "floor_mark", "bus", "frontdoor", "mcp-proxy", "serve <bin>"
 	Tool        string
 	Size        int
 	Concurrency int
@@ -188,7 +189,7 @@ type Row struct {
 	Errors      int64  // summed over rounds
 	FirstErr    string // the first error's text, when there were errors
 	// ServeCPU is the serve side's CPU time per call (median round): the
-	// bench process's for bus and frontdoor, mcp-proxy's for mcp-proxy, the
+	// bench process's for floor, bus and frontdoor, mcp-proxy's for mcp-proxy, the
 	// serve process's for a --serve-bin.
 	ServeCPU time.Duration
 	// RSS of that process after the round.
@@ -242,6 +243,23 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if want("direct") {
 		paths = append(paths, path{path: "direct", tool: o.Tools[0], lg: lg, cpu: cpuTime, rss: self})
 	}
+	var fl *floor
+	if slices.Contains(strings.Split(o.Only, ","), floorPath) {
+		// The minimal worker (floor.go) beside toolbus's, on the same NATS
+		// server and connection: floor_mark for a tool that gets a ledger
+		// mark, as echo_plain.
+		if fl, err = startFloor(ctx, st.js, o, mcpURL); err != nil {
+			return err
+		}
+		defer fl.close()
+		for _, t := range o.Tools {
+			name := floorPath
+			if fl.marks(t) {
+				name = floorPath + "_mark"
+			}
+			paths = append(paths, path{path: name, via: floorPath, tool: t, lg: lg, cpu: cpuTime, rss: self})
+		}
+	}
 	if want("bus") {
 		for _, t := range o.Tools {
 			paths = append(paths, path{path: "bus", tool: t, lg: lg, cpu: cpuTime, rss: self})
@@ -264,6 +282,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	// Stop the in-process serve side's work before measuring the others.
 	lg.close()
+	fl.close()
 	st.close()
 	var spaths []path
 	for i, bin := range o.ServeBins {

@@ -178,3 +178,32 @@ func TestMCPProxyPath(t *testing.T) {
 		}
 	}
 }
+
+// The floor path (floor.go: a minimal JetStream worker beside toolbus's)
+// answers the agent's calls: a floor row for the annotated echo, a
+// floor_mark row (a ledger mark per call) for echo_plain, each with its
+// ratio to direct and its serve CPU.
+func TestFloorPath(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := Run(ctx, Options{Concurrency: []int{1, 4}, Sizes: []int{100}, Duration: 200 * time.Millisecond, Rounds: 1,
+		Only: "direct,floor"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rows(t, out.String())
+	if len(got) != 2*3 {
+		t.Fatalf("want direct, floor and floor_mark at 2 levels:\n%s", out.String())
+	}
+	for i, want := range []string{"| direct | echo |", "| floor | echo |", "| floor_mark | echo_plain |"} {
+		for _, l := range []string{got[i], got[3+i]} {
+			if !strings.Contains(l, want) {
+				t.Errorf("want %s: %s", want, l)
+			}
+			if want != "| direct | echo |" && (!strings.Contains(l, "×, p50") || strings.Contains(l, "| – |")) {
+				t.Errorf("floor row without its ratio to direct or serve CPU: %s", l)
+			}
+		}
+	}
+}

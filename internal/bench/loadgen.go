@@ -33,8 +33,9 @@ const LoadgenCommand = "bench-loadgen"
 // job is one instruction from the parent to the load generator, a JSON
 // line on its stdin.
 type job struct {
-	// Path is "bus" (the wire protocol) or the name of an MCP client of
-	// the load generator: "direct", "frontdoor", "mcp-proxy".
+	// Path is "bus" (the wire protocol), "floor" (the same on the floor's
+	// subjects, floor.go) or the name of an MCP client of the load
+	// generator: "direct", "frontdoor", "mcp-proxy".
 	Path     string        `json:"path"`
 	Tool     string        `json:"tool"`
 	Args     string        `json:"args"` // the arguments object, as JSON
@@ -159,6 +160,12 @@ func newLoadgen(ctx context.Context, natsURL string, urls map[string]string, age
 	}
 	// 1 MB results at concurrency 256 overflow the default pending limits.
 	_ = g.sub.SetPendingLimits(-1, -1)
+	// And one for the floor's (floor.go), the same way.
+	fsub, err := g.nc.Subscribe(floorReplyPre+agent+".*", g.onReply)
+	if err != nil {
+		return nil, err
+	}
+	_ = fsub.SetPendingLimits(-1, -1)
 	return g, nil
 }
 
@@ -206,6 +213,11 @@ func (g *loadgen) publish(ctx context.Context, tool string, args []byte, async b
 	if err != nil {
 		return "", nil, nil, err
 	}
+	return g.publishTo(ctx, subj, args, async)
+}
+
+// publishTo publishes a call on subj, the bus's or the floor's.
+func (g *loadgen) publishTo(ctx context.Context, subj string, args []byte, async bool) (string, chan reply, jetstream.PubAckFuture, error) {
 	id := subjects.NewCallID()
 	ch := make(chan reply, 1)
 	g.mu.Lock()
@@ -214,7 +226,10 @@ func (g *loadgen) publish(ctx context.Context, tool string, args []byte, async b
 	m := nats.NewMsg(subj)
 	m.Header.Set(subjects.HeaderCallID, id)
 	m.Data = args
-	var fut jetstream.PubAckFuture
+	var (
+		fut jetstream.PubAckFuture
+		err error
+	)
 	if async {
 		fut, err = g.js.PublishMsgAsync(m)
 	} else {
@@ -259,6 +274,22 @@ func (g *loadgen) busCall(ctx context.Context, tool string, args []byte) error {
 	return err
 }
 
+// floorCall is busCall on the floor's subjects.
+func (g *loadgen) floorCall(ctx context.Context, tool string, args []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	subj, err := floorCall(g.agent, tool)
+	if err != nil {
+		return err
+	}
+	id, ch, _, err := g.publishTo(ctx, subj, args, false)
+	if err != nil {
+		return err
+	}
+	_, err = g.wait(ctx, id, ch)
+	return err
+}
+
 func mcpCall(ctx context.Context, c *client.Client, tool string, args []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -287,7 +318,9 @@ func (g *loadgen) run(ctx context.Context, j job, emit func(report)) report {
 		return g.burst(ctx, j, args, emit)
 	}
 	f := func(ctx context.Context) error { return g.busCall(ctx, j.Tool, args) }
-	if j.Path != "bus" {
+	if j.Path == floorPath {
+		f = func(ctx context.Context) error { return g.floorCall(ctx, j.Tool, args) }
+	} else if j.Path != "bus" {
 		// Dialled here, before any caller runs (a probe retries the dial).
 		f = func(ctx context.Context) error {
 			c, err := g.client(ctx, j.Path)
