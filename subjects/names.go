@@ -19,6 +19,12 @@ const (
 	// TOOL_ADVISORIES.
 	ConsumerDeadLetters = "dead-letters"
 
+	// CallsKeeper is a subject of TOOL_CALLS outside tool.call.>, which no
+	// consumer takes: workers keep a short-lived message on it so the work
+	// queue's newest file block is never emptied by an ack (see
+	// internal/worker/keep.go). Only workers publish on it.
+	CallsKeeper = "tool.keeper"
+
 	// AdvisoryMaxDeliveries is published by JetStream when a call has been
 	// delivered MaxDeliver times without an ack.
 	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamCalls + "." + ConsumerWorkers

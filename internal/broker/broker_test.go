@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/toolbus-dev/toolbus/internal/streams"
+	"github.com/toolbus-dev/toolbus/subjects"
 )
 
 // The embedded server starts on a data dir, takes in-process connections,
@@ -85,5 +86,65 @@ func TestEmbeddedMonitor(t *testing.T) {
 	_, err = StartEmbedded(EmbeddedConfig{Port: -1, DataDir: t.TempDir(), MonitorAddr: "8222"}, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "want host:port") {
 		t.Fatalf("bad monitor address: err = %v", err)
+	}
+}
+
+// A TOOL_CALLS and workers' consumer made by an earlier toolbus (calls
+// only, no message TTLs, a consumer taking every subject) are brought up
+// to date by the provisioning `toolbus serve` runs: the keeper subject and
+// TTLs on the stream, the consumer filtered to calls.
+func TestProvisionUpdatesEarlierCallsStream(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{NoListen: true, DataDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	old := streams.Streams(streams.Options{})[0]
+	if old.Name != subjects.StreamCalls {
+		t.Fatalf("first stream is %s", old.Name)
+	}
+	old.Subjects, old.AllowMsgTTL = []string{subjects.ToolCallAll}, false
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	oldCons := streams.WorkerConsumer(0, 0, 0)
+	oldCons.FilterSubject = ""
+	if _, err := js.CreateConsumer(ctx, subjects.StreamCalls, oldCons); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "tool.call.agent1.demo.echo", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
+		t.Fatalf("provision over the earlier layout: %v", err)
+	}
+	s, err := js.Stream(ctx, subjects.StreamCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowMsgTTL || len(cfg.Subjects) != 2 || cfg.Subjects[1] != subjects.CallsKeeper {
+		t.Errorf("TOOL_CALLS after provisioning: subjects %v, message TTLs %v", cfg.Subjects, cfg.AllowMsgTTL)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("%d calls after provisioning, want the queued one kept", n)
+	}
+	c, err := js.Consumer(ctx, subjects.StreamCalls, subjects.ConsumerWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.CachedInfo().Config.FilterSubject; f != subjects.ToolCallAll {
+		t.Errorf("workers' consumer filter %q, want %q", f, subjects.ToolCallAll)
+	}
+	if p := c.CachedInfo().NumPending; p != 1 {
+		t.Errorf("the queued call is not pending on the updated consumer: %d", p)
 	}
 }

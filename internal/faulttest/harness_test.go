@@ -518,7 +518,10 @@ func (c *cluster) callsLeft(d time.Duration) uint64 {
 			left = ^uint64(0)
 			return false
 		}
-		left = s.CachedInfo().State.Msgs
+		if left, err = streams.CallsStored(ctx, s); err != nil {
+			left = ^uint64(0)
+			return false
+		}
 		return left == 0
 	})
 	return left

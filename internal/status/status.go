@@ -21,6 +21,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/control"
 	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -118,8 +119,10 @@ func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Option
 	}
 	if s, err := js.Stream(ctx, subjects.StreamCalls); err != nil {
 		fail("calls", err)
-	} else if info, err := s.Info(ctx); err == nil && info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
-		r.Calls.OldestAgeSeconds = r.Time.Sub(info.State.FirstTime).Seconds()
+	} else if first, err := streams.OldestCall(ctx, s); err != nil {
+		fail("calls", err)
+	} else if !first.IsZero() {
+		r.Calls.OldestAgeSeconds = r.Time.Sub(first).Seconds()
 	}
 	if s, err := js.Stream(ctx, subjects.StreamDead); err != nil {
 		fail("dead letters", err)

@@ -4,6 +4,7 @@
 package streams
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -94,13 +95,15 @@ func Streams(o Options) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        subjects.StreamCalls,
-			Description: "toolbus: pending tool calls, one message per call; removed when acked",
-			Subjects:    []string{subjects.ToolCallAll},
+			Description: "toolbus: pending tool calls, one message per call; removed when acked (and the workers' keeper messages on " + subjects.CallsKeeper + ", which expire)",
+			Subjects:    []string{subjects.ToolCallAll, subjects.CallsKeeper},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
 			Duplicates:  o.DuplicateWindow,
 			Discard:     jetstream.DiscardOld,
+			// The keeper messages expire by their own TTL (KeeperTTL).
+			AllowMsgTTL: true,
 		},
 		{
 			Name:              subjects.StreamResults,
@@ -211,6 +214,9 @@ func WorkerConsumer(maxAckPending int, ackWait time.Duration, maxDeliver int) je
 		MaxDeliver:    maxDeliver,
 		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Calls only: the keeper messages stay in the stream until they
+		// expire, so acks never empty the stream's newest block.
+		FilterSubject: subjects.ToolCallAll,
 	}
 }
 
@@ -295,4 +301,32 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 func TasksBucket(o Options) jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return jetstream.KeyValueConfig{Bucket: subjects.BucketTasks, Description: "toolbus: MCP tasks of the front door, key <agent>.<call_id>", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, TTL: o.ResultMaxAge}
+}
+
+// OldestCall is when the oldest call still in TOOL_CALLS was published
+// (zero when none is): the first message on tool.call.>, so the workers'
+// keeper messages do not count.
+func OldestCall(ctx context.Context, calls jetstream.Stream) (time.Time, error) {
+	m, err := calls.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subjects.ToolCallAll))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return m.Time, nil
+}
+
+// CallsStored counts the calls in TOOL_CALLS (queued, or taken and not yet
+// acked), without the keeper messages.
+func CallsStored(ctx context.Context, calls jetstream.Stream) (uint64, error) {
+	info, err := calls.Info(ctx, jetstream.WithSubjectFilter(subjects.ToolCallAll))
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -44,10 +45,10 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if s, err := c.js.Stream(ctx, subjects.StreamCalls); err == nil {
-		if info, err := s.Info(ctx); err == nil {
+		if first, err := streams.OldestCall(ctx, s); err == nil {
 			age := 0.0
-			if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
-				age = time.Since(info.State.FirstTime).Seconds()
+			if !first.IsZero() {
+				age = time.Since(first).Seconds()
 			}
 			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 		}

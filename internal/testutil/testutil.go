@@ -7,6 +7,7 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,3 +162,22 @@ func (e *Env) Set(k, v string) {
 
 // SecretKey is a fixed 32-byte key for sealing secrets in tests.
 var SecretKey = []byte("0123456789abcdef0123456789abcdef")
+
+// SyncBuffer is a bytes.Buffer that goroutines may write while a test
+// reads it: a log or a child process's output.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -361,7 +361,11 @@ func TestCancelledDestructiveCallNeverRuns(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if n := s.CachedInfo().State.Msgs; n != 1 {
+		n, err := streams.CallsStored(context.Background(), s)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
 			return fmt.Errorf("%d calls queued, want only the blocker", n)
 		}
 		return nil

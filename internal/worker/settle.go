@@ -55,6 +55,7 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) (answer
 	if err := msg.Ack(); err != nil {
 		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not sent; the redelivery will find the stored result")
 	}
+	w.acks.Add(1)
 	ev := w.log.Debug()
 	if res.Status == subjects.StatusError && res.Error != nil {
 		ev = w.log.Info().Str("code", string(res.Error.Code)).Str("error", res.Error.Message)

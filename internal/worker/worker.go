@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -165,6 +166,8 @@ type Worker struct {
 	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
 	pullWait time.Duration // how long one pull request waits for calls
+
+	acks atomic.Uint64 // calls acked, for keep
 }
 
 // Option configures optional collaborators.
@@ -232,9 +235,10 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	// shutdown grace period; dead letters stop with ctx.
 	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBeat()
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); w.heartbeat(beatCtx) }()
 	go func() { defer bg.Done(); w.deadLetters(ctx) }()
+	go func() { defer bg.Done(); w.keep(ctx, cons) }()
 
 	// calls run under callCtx, not ctx: shutdown gives them Grace first.
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))

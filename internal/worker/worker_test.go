@@ -596,7 +596,11 @@ func waitQueued(t *testing.T, ns *natstest.Server, n uint64) {
 		if err != nil {
 			return err
 		}
-		if got := s.CachedInfo().State.Msgs; got != n {
+		got, err := streams.CallsStored(context.Background(), s)
+		if err != nil {
+			return err
+		}
+		if got != n {
 			return fmt.Errorf("%d calls in TOOL_CALLS, want %d", got, n)
 		}
 		return nil
