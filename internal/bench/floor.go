@@ -43,6 +43,7 @@ const (
 	floorResults  = "BENCH_FLOOR_RESULTS"
 	floorConsumer = "bench-floor"
 	floorLedger   = "BENCH_FLOOR_LEDGER"
+	floorKeeper   = "bench.floor.keeper" // as tool.keeper: the calls stream's newest block never empties
 )
 
 // floorCall is the subject an agent publishes a floor call of tool on.
@@ -67,6 +68,7 @@ type floor struct {
 
 	iter jetstream.MessagesContext
 	wg   gosync.WaitGroup
+	stop chan struct{} // ends the keeper
 }
 
 // startFloor creates the floor's streams, bucket and consumer on js (the
@@ -78,12 +80,13 @@ func startFloor(ctx context.Context, js jetstream.JetStream, o Options, mcpURL s
 	// settings under other names: the same durability and retention.
 	ccfg := o.Worker.ConsumerConfig()
 	ccfg.Durable, ccfg.Description = floorConsumer, "toolbus bench: floor workers"
+	ccfg.FilterSubject = floorCallPre + ">"
 	conc := cmp.Or(o.Worker.Concurrency, 64)
 	var cfgs []jetstream.StreamConfig
 	for _, cfg := range streams.Streams(o.Streams) {
 		switch cfg.Name {
 		case subjects.StreamCalls:
-			cfg.Name, cfg.Subjects = floorCalls, []string{floorCallPre + ">"}
+			cfg.Name, cfg.Subjects = floorCalls, []string{floorCallPre + ">", floorKeeper}
 		case subjects.StreamResults:
 			cfg.Name, cfg.Subjects = floorResults, []string{floorResPre + ">"}
 			cfg.RePublish = &jetstream.RePublish{Source: floorResPre + ">", Destination: floorReplyPre + ">"}
@@ -124,6 +127,19 @@ func startFloor(ctx context.Context, js jetstream.JetStream, o Options, mcpURL s
 	if f.iter, err = cons.Messages(jetstream.PullMaxMessages(conc)); err != nil {
 		return nil, fmt.Errorf("floor: pull: %w", err)
 	}
+	f.stop = make(chan struct{})
+	f.wg.Go(func() { // the worker's keeper (internal/worker/keep.go), unconditional
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			_, _ = js.Publish(ctx, floorKeeper, nil, jetstream.WithMsgTTL(5*time.Second))
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
 	for range conc {
 		f.wg.Go(func() {
 			for {
@@ -145,6 +161,7 @@ func (f *floor) close() {
 		return
 	}
 	f.iter.Stop()
+	close(f.stop)
 	f.wg.Wait()
 	f.iter = nil
 }
