@@ -87,6 +87,7 @@ func (w *Worker) SetConcurrency(n int) {
 	if w.addRunners != nil {
 		w.addRunners(n)
 	}
+	w.handOff.Store(n > maxRunners)
 	w.slots.setLimit(n)
 	w.log.Info().Int("concurrency", n).Msg("concurrency changed")
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -161,6 +162,9 @@ type Worker struct {
 	// slots and addRunners are set while Run runs, for SetConcurrency.
 	slots      *slots
 	addRunners func(n int) // makes sure n runner goroutines exist
+	// handOff is set while the slots outnumber the runners (maxRunners):
+	// a call's execution then leaves its runner for a goroutine of its own.
+	handOff atomic.Bool
 
 	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
@@ -241,15 +245,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer stopCalls(errShutdown)
 
 	var inflight gosync.WaitGroup
-	// Long-lived goroutines, the runners, take each call through the steps
-	// before its execution: a goroutine's stack grows once, not for every
-	// call (growing it was a visible share of a call's CPU). The execution
-	// and the settlement run on a goroutine of the call's own (process),
-	// so a runner is busy only for those first steps, and a call waiting
-	// for its tool parks a shallow goroutine, not a runner's grown stack.
-	// There are as many runners as slots up to maxRunners; a call is
-	// handed over with its slot taken and its lease renewed (see run), so
-	// it waits for a runner, when all are busy, leased.
+	// Long-lived goroutines, the runners, run the calls: a goroutine's
+	// stack grows once, not for every call (growing it was a visible share
+	// of a call's CPU). There is one per slot up to maxRunners, and a call
+	// is handed over with its slot taken and its lease renewed (see run),
+	// so it waits for a runner, if at all, leased. Beyond maxRunners slots
+	// a runner takes each call only through the steps before its
+	// execution; the execution and the settlement run on a goroutine of the
+	// call's own (process), so a call waiting for its tool parks a shallow
+	// goroutine, not a runner's grown stack, and holds no runner.
 	// SetConcurrency adds runners when it raises the slots; a lowered limit
 	// leaves the extra ones idle.
 	w.mu.Lock()
@@ -274,6 +278,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}
 	w.slots, w.addRunners = slots, addRunners
 	addRunners(w.cfg.Concurrency)
+	w.handOff.Store(w.cfg.Concurrency > maxRunners)
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
 	w.mu.Unlock()
 	defer func() {
@@ -302,9 +307,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	return err
 }
 
-// maxRunners bounds the call runners (see Run): they are busy only for the
-// steps before a call's execution, so a few hundred keep up with any
-// number of calls in flight.
+// maxRunners bounds the call runners (see Run). Beyond it they are busy
+// only for the steps before a call's execution, so a few hundred keep up
+// with any number of calls in flight.
 const maxRunners = 256
 
 // leased is a call handed to a runner, with its lease.
