@@ -17,7 +17,7 @@ func newBenchCmd(a *app) *cobra.Command {
 	var (
 		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit, section, proxy string
 		serveBins                                                                                []string
-		dur, soak, every                                                                         time.Duration
+		dur, soak, every, sleep                                                                  time.Duration
 		rounds, inflight, workers, ackPending, srvConc                                           int
 		resultMaxBytes                                                                           int64
 		syncAlways, h2c                                                                          bool
@@ -44,7 +44,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := bench.Options{Duration: dur, ProtocolVersion: proto, Only: only, SyncAlways: syncAlways, Rounds: rounds,
-				Soak: soak, SampleEvery: every, Inflight: inflight, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
+				Soak: soak, SampleEvery: every, Inflight: inflight, SleepFor: sleep, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
 			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
@@ -109,6 +109,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.DurationVar(&soak, "soak", 0, "instead of the table: run concurrency 64 for this long, sampling the serve side's RSS")
 	fs.DurationVar(&every, "sample-every", 10*time.Second, "--soak: sampling interval")
 	fs.IntVar(&inflight, "inflight", 0, "instead of the table: publish this many calls of a 2s sleep at once and report time and peak RSS")
+	fs.DurationVar(&sleep, "sleep", 2*time.Second, "--inflight: how long each call sleeps (longer: every call is in flight at the peak)")
 	fs.IntVar(&workers, "worker-concurrency", 0, "worker.concurrency of the serve side (default serve's; --inflight: the burst)")
 	fs.IntVar(&ackPending, "max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
 	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")

@@ -316,6 +316,7 @@ type serve struct {
 	js     jetstream.JetStream
 	pool   *mcppool.Pool
 	cat    *catalog.Catalog
+	wk     *worker.Worker
 	stopW  context.CancelFunc
 	wdone  chan error
 	wcfg   worker.Config
@@ -374,10 +375,10 @@ func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err e
 	if waiting := st.cat.WaitFirstSync(ctx, []string{st.server.Name}); len(waiting) > 0 {
 		return nil, fmt.Errorf("catalog of %v not read", waiting)
 	}
-	wk := worker.New(st.nc, st.js, st.pool, st.wcfg, log, worker.WithCatalog(st.cat))
+	st.wk = worker.New(st.nc, st.js, st.pool, st.wcfg, log, worker.WithCatalog(st.cat))
 	wctx, stop := context.WithCancel(ctx)
 	st.stopW, st.wdone = stop, make(chan error, 1)
-	go func() { st.wdone <- wk.Run(wctx) }()
+	go func() { st.wdone <- st.wk.Run(wctx) }()
 	// The MCP front door, as serve runs it on its own loopback listener
 	// (mcp.listen) without tokens.
 	if st.fd, err = frontdoor.New(ctx, st.nc, frontdoor.Config{}); err != nil {

@@ -106,7 +106,7 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	runtime.GC()
 	rss0, _ := memStatus()
 	var (
-		peakG               int
+		peakG, peakCalls    int
 		peakHeap, peakStack uint64
 		mu                  gosync.Mutex
 		stop                = make(chan struct{})
@@ -122,7 +122,12 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 			case <-t.C:
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
+				calls := 0
+				for _, n := range st.wk.Stats().InFlight {
+					calls += n
+				}
 				mu.Lock()
+				peakCalls = max(peakCalls, calls)
 				peakG = max(peakG, runtime.NumGoroutine())
 				peakHeap, peakStack = max(peakHeap, ms.HeapInuse), max(peakStack, ms.StackInuse)
 				mu.Unlock()
@@ -154,9 +159,13 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	default:
 	}
 	_, peak := memStatus()
-	fmt.Fprintf(w, "| calls in flight | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %d | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %.0f MB / %.0f MB | %.2f s |\n",
-		o.Inflight, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
+	perCall := "–"
+	if peakCalls > 0 {
+		perCall = fmt.Sprintf("%.0f KB", float64(peak-rss0)/float64(peakCalls)/1024)
+	}
+	fmt.Fprintf(w, "| calls | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak calls in flight | RSS per call in flight | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %d | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %s | %d | %.0f MB / %.0f MB | %.2f s |\n",
+		o.Inflight, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakCalls, perCall, peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
 	return nil
 }
 

@@ -102,6 +102,18 @@ func packageRunner(command string) bool {
 	return slices.Contains(packageRunners, base)
 }
 
+// Each connection to an MCP server holds a write and a read buffer for its
+// whole life, and a call in flight holds a connection (HTTP/1.1): 4 KB each
+// by default, 8 KB of the serve side's memory per call in flight. Requests
+// and responses larger than a buffer are copied past it (bufio reads and
+// writes them directly), and a call's request is a few hundred bytes of
+// headers and its arguments, so smaller buffers cost no extra system call
+// for the common call.
+const (
+	httpWriteBuffer = 1 << 10
+	httpReadBuffer  = 1 << 10
+)
+
 // NewHTTPClient returns an http.Client for MCP servers that keeps up to
 // maxConnsPerHost idle connections per host (default 256). Go's default keeps
 // 2, which opens a new connection for nearly every concurrent call. There is
@@ -117,6 +129,7 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 		t.MaxIdleConns = maxConnsPerHost * 4
 	}
 	t.IdleConnTimeout = 90 * time.Second
+	t.WriteBufferSize, t.ReadBufferSize = httpWriteBuffer, httpReadBuffer
 	return &http.Client{Transport: t}
 }
 

@@ -34,20 +34,31 @@ func expBackOff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
 // backoff is made (newBackOff) only after a first failure, so the common
 // call pays for one attempt and nothing else.
 func retry(ctx context.Context, newBackOff func() backoff.BackOff, per time.Duration, notify backoff.Notify, op func(ctx context.Context) error) error {
-	var last error
-	attempt := func() error {
-		if per <= 0 {
-			last = op(ctx)
-			return last
-		}
-		actx, cancel := context.WithTimeout(ctx, per)
-		defer cancel()
-		last = op(actx)
-		return last
+	return retryFailed(ctx, attemptOnce(ctx, per, op), newBackOff, per, notify, op)
+}
+
+// attemptOnce runs op once, under per when per > 0.
+func attemptOnce(ctx context.Context, per time.Duration, op func(ctx context.Context) error) error {
+	if per <= 0 {
+		return op(ctx)
 	}
+	actx, cancel := context.WithTimeout(ctx, per)
+	defer cancel()
+	return op(actx)
+}
+
+// retryFailed is retry from after its first attempt, which returned
+// first. A caller that makes the first attempt itself keeps retry's frames
+// off its stack while that attempt waits (the MCP call: callWithRetries).
+func retryFailed(ctx context.Context, first error, newBackOff func() backoff.BackOff, per time.Duration, notify backoff.Notify, op func(ctx context.Context) error) error {
 	var perm *backoff.PermanentError
-	if err := attempt(); err == nil || errors.As(err, &perm) {
-		return unwrapPermanent(err)
+	if first == nil || errors.As(first, &perm) {
+		return unwrapPermanent(first)
+	}
+	last := first
+	attempt := func() error {
+		last = attemptOnce(ctx, per, op)
+		return last
 	}
 	bo := backoff.WithContext(newBackOff(), ctx)
 	// RetryNotify tries at once; the first failure waits its turn first.

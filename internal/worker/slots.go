@@ -82,11 +82,12 @@ func (w *Worker) SetConcurrency(n int) {
 	if w.slots == nil {
 		return // not running: Run starts with n
 	}
-	// One runner goroutine per slot: start the missing ones first, so a
-	// call handed over with its new slot finds a runner.
+	// A runner per slot, up to maxRunners: start the missing ones first,
+	// so a call handed over with its new slot finds one.
 	if w.addRunners != nil {
 		w.addRunners(n)
 	}
+	w.handOff.Store(n > maxRunners)
 	w.slots.setLimit(n)
 	w.log.Info().Int("concurrency", n).Msg("concurrency changed")
 }

@@ -74,3 +74,38 @@ func TestSetConcurrencyLive(t *testing.T) {
 	}
 	assertDeliveredOnce(t, ns, 10)
 }
+
+// Beyond 256 slots (the runners) a runner takes a call only to its
+// execution: calls waiting in execution (here, on a paused server) hold
+// their slots, not runners, so more of them than there are runners are in
+// flight at once, and each is answered once. The worker starts below the
+// runners' number (calls run on their runner) and is raised past it live.
+func TestMoreCallsInFlightThanRunners(t *testing.T) {
+	const n = 300
+	ns, pool, cl := demoRig(t)
+	w, _ := runWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: 2, MaxAckPending: n}, testLog(t))
+	w.Pause("demo")
+	var answers []<-chan callAnswer
+	for i := range n {
+		answers = append(answers, callAsync(cl, "demo", "echo", fmt.Sprintf(`{"message":"m%d"}`, i)))
+	}
+	inFlight := func(want int) {
+		t.Helper()
+		natstest.CheckFor(t, 30*time.Second, func() error {
+			if got := w.Stats().InFlight["demo"]; got != want {
+				return fmt.Errorf("%d calls in flight, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	inFlight(2)
+	w.SetConcurrency(n)
+	inFlight(n)
+	w.Resume("demo")
+	for _, a := range answers {
+		if res := (<-a).must(t); res.Status != subjects.StatusOK {
+			t.Fatalf("call after Resume: %+v", res)
+		}
+	}
+	assertDeliveredOnce(t, ns, n)
+}

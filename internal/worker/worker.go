@@ -162,6 +162,9 @@ type Worker struct {
 	// slots and addRunners are set while Run runs, for SetConcurrency.
 	slots      *slots
 	addRunners func(n int) // makes sure n runner goroutines exist
+	// handOff is set while the slots outnumber the runners (maxRunners):
+	// a call's execution then leaves its runner for a goroutine of its own.
+	handOff atomic.Bool
 
 	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
@@ -245,31 +248,40 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer stopCalls(errShutdown)
 
 	var inflight gosync.WaitGroup
-	// One long-lived goroutine per slot runs the calls: a goroutine's stack
-	// grows once, not for every call (growing it was a visible share of a
-	// call's CPU). A call is handed over with its slot taken, so a runner
-	// is free or about to be. SetConcurrency adds runners when it raises
-	// the slots; a lowered limit leaves the extra ones idle.
+	// Long-lived goroutines, the runners, run the calls: a goroutine's
+	// stack grows once, not for every call (growing it was a visible share
+	// of a call's CPU). There is one per slot up to maxRunners, and a call
+	// is handed over with its slot taken and its lease renewed (see run),
+	// so it waits for a runner, if at all, leased. Beyond maxRunners slots
+	// a runner takes each call only through the steps before its
+	// execution; the execution and the settlement run on a goroutine of the
+	// call's own (process), so a call waiting for its tool parks a shallow
+	// goroutine, not a runner's grown stack, and holds no runner.
+	// SetConcurrency adds runners when it raises the slots; a lowered limit
+	// leaves the extra ones idle.
 	w.mu.Lock()
 	slots := newSlots(w.cfg.Concurrency)
-	work := make(chan jetstream.Msg)
+	work := make(chan leased)
 	var runners gosync.WaitGroup
 	started := 0
 	addRunners := func(n int) { // with w.mu held
-		for ; started < n; started++ {
+		for n = min(n, maxRunners); started < n; started++ {
 			runners.Add(1)
 			go func() {
 				defer runners.Done()
-				for msg := range work {
-					w.process(callCtx, msg)
-					slots.release(1)
-					inflight.Done()
+				for l := range work {
+					w.process(callCtx, l.msg, func() {
+						l.release()
+						slots.release(1)
+						inflight.Done()
+					})
 				}
 			}()
 		}
 	}
 	w.slots, w.addRunners = slots, addRunners
 	addRunners(w.cfg.Concurrency)
+	w.handOff.Store(w.cfg.Concurrency > maxRunners)
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
 	w.mu.Unlock()
 	defer func() {
@@ -281,7 +293,11 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}()
 	run := func(msg jetstream.Msg) {
 		inflight.Add(1)
-		work <- msg
+		// The lease is renewed from the moment the call is taken until it
+		// is settled (storing the result may retry through a NATS
+		// reconnect), through the wait for a runner.
+		release := w.lease(msg)
+		work <- leased{msg, release}
 	}
 	// Two pullers share the slots, so one has a pull request out while the
 	// other's batch ends: no gap in deliveries under load.
@@ -292,6 +308,17 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	err = errors.Join(<-errs, <-errs)
 	w.drain(&inflight, stopCalls)
 	return err
+}
+
+// maxRunners bounds the call runners (see Run). Beyond it they are busy
+// only for the steps before a call's execution, so a few hundred keep up
+// with any number of calls in flight.
+const maxRunners = 256
+
+// leased is a call handed to a runner, with its lease.
+type leased struct {
+	msg     jetstream.Msg
+	release func()
 }
 
 // pull fetches only as many calls as there are free slots, and hands each
@@ -462,23 +489,32 @@ func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func
 	}
 }
 
-// lease puts msg in the set whose leases heartbeat renews, and counts it
-// in flight for server (a call whose subject names none is not counted),
-// until the returned func is called.
-func (w *Worker) lease(msg jetstream.Msg, server string) (release func()) {
+// lease puts msg in the set whose leases heartbeat renews until the
+// returned func is called.
+func (w *Worker) lease(msg jetstream.Msg) (release func()) {
 	w.mu.Lock()
 	w.leases[msg] = struct{}{}
-	if server != "" {
-		w.inflight[server]++
-	}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
 		delete(w.leases, msg)
-		if server != "" {
-			if w.inflight[server]--; w.inflight[server] <= 0 {
-				delete(w.inflight, server)
-			}
+		w.mu.Unlock()
+	}
+}
+
+// count counts a call in flight for server (a call whose subject names
+// none is not counted) until the returned func is called.
+func (w *Worker) count(server string) (uncount func()) {
+	if server == "" {
+		return func() {}
+	}
+	w.mu.Lock()
+	w.inflight[server]++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		if w.inflight[server]--; w.inflight[server] <= 0 {
+			delete(w.inflight, server)
 		}
 		w.mu.Unlock()
 	}
