@@ -9,7 +9,7 @@ SOAK_CALLS ?= 3000
 STATICCHECK_VER := v0.8.2
 DEADCODE_VER    := v0.52.0
 
-.PHONY: all build run lint test test-deps bench bench-doc bench-sizes bench-soak bench-inflight soak cluster-test fuzz clean
+.PHONY: all build run lint test test-deps bench bench-doc bench-sizes bench-floor bench-soak bench-inflight soak cluster-test fuzz clean
 
 all: build
 
@@ -85,7 +85,6 @@ bench-sizes: build
 # docs/benchmarks.md's floor section: direct, the floor (a minimal
 # JetStream worker with the bus's durability) and the bus taking turns
 # (about 2 minutes).
-.PHONY: bench-floor
 bench-floor: build
 	$(BIN)/toolbus bench --only direct,floor,bus --concurrency 1,16,64 --sizes 100 --duration 2s --rounds 3 --memory-limit off --section floor --doc docs/benchmarks.md
 
