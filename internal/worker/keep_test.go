@@ -129,3 +129,39 @@ func TestKeeperOffForUnfilteredConsumer(t *testing.T) {
 		t.Fatalf("%d keeper messages (%v) with an unfiltered consumer, want 0", n, err)
 	}
 }
+
+// A ledger filled faster than calls time out (here: 1 MiB of marks written
+// at once) makes the worker warn that destructive calls could lose their
+// start marks, and say what to raise.
+func TestLedgerWindowWarning(t *testing.T) {
+	worker.SetLedgerWindowEvery(t, 100*time.Millisecond)
+	ns := natstest.StartWith(t, nil, streams.Options{LedgerMaxBytes: 1 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := ns.JS.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := []byte(`{"state":"started","worker":"w1","started":"2026-11-29T00:00:00Z","mark":"0123456789abcdefghijkl"}`)
+	for i := range 12000 { // 12,000 marks of about 100 bytes fill 1 MiB
+		if _, err := kv.Create(ctx, fmt.Sprintf("agent1.c%d", i), mark); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs testutil.SyncBuffer
+	log := zerolog.New(&logs)
+	pool := mcppool.New(log)
+	t.Cleanup(func() { pool.Close() })
+	// Not startWorker: it provisions again, with the default ledger cap.
+	w := worker.New(ns.Conn(t), ns.JS, pool, worker.Config{Name: "w1"}, log)
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+	natstest.CheckFor(t, 20*time.Second, func() error {
+		if !strings.Contains(logs.String(), "nats.ledger_max_bytes") {
+			return fmt.Errorf("no ledger warning yet; log:\n%s", logs.String())
+		}
+		return nil
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/toolbus-dev/toolbus/internal/streams"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -195,4 +196,40 @@ func openLedger(ctx context.Context, js jetstream.JetStream) (*ledger, error) {
 		return nil, err
 	}
 	return &ledger{kv: kv}, nil
+}
+
+// ledgerWindowEvery is how often watchLedger looks at the ledger.
+var ledgerWindowEvery = 30 * time.Second
+
+// watchLedger warns when the ledger is full and its oldest mark is younger
+// than a call's default timeout. A full ledger drops its oldest marks
+// rather than refuse new calls, so a destructive call still running (or
+// about to be redelivered) may have lost its mark, and a redelivery would
+// run it a second time. It warns at most every ten minutes.
+func (w *Worker) watchLedger(ctx context.Context) {
+	t := time.NewTicker(ledgerWindowEvery)
+	defer t.Stop()
+	var warned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s, err := w.js.Stream(ctx, streams.KVStream(subjects.BucketLedger))
+		if err != nil {
+			continue
+		}
+		cfg, st := s.CachedInfo().Config, s.CachedInfo().State
+		if cfg.MaxBytes <= 0 || st.Msgs == 0 || st.Bytes < uint64(cfg.MaxBytes)/10*9 || time.Since(warned) < 10*time.Minute {
+			continue
+		}
+		window := time.Since(st.FirstTime).Round(time.Second)
+		if window >= w.cfg.DefaultTimeout {
+			continue
+		}
+		warned = time.Now()
+		w.log.Warn().Dur("window", window).Dur("call_timeout", w.cfg.DefaultTimeout).Int64("ledger_max_bytes", cfg.MaxBytes).
+			Msg("the call ledger is full and keeps start marks only for the window: a destructive call redelivered after its mark was dropped could run twice. Raise nats.ledger_max_bytes to at least 235 bytes x such calls per second x their longest deadline")
+	}
 }

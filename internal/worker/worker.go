@@ -238,10 +238,11 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	// shutdown grace period; dead letters stop with ctx.
 	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBeat()
-	bg.Add(3)
+	bg.Add(4)
 	go func() { defer bg.Done(); w.heartbeat(beatCtx) }()
 	go func() { defer bg.Done(); w.deadLetters(ctx) }()
 	go func() { defer bg.Done(); w.keep(ctx, cons) }()
+	go func() { defer bg.Done(); w.watchLedger(ctx) }()
 
 	// calls run under callCtx, not ctx: shutdown gives them Grace first.
 	callCtx, stopCalls := context.WithCancelCause(context.WithoutCancel(ctx))
