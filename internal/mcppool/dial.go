@@ -130,7 +130,7 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 	}
 	t.IdleConnTimeout = 90 * time.Second
 	t.WriteBufferSize, t.ReadBufferSize = httpWriteBuffer, httpReadBuffer
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: wholeBodies{t}}
 }
 
 // Dial builds the transport for srv, starts it and completes the MCP

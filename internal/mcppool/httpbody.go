@@ -1,0 +1,59 @@
+package mcppool
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+)
+
+// wholeBodies is the transport of the MCP servers' HTTP clients. mcp-go
+// decodes a JSON response with a json.Decoder, which stops at the end of the
+// JSON value, and cancels the request before it closes the body. A body not
+// read to its end (any result over about 2 KB leaves its last bytes unread:
+// the chunked encoding's terminator, the encoder's newline) makes net/http
+// close the connection, so every such call dialed a new one, and over https
+// paid a new TLS handshake. RoundTrip reads a response to its end first, up
+// to eagerBodyMax, and hands on the bytes: the connection is back in the
+// pool before mcp-go sees the body. SSE streams pass through as they come.
+type wholeBodies struct{ http.RoundTripper }
+
+// eagerBodyMax bounds what RoundTrip reads ahead; the rest of a larger body
+// follows from the connection.
+const eagerBodyMax = 8 << 20
+
+func (t wholeBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(req)
+	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
+		return resp, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
+		return resp, nil
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 && resp.ContentLength <= eagerBodyMax {
+		buf.Grow(int(resp.ContentLength))
+	}
+	n, rerr := io.Copy(&buf, io.LimitReader(resp.Body, eagerBodyMax))
+	switch {
+	case rerr != nil:
+		// Broken mid-body: the reader gets what came, then the error.
+		resp.Body = readCloser{io.MultiReader(&buf, errReader{rerr}), resp.Body}
+	case n == eagerBodyMax:
+		// Perhaps more: the rest follows from the connection.
+		resp.Body = readCloser{io.MultiReader(&buf, resp.Body), resp.Body}
+	default:
+		_ = resp.Body.Close() // at its end: the connection is reused
+		resp.Body = io.NopCloser(&buf)
+	}
+	return resp, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
