@@ -19,17 +19,7 @@ import (
 // The embedded server starts on a data dir, takes in-process connections,
 // and provisioning is idempotent (every start runs it).
 func TestEmbeddedAndProvision(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{Port: -1, DataDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := embedded(t, EmbeddedConfig{Port: -1, DataDir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := 0; i < 2; i++ {
@@ -94,17 +84,7 @@ func TestEmbeddedMonitor(t *testing.T) {
 // to date by the provisioning `toolbus serve` runs: the keeper subject and
 // TTLs on the stream, the consumer filtered to calls.
 func TestProvisionUpdatesEarlierCallsStream(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{NoListen: true, DataDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := embedded(t, EmbeddedConfig{NoListen: true, DataDir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	old := streams.Streams(streams.Options{})[0]
@@ -147,4 +127,24 @@ func TestProvisionUpdatesEarlierCallsStream(t *testing.T) {
 	if p := c.CachedInfo().NumPending; p != 1 {
 		t.Errorf("the queued call is not pending on the updated consumer: %d", p)
 	}
+}
+
+// embedded starts an embedded server for the test and connects to it.
+func embedded(t *testing.T, cfg EmbeddedConfig) jetstream.JetStream {
+	t.Helper()
+	e, err := StartEmbedded(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
