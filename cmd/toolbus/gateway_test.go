@@ -34,19 +34,7 @@ func TestNatsConfGateway(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := mcpclient.NewStreamableHttpClient(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatal(err)
-	}
+	c := mcpSession(ctx, t, url)
 	tools, err := c.ListTools(ctx, mcp.ListToolsRequest{})
 	if err != nil || len(tools.Tools) == 0 {
 		t.Fatalf("tools/list as gateway: %v %v", tools, err)
@@ -109,19 +97,7 @@ func TestServeMountsTheFrontDoor(t *testing.T) {
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := mcpclient.NewStreamableHttpClient(fmt.Sprintf("http://127.0.0.1:%d/mcp", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatal(err)
-	}
+	c := mcpSession(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port))
 	req := mcp.CallToolRequest{}
 	req.Params.Name, req.Params.Arguments = "demo__add", map[string]any{"a": 2, "b": 3}
 	res, err := c.CallTool(ctx, req)
@@ -212,4 +188,24 @@ func TestMCPStdio(t *testing.T) {
 	if _, e, code := tb(t, env, "mcp", "--view", "nope"); code != 1 || !strings.Contains(e, `no view "nope"`) {
 		t.Fatalf("mcp --view nope: exit %d, %s", code, e)
 	}
+}
+
+// mcpSession opens an initialized MCP session (2025-11-25) over streamable
+// HTTP at url, closed when the test ends.
+func mcpSession(ctx context.Context, t *testing.T, url string) *mcpclient.Client {
+	t.Helper()
+	c, err := mcpclient.NewStreamableHttpClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -177,17 +177,7 @@ func TestFailedFirstSyncRetriedUntilItSucceeds(t *testing.T) {
 		return nil
 	})
 	// Synced: no retry left in the queue, so none will run.
-	cons, _ := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		ci, err := cons.Info(ctx(t))
-		if err != nil {
-			return err
-		}
-		if ci.NumPending+uint64(ci.NumAckPending) != 0 {
-			return fmt.Errorf("pending %d, ack pending %d", ci.NumPending, ci.NumAckPending)
-		}
-		return nil
-	})
+	h.waitResyncsDone(10 * time.Second)
 	mu.Lock()
 	if last := errs[len(errs)-1]; last != nil {
 		t.Errorf("last sync failed: %v", last)

@@ -93,6 +93,38 @@ func (h *harness) put(srv registry.Server) {
 	}
 }
 
+// waitTools waits up to d until the registry holds n tools of server.
+func (h *harness) waitTools(server string, n int, d time.Duration) {
+	h.t.Helper()
+	testutil.CheckFor(h.t, d, func() error {
+		es, err := h.reg.Tools(ctx(h.t), server)
+		if err != nil || len(es) != n {
+			return fmt.Errorf("%d tools of %s in the catalog, want %d (%v)", len(es), server, n, err)
+		}
+		return nil
+	})
+}
+
+// waitResyncsDone waits up to d until no resync request is queued or
+// being worked on.
+func (h *harness) waitResyncsDone(d time.Duration) {
+	h.t.Helper()
+	cons, err := h.ns.JS.Consumer(ctx(h.t), subjects.StreamResync, subjects.ConsumerSync)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	testutil.CheckFor(h.t, d, func() error {
+		ci, err := cons.Info(ctx(h.t))
+		if err != nil {
+			return err
+		}
+		if ci.NumPending+uint64(ci.NumAckPending) != 0 {
+			return fmt.Errorf("resyncs pending %d, ack pending %d", ci.NumPending, ci.NumAckPending)
+		}
+		return nil
+	})
+}
+
 // catalog starts a worker-side Catalog, stopped at cleanup.
 func (h *harness) catalog() *catalog.Catalog {
 	h.t.Helper()

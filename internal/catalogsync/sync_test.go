@@ -567,20 +567,7 @@ func TestRunSharedQueue(t *testing.T) {
 	if err := registry.RequestResync(ctx(t), h.ns.JS, "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		ci, err := cons.Info(ctx(t))
-		if err != nil {
-			return err
-		}
-		if ci.NumPending+uint64(ci.NumAckPending) != 0 {
-			return fmt.Errorf("pending %d, ack pending %d", ci.NumPending, ci.NumAckPending)
-		}
-		return nil
-	})
+	h.waitResyncsDone(10 * time.Second)
 }
 
 func TestListChangedStormSyncsOnce(t *testing.T) {
@@ -616,13 +603,7 @@ func TestListChangedStormSyncsOnce(t *testing.T) {
 	for i := range 200 {
 		ms.AddTool(tool(fmt.Sprintf("storm%03d", i), "x"), echo)
 	}
-	testutil.CheckFor(t, 15*time.Second, func() error {
-		es, err := h.reg.Tools(ctx(t), "stormy")
-		if err != nil || len(es) != 201 {
-			return fmt.Errorf("%d tools in catalog (%v)", len(es), err)
-		}
-		return nil
-	})
+	h.waitTools("stormy", 201, 15*time.Second)
 	// Quiet: nothing pending in the debouncer or the queue.
 	cons, _ := h.ns.JS.Consumer(ctx(t), subjects.StreamResync, subjects.ConsumerSync)
 	testutil.CheckFor(t, 5*time.Second, func() error {
@@ -683,21 +664,9 @@ func TestListChangedOverLegacyStreamableHTTP(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("listener did not connect")
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		es, err := h.reg.Tools(ctx(t), "legacy")
-		if err != nil || len(es) != 1 {
-			return fmt.Errorf("%d tools (%v)", len(es), err)
-		}
-		return nil
-	})
+	h.waitTools("legacy", 1, 10*time.Second)
 	ms.AddTool(tool("second", "x"), echo)
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		es, err := h.reg.Tools(ctx(t), "legacy")
-		if err != nil || len(es) != 2 {
-			return fmt.Errorf("%d tools after list_changed (%v)", len(es), err)
-		}
-		return nil
-	})
+	h.waitTools("legacy", 2, 10*time.Second)
 }
 
 // A legacy streamable HTTP server that forgets the listener's session (a
@@ -736,13 +705,7 @@ func TestLegacyListenerNoticesForgottenSession(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("listener did not connect")
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		es, err := h.reg.Tools(ctx(t), "legacy")
-		if err != nil || len(es) != 1 {
-			return fmt.Errorf("%d tools (%v)", len(es), err)
-		}
-		return nil
-	})
+	h.waitTools("legacy", 1, 10*time.Second)
 
 	current.Store(stateful(tool("first", "s"), tool("second", "x"))) // "restarted": it knows no session
 	select {
@@ -750,11 +713,5 @@ func TestLegacyListenerNoticesForgottenSession(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the listener did not notice the forgotten session")
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		es, err := h.reg.Tools(ctx(t), "legacy")
-		if err != nil || len(es) != 2 {
-			return fmt.Errorf("%d tools after the restart (%v)", len(es), err)
-		}
-		return nil
-	})
+	h.waitTools("legacy", 2, 10*time.Second)
 }
