@@ -177,6 +177,24 @@ func TestNatsConfPermissions(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "destroyed k1") {
 		t.Fatalf("destroy: exit %d\n%s%s", code, out, errOut)
 	}
+	// The WORKER role may keep its keeper message in TOOL_CALLS (the admin
+	// worker acked no call, so it published none).
+	adminNC, err := nats.Connect(r.url("admin", "change-me-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminNC.Close()
+	adminJS, _ := jetstream.New(adminNC)
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		s, err := adminJS.Stream(context.Background(), subjects.StreamCalls)
+		if err != nil {
+			return err
+		}
+		if _, err := s.GetLastMsgForSubject(context.Background(), subjects.CallsKeeper); err != nil {
+			return fmt.Errorf("no keeper message from the WORKER-role worker: %v", err)
+		}
+		return nil
+	})
 	_, errOut, code = tb(t, asAgent, "call", "demo", "add", `{"a":"two"}`)
 	if code != 1 || !strings.Contains(errOut, `argument "a": got string, want number`) {
 		t.Fatalf("bad arguments: exit %d %s", code, errOut)
