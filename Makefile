@@ -89,7 +89,7 @@ bench-floor: build
 	$(BIN)/toolbus bench --only direct,floor,bus --concurrency 1,16,64 --sizes 100 --duration 2s --rounds 3 --memory-limit off --section floor --doc docs/benchmarks.md
 
 bench-soak: build
-	$(BIN)/toolbus bench --soak 10m --doc docs/benchmarks.md
+	$(BIN)/toolbus bench --soak 10m --sample-every 30s --doc docs/benchmarks.md
 
 bench-inflight: build
 	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md
