@@ -112,6 +112,7 @@ func packageRunner(command string) bool {
 const (
 	httpWriteBuffer = 1 << 10
 	httpReadBuffer  = 1 << 10
+	httpIdleTimeout = 90 * time.Second
 )
 
 // NewHTTPClient returns an http.Client for MCP servers that keeps up to
@@ -128,9 +129,9 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 	if t.MaxIdleConns < maxConnsPerHost*4 {
 		t.MaxIdleConns = maxConnsPerHost * 4
 	}
-	t.IdleConnTimeout = 90 * time.Second
+	t.IdleConnTimeout = httpIdleTimeout
 	t.WriteBufferSize, t.ReadBufferSize = httpWriteBuffer, httpReadBuffer
-	return &http.Client{Transport: wholeBodies{t}}
+	return &http.Client{Transport: wholeBodies{newH1(t, maxConnsPerHost, httpIdleTimeout)}}
 }
 
 // Dial builds the transport for srv, starts it and completes the MCP

@@ -29,7 +29,7 @@ func TestLargeResultsReuseTheConnection(t *testing.T) {
 	p := New(testutil.Logger(t), WithHTTPClients(func(n int) *http.Client {
 		hc := NewHTTPClient(n)
 		var d net.Dialer
-		hc.Transport.(wholeBodies).RoundTripper.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		hc.Transport.(wholeBodies).RoundTripper.(*h1).dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dials.Add(1)
 			return d.DialContext(ctx, network, addr)
 		}

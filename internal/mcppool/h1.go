@@ -1,0 +1,291 @@
+package mcppool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1 is the transport for plain-http MCP servers: HTTP/1.1 with each
+// request written and its response read on the caller's goroutine. The
+// framing is the standard library's (Request.Write, http.ReadResponse); h1
+// keeps only the connections.
+//
+// net/http's Transport runs two goroutines per connection (a reader and a
+// writer) and hands every request and response between them and the caller
+// over channels. A call in flight holds a connection, so at 10,000 calls in
+// flight that was 20,000 goroutines, 8 KB of stacks and a few KB of
+// channels and buffers per call, and two goroutine hand-offs on every
+// call's path. h1 has none of it: a waiting call is its own goroutine
+// blocked in a read.
+//
+// https and proxied requests go to next (net/http's Transport), which also
+// speaks HTTP/2 where the server offers it.
+type h1 struct {
+	next        *http.Transport
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int           // idle connections kept per host
+	idleTimeout time.Duration // an idle connection is closed after this long
+
+	mu      sync.Mutex
+	idle    map[string][]*h1Conn // by host:port, the most recently used last
+	pruning bool                 // a prune is scheduled
+}
+
+type h1Conn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	addr   string
+	idleAt time.Time
+}
+
+func newH1(next *http.Transport, maxIdle int, idleTimeout time.Duration) *h1 {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return &h1{next: next, dial: d.DialContext, maxIdle: maxIdle, idleTimeout: idleTimeout, idle: map[string][]*h1Conn{}}
+}
+
+func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || t.proxied(req) {
+		return t.next.RoundTrip(req)
+	}
+	ctx := req.Context()
+	addr := canonicalAddr(req)
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.conn(ctx, addr)
+		if err != nil {
+			closeRequestBody(req)
+			return nil, err
+		}
+		stop := context.AfterFunc(ctx, c.abort)
+		resp, err := c.roundTrip(req)
+		if err == nil {
+			return t.hold(c, req, resp, stop), nil
+		}
+		stop()
+		c.nc.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var we writeError
+		if !errors.As(err, &we) || !reused || attempt > 0 || req.GetBody == nil {
+			return nil, err
+		}
+		// The reused connection broke before the request was out: the
+		// server has not seen it, so it goes again on a new connection.
+		if req.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// proxied reports whether the environment routes req through a proxy.
+func (t *h1) proxied(req *http.Request) bool {
+	if t.next.Proxy == nil {
+		return false
+	}
+	u, err := t.next.Proxy(req)
+	return err != nil || u != nil
+}
+
+// writeError is a failure to send a request: none of its response was read.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+	if err := req.Write(c.bw); err != nil {
+		return nil, writeError{err}
+	}
+	if err := c.bw.Flush(); err != nil {
+		return nil, writeError{err}
+	}
+	for {
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				return nil, errors.New("the server switched protocols, which an MCP call does not ask for")
+			}
+			continue // 1xx informational: the response follows
+		}
+		return resp, nil
+	}
+}
+
+// hold gives resp a body that returns c to the pool once it is read to its
+// end, and closes c if it is closed before.
+func (t *h1) hold(c *h1Conn, req *http.Request, resp *http.Response, stop func() bool) *http.Response {
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody || resp.Body == nil {
+		t.release(c, stop, keep)
+		return resp
+	}
+	resp.Body = &h1Body{t: t, c: c, rc: resp.Body, stop: stop, keep: keep}
+	return resp
+}
+
+// release ends c's request: back to the pool when keep and the context did
+// not cut it short, else closed.
+func (t *h1) release(c *h1Conn, stop func() bool, keep bool) {
+	if !stop() || !keep {
+		c.nc.Close()
+		return
+	}
+	t.put(c)
+}
+
+// abort makes the call's pending read or write fail now: its context ended.
+func (c *h1Conn) abort() { _ = c.nc.SetDeadline(time.Unix(1, 0)) }
+
+type h1Body struct {
+	t    *h1
+	c    *h1Conn
+	rc   io.Reader // not closed: closing it would read the rest of the body
+	stop func() bool
+	keep bool
+	mu   sync.Mutex
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.finish(err == io.EOF)
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	b.finish(false)
+	return nil
+}
+
+// finish settles the connection once: whole tells whether the body was
+// read to its end.
+func (b *h1Body) finish(whole bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
+	b.done = true
+	b.t.release(b.c, b.stop, b.keep && whole)
+}
+
+// conn returns an idle connection to addr that the server has not closed,
+// or dials a new one.
+func (t *h1) conn(ctx context.Context, addr string) (*h1Conn, bool, error) {
+	for {
+		c := t.take(addr)
+		if c == nil {
+			break
+		}
+		if !c.closedByPeer() {
+			return c, true, nil
+		}
+		c.nc.Close()
+	}
+	nc, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, httpReadBuffer), bw: bufio.NewWriterSize(nc, httpWriteBuffer), addr: addr}, false, nil
+}
+
+func (t *h1) take(addr string) *h1Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for cs := t.idle[addr]; len(cs) > 0; cs = t.idle[addr] {
+		c := cs[len(cs)-1]
+		cs[len(cs)-1] = nil
+		t.idle[addr] = cs[:len(cs)-1]
+		if time.Since(c.idleAt) < t.idleTimeout {
+			return c
+		}
+		c.nc.Close()
+	}
+	return nil
+}
+
+func (t *h1) put(c *h1Conn) {
+	_ = c.nc.SetDeadline(time.Time{})
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := t.idle[c.addr]
+	if len(cs) >= t.maxIdle {
+		c.nc.Close()
+		return
+	}
+	t.idle[c.addr] = append(cs, c)
+	if !t.pruning {
+		t.pruning = true
+		time.AfterFunc(t.idleTimeout, t.prune)
+	}
+}
+
+// prune closes the connections idle for longer than idleTimeout, and comes
+// back while any are left.
+func (t *h1) prune() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cutoff := time.Now().Add(-t.idleTimeout)
+	left := false
+	for addr, cs := range t.idle {
+		n := 0
+		for _, c := range cs { // oldest first
+			if c.idleAt.After(cutoff) {
+				break
+			}
+			c.nc.Close()
+			n++
+		}
+		cs = append(cs[:0], cs[n:]...)
+		if len(cs) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = cs
+			left = true
+		}
+	}
+	t.pruning = left
+	if left {
+		time.AfterFunc(t.idleTimeout/2, t.prune)
+	}
+}
+
+// CloseIdleConnections closes every idle connection (http.Client calls it).
+func (t *h1) CloseIdleConnections() {
+	t.mu.Lock()
+	for addr, cs := range t.idle {
+		for _, c := range cs {
+			c.nc.Close()
+		}
+		delete(t.idle, addr)
+	}
+	t.mu.Unlock()
+	t.next.CloseIdleConnections()
+}
+
+func canonicalAddr(req *http.Request) string {
+	host, port := req.URL.Hostname(), req.URL.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package mcppool
+
+// closedByPeer cannot peek at the socket here; a connection the server
+// closed fails its next request.
+func (c *h1Conn) closedByPeer() bool { return c.br.Buffered() > 0 }

@@ -1,0 +1,224 @@
+package mcppool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// h1Client is NewHTTPClient's client with its dials counted.
+func h1Client(t *testing.T) (*http.Client, *h1, *atomic.Int64) {
+	t.Helper()
+	hc := NewHTTPClient(0)
+	tr := hc.Transport.(wholeBodies).RoundTripper.(*h1)
+	var dials atomic.Int64
+	var d net.Dialer
+	tr.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return hc, tr, &dials
+}
+
+func post(ctx context.Context, hc *http.Client, url, body string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// A server that closes idle connections (Node's default keep-alive is 5 s)
+// costs no call: the next request finds its connection closed before it
+// writes, and dials a new one. Without the check, it fails with a reset.
+func TestH1RedialsAfterTheServerClosesAnIdleConnection(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	}))
+	srv.Config.IdleTimeout = 50 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	hc, _, dials := h1Client(t)
+	ctx := context.Background()
+	for i := range 3 {
+		if got, err := post(ctx, hc, srv.URL, fmt.Sprint(i)); err != nil || got != fmt.Sprintf("got %d", i) {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials for 3 requests in a row, want 1", n)
+	}
+	time.Sleep(300 * time.Millisecond) // the server closes the idle connection
+	for i := range 2 {
+		if got, err := post(ctx, hc, srv.URL, "again"); err != nil || got != "got again" {
+			t.Fatalf("request %d after the server closed the connection: %q, %v", i, got, err)
+		}
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("%d dials, want 2 (one more after the server closed the first)", n)
+	}
+}
+
+// A response with "Connection: close", or a body closed before its end,
+// leaves no connection in the pool; a body read to its end (chunked here)
+// does.
+func TestH1KeepsOnlyConnectionsReadToTheEnd(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		case "/long": // an SSE stream: wholeBodies leaves it to the reader
+			w.Header().Set("Content-Type", "text/event-stream")
+			for range 100 {
+				io.WriteString(w, strings.Repeat("x", 1000))
+				w.(http.Flusher).Flush()
+			}
+		default:
+			io.WriteString(w, "ok")
+		}
+	}))
+	defer srv.Close()
+	hc, tr, dials := h1Client(t)
+	ctx := context.Background()
+
+	step := func(path string, wantDials int64) {
+		t.Helper()
+		if _, err := post(ctx, hc, srv.URL+path, ""); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if n := dials.Load(); n != wantDials {
+			t.Fatalf("after %s: %d dials, want %d", path, n, wantDials)
+		}
+	}
+	step("/", 1)
+	step("/long", 1) // 100 KB, chunked, read to its end: the connection is kept
+	step("/", 1)
+	step("/close", 1)
+	step("/", 2) // the server closed it: a new one
+
+	// Closed after one read of a long body: the connection is dropped,
+	// and Close does not wait for the rest.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/long", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resp.Body.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tr.mu.Lock()
+	idle := len(tr.idle[canonicalAddr(req)])
+	tr.mu.Unlock()
+	if idle != 0 {
+		t.Errorf("%d idle connections after a body closed half-read, want 0", idle)
+	}
+	step("/", 3)
+}
+
+// A call whose context ends while the server is still working returns at
+// once with the context's error, and the next call gets a fresh connection.
+func TestH1CancelWhileWaiting(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	defer close(release)
+	hc, _, dials := h1Client(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := post(ctx, hc, srv.URL+"/slow", "")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow request: %v, want the context's deadline", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the cancelled request returned after %s", d)
+	}
+	if got, err := post(context.Background(), hc, srv.URL, ""); err != nil || got != "ok" {
+		t.Fatalf("next request: %q, %v", got, err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("%d dials, want 2 (the cancelled connection is not reused)", n)
+	}
+}
+
+// A request the environment sends through a proxy, and any https request,
+// goes to net/http's transport: h1 only speaks plain HTTP/1.1 directly.
+func TestH1LeavesProxiedRequestsToNetHTTP(t *testing.T) {
+	var proxied atomic.Value
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Store(r.RequestURI) // a proxy sees the absolute URL
+		io.WriteString(w, "via proxy")
+	}))
+	defer proxy.Close()
+	hc, tr, dials := h1Client(t)
+	pu, _ := url.Parse(proxy.URL)
+	tr.next.Proxy = http.ProxyURL(pu)
+
+	got, err := post(context.Background(), hc, "http://mcp.example.invalid/mcp", "")
+	if err != nil || got != "via proxy" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if uri, _ := proxied.Load().(string); uri != "http://mcp.example.invalid/mcp" {
+		t.Errorf("the proxy saw %q", uri)
+	}
+	if n := dials.Load(); n != 0 {
+		t.Errorf("h1 dialed %d times for a proxied request", n)
+	}
+}
+
+// A server that hangs up without answering gives an error the pool reports
+// as the connection closed mid-request (the call may have been delivered).
+func TestH1ServerThatHangsUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			c.Close() // no response at all
+		}
+	}()
+	hc, _, _ := h1Client(t)
+	_, err = post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", "{}")
+	if err == nil {
+		t.Fatal("a server that hung up without answering: no error")
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !strings.Contains(err.Error(), "reset") {
+		t.Errorf("error %v: want an EOF or a reset, which the pool reports as the connection closed mid-request", err)
+	}
+}
