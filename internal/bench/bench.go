@@ -330,9 +330,10 @@ type serve struct {
 func startServe(ctx context.Context, o Options, mcpURL string) (st *serve, err error) {
 	log := zerolog.Nop()
 	st = &serve{}
+	started := st // a failed start returns nil: close what it started
 	defer func() {
 		if err != nil {
-			st.close()
+			started.close()
 		}
 	}()
 	if st.dir, err = os.MkdirTemp("", "toolbus-bench-"); err != nil {
