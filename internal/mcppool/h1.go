@@ -37,13 +37,21 @@ type h1 struct {
 	pruning bool                 // a prune is scheduled
 }
 
+// h1Conn is one connection. It holds a read buffer only while a response
+// is being read, and a write buffer only while a request is written (both
+// from a pool): a call waiting for its server holds neither, and neither
+// does an idle connection.
 type h1Conn struct {
 	nc     net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
+	br     *bufio.Reader // nil but while a response is read
 	addr   string
 	idleAt time.Time
 }
+
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, httpReadBuffer) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, httpWriteBuffer) }}
+)
 
 func newH1(next *http.Transport, maxIdle int, idleTimeout time.Duration) *h1 {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
@@ -100,12 +108,22 @@ func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
 func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
-	if err := req.Write(c.bw); err != nil {
+	bw := h1Writers.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	h1Writers.Put(bw)
+	if err != nil {
 		return nil, writeError{err}
 	}
-	if err := c.bw.Flush(); err != nil {
-		return nil, writeError{err}
+	if err := c.waitReadable(); err != nil {
+		return nil, err
 	}
+	c.br = h1Readers.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
 	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
@@ -136,10 +154,16 @@ func (t *h1) hold(c *h1Conn, req *http.Request, resp *http.Response, stop func()
 // release ends c's request: back to the pool when keep and the context did
 // not cut it short, else closed.
 func (t *h1) release(c *h1Conn, stop func() bool, keep bool) {
-	if !stop() || !keep {
+	if !stop() || !keep || c.br.Buffered() > 0 {
+		// Cut short, or the server sent more than its response: the
+		// connection goes, and its reader with it (a reader of the body may
+		// still hold it).
 		c.nc.Close()
 		return
 	}
+	c.br.Reset(nil)
+	h1Readers.Put(c.br)
+	c.br = nil
 	t.put(c)
 }
 
@@ -194,11 +218,28 @@ func (t *h1) conn(ctx context.Context, addr string) (*h1Conn, bool, error) {
 		}
 		c.nc.Close()
 	}
-	nc, err := t.dial(ctx, "tcp", addr)
+	nc, err := t.dialAside(ctx, addr)
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, httpReadBuffer), bw: bufio.NewWriterSize(nc, httpWriteBuffer), addr: addr}, false, nil
+	return &h1Conn{nc: nc, addr: addr}, false, nil
+}
+
+// dialAside dials on a goroutine of its own. Dialing runs deep (resolver,
+// socket, connect), and on the caller's goroutine it grows the stack that
+// the call then waits on for as long as the server takes.
+func (t *h1) dialAside(ctx context.Context, addr string) (net.Conn, error) {
+	type dialed struct {
+		nc  net.Conn
+		err error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		nc, err := t.dial(ctx, "tcp", addr)
+		ch <- dialed{nc, err}
+	}()
+	d := <-ch
+	return d.nc, d.err
 }
 
 func (t *h1) take(addr string) *h1Conn {

@@ -222,3 +222,34 @@ func TestH1ServerThatHangsUp(t *testing.T) {
 		t.Errorf("error %v: want an EOF or a reset, which the pool reports as the connection closed mid-request", err)
 	}
 }
+
+// Quick answers, many in a row and side by side: a response that arrives
+// before the call starts waiting for it is read, not waited for (the wait
+// without a buffer must look at the socket, not only at readiness events).
+func TestH1QuickAnswers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	hc, _, _ := h1Client(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for i := range 500 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				got, err := post(ctx, hc, srv.URL, "")
+				cancel()
+				if err != nil || got != "ok" {
+					errs <- fmt.Errorf("request %d: %q, %v", i, got, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

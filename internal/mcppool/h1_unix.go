@@ -10,9 +10,6 @@ import (
 // sent something on it unasked (which it never does on a healthy HTTP/1.1
 // connection between responses): one non-blocking peek at the socket.
 func (c *h1Conn) closedByPeer() bool {
-	if c.br.Buffered() > 0 {
-		return true
-	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return false
@@ -29,4 +26,26 @@ func (c *h1Conn) closedByPeer() bool {
 		return true
 	})
 	return dead || err != nil
+}
+
+// waitReadable waits until the response starts to arrive (or the deadline
+// that a cancelled context sets) without a buffer, so a call waiting for its
+// server holds no read buffer, and waits a few frames shallower than a
+// blocked read would. It peeks at the socket each time it is woken:
+// readiness alone would miss a response that came before the wait began.
+func (c *h1Conn) waitReadable() error {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// Bytes, the end, or an error the read that follows reports.
+		return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+	})
 }
