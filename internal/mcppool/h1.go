@@ -117,6 +117,12 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	bw.Reset(nil)
 	h1Writers.Put(bw)
 	if err != nil {
+		// A server may answer without reading the whole request (a 413
+		// for a body too large) and hang up: its answer says more than the
+		// broken write does.
+		if resp := c.earlyResponse(req); resp != nil {
+			return resp, nil
+		}
 		return nil, writeError{err}
 	}
 	if err := c.waitReadable(); err != nil {
@@ -137,6 +143,23 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
+}
+
+// earlyResponseWait bounds the look for an answer after a failed write.
+const earlyResponseWait = time.Second
+
+// earlyResponse reads a response that came before the request was written
+// whole, or returns nil. The connection goes with the response.
+func (c *h1Conn) earlyResponse(req *http.Request) *http.Response {
+	_ = c.nc.SetReadDeadline(time.Now().Add(earlyResponseWait))
+	c.br = h1Readers.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil || resp.StatusCode < 200 {
+		return nil
+	}
+	resp.Close = true
+	return resp
 }
 
 // hold gives resp a body that returns c to the pool once it is read to its

@@ -253,3 +253,26 @@ func TestH1QuickAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A server that refuses a request body too large, answering before it has
+// read it and hanging up, gets its answer to the caller (here a 413 with its
+// reason), not the broken write.
+func TestH1EarlyAnswerToALargeBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "body over 1 MB")
+	}))
+	defer srv.Close()
+	hc, _, _ := h1Client(t)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(strings.Repeat("x", 32<<20)))
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("a 32 MB body the server refused: %v, want its 413", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "body over 1 MB" {
+		t.Errorf("got %d %q", resp.StatusCode, b)
+	}
+}
