@@ -72,7 +72,8 @@ bench: build
 # a second table of the bus on echo_plain through each binary run as
 # `serve` (about 2 minutes on 2 cores). bench-sizes (5.5 minutes) refreshes
 # the 3 sizes x 4 levels table, bench-soak (10 minutes) and bench-inflight
-# (a minute) the memory sections.
+# (a minute; with SERVE_BINS, the burst through each binary's serve, 3 rounds)
+# the memory sections.
 MCP_PROXY  ?=
 SERVE_BINS ?=
 bench-doc: build
@@ -92,7 +93,7 @@ bench-soak: build
 	$(BIN)/toolbus bench --soak 10m --sample-every 30s --doc docs/benchmarks.md
 
 bench-inflight: build
-	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md
+	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
 
 soak: build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./internal/faulttest/ -v

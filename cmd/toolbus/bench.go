@@ -34,12 +34,15 @@ durability beside toolbus's (floor, and floor_mark with a ledger mark per
 call): JetStream's own cost. --serve-bin runs toolbus binaries as ` + "`BIN serve`" + ` processes
 and adds a table of the bus on echo_plain through each (old against new
 serve in one run). The paths take turns; each row is the median round. --soak and --inflight replace the table with a long run at
-concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
+concurrency 64 sampling RSS, or one burst of calls in flight at once; with
+--serve-bin, --inflight adds a table of the same burst through each binary's
+serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 		Example: `  toolbus bench
   toolbus bench --concurrency 1,16,64 --sizes 100 --mcp-proxy /path/to/mcp-proxy --serve-bin /tmp/toolbus-old --serve-bin bin/toolbus
   toolbus bench --concurrency 1,64 --sizes 100 --duration 2s --rounds 5
   toolbus bench --soak 10m --sample-every 30s
   toolbus bench --inflight 10000
+  toolbus bench --inflight 10000 --serve-bin /tmp/toolbus-old --serve-bin bin/toolbus
   toolbus bench --doc docs/benchmarks.md`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -102,7 +105,7 @@ concurrency 64 sampling RSS, or one burst of calls in flight at once.`,
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every JetStream write before its PubAck (measures the cost of durability against power loss)")
 	fs.StringVar(&only, "only", "", "measure these paths only, comma-separated: direct, floor (a minimal JetStream worker, only when named), bus, frontdoor, mcp-proxy")
 	fs.StringVar(&proxy, "mcp-proxy", "", "an mcp-proxy binary (TBXark/mcp-proxy): add the mcp-proxy path, the demo server through it")
-	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as BIN serve and measure on echo_plain in a second table (repeatable: old against new)")
+	fs.StringArrayVar(&serveBins, "serve-bin", nil, "a toolbus binary to run as BIN serve and measure on echo_plain (with --inflight: the burst) in a second table (repeatable: old against new)")
 	fs.StringVar(&section, "section", "", "--doc: the section to write (default table, soak or inflight)")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the serve side to this file")
 	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile of the serve side to this file (end of --soak; mid --inflight)")

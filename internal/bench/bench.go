@@ -236,7 +236,12 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	case o.Soak > 0:
 		return soak(ctx, o, st, lg, w)
 	case o.Inflight > 0:
-		return inflight(ctx, o, st, lg, w)
+		if err := inflight(ctx, o, st, lg, w); err != nil || len(o.ServeBins) == 0 {
+			return err
+		}
+		lg.close()
+		st.close()
+		return inflightBins(ctx, o, mcpURL, w)
 	}
 	self := func() int64 { rss, _ := memStatus(); return rss }
 	var paths []path

@@ -146,6 +146,18 @@ func startServeBin(ctx context.Context, o Options, exe, demoURL string) (*proc, 
 	}
 	conf := filepath.Join(dir, "toolbus.yaml")
 	yaml := fmt.Sprintf("servers:\n  demo:\n    transport: http\n    url: %q\n    protocol_version: %q\n", demoURL, o.ProtocolVersion)
+	if o.ServerConcurrency > 0 {
+		yaml += fmt.Sprintf("    max_concurrency: %d\n", o.ServerConcurrency)
+	}
+	if o.Worker.Concurrency > 0 || o.Worker.MaxAckPending > 0 {
+		yaml += "worker:\n"
+		if o.Worker.Concurrency > 0 {
+			yaml += fmt.Sprintf("  concurrency: %d\n", o.Worker.Concurrency)
+		}
+		if o.Worker.MaxAckPending > 0 {
+			yaml += fmt.Sprintf("  max_ack_pending: %d\n", o.Worker.MaxAckPending)
+		}
+	}
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -221,3 +221,49 @@ func slope(xs, ys []float64) float64 {
 	}
 	return (n*sxy - sx*sy) / d
 }
+
+// inflightBins runs the burst against each --serve-bin as `BIN serve`, a
+// fresh process per burst (its VmHWM is the burst's peak), the binaries
+// taking turns for o.Rounds rounds: the before and after of a change in one
+// run. A serve process reports neither its goroutines nor its heap, so
+// those columns are the in-process table's alone.
+func inflightBins(ctx context.Context, o Options, mcpURL string, w io.Writer) error {
+	fmt.Fprintf(w, "\n| serve | round | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | RSS per call | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	args := fmt.Sprintf(`{"ms":%d,"steps":1}`, o.SleepFor.Milliseconds())
+	for round := 1; round <= o.Rounds; round++ {
+		for i, bin := range o.ServeBins {
+			if err := func() error {
+				sp, err := startServeBin(ctx, o, bin, mcpURL)
+				if err != nil {
+					return err
+				}
+				defer sp.close()
+				lg, err := startLoadgen(ctx, o, sp.natsURL, mcpURL, "--agent", fmt.Sprintf("burst%d", i))
+				if err != nil {
+					return err
+				}
+				defer lg.close()
+				cpu := func() time.Duration { return cpuTimeOf(sp.pid) }
+				// Once the serve side answers (its catalog is synced), settle.
+				if _, _, err := lg.do(job{Path: "bus", Tool: "echo_plain", Args: echoArgs(100), Probe: true}, cpu, nil); err != nil {
+					return err
+				}
+				time.Sleep(time.Second)
+				rss0, _ := memStatusOf(sp.pid)
+				cpu0 := cpu()
+				r, _, err := lg.do(job{Path: "bus", Tool: "sleep", Args: args, Burst: o.Inflight}, cpu, nil)
+				if err != nil {
+					return err
+				}
+				_, peak := memStatusOf(sp.pid)
+				fmt.Fprintf(w, "| %s | %d | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %.0f KB | %.2f s |\n",
+					serveLabel(o.ServeBins, i), round, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(),
+					mb(peak), mb(rss0), float64(peak-rss0)/float64(o.Inflight)/1024, (cpu() - cpu0).Seconds())
+				return nil
+			}(); err != nil {
+				return fmt.Errorf("%s: %w", bin, err)
+			}
+		}
+	}
+	return nil
+}
