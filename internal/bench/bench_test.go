@@ -152,6 +152,20 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 			t.Errorf("serve row without its path, CPU or RSS: %s", l)
 		}
 	}
+
+	// --inflight with --serve-bin: the burst through the binary's serve too.
+	out.Reset()
+	if err := Run(ctx, Options{Inflight: 100, SleepFor: 200 * time.Millisecond, Rounds: 1, ServeBins: []string{toolbus}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	tables = strings.Split(strings.TrimSpace(out.String()), "\n\n")
+	if len(tables) != 2 {
+		t.Fatalf("want the in-process burst and the --serve-bin burst:\n%s", out.String())
+	}
+	sb = strings.Split(tables[1], "\n")[2:] // errors are the fourth column: checked below
+	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MB |") {
+		t.Errorf("want one burst of 100 completed through serve, with its RSS:\n%s", out.String())
+	}
 }
 
 // The mcp-proxy path, where a binary of TBXark/mcp-proxy is at hand
