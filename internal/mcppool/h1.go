@@ -73,12 +73,12 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		stop := context.AfterFunc(ctx, c.abort)
 		resp, err := c.roundTrip(req)
 		if err == nil {
-			return t.hold(c, req, resp, stop), nil
+			return t.hold(ctx, c, req, resp, stop), nil
 		}
 		stop()
 		c.nc.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, context.Cause(ctx) // as net/http has it
 		}
 		var we writeError
 		if !errors.As(err, &we) || !reused || attempt > 0 || req.GetBody == nil {
@@ -164,13 +164,13 @@ func (c *h1Conn) earlyResponse(req *http.Request) *http.Response {
 
 // hold gives resp a body that returns c to the pool once it is read to its
 // end, and closes c if it is closed before.
-func (t *h1) hold(c *h1Conn, req *http.Request, resp *http.Response, stop func() bool) *http.Response {
+func (t *h1) hold(ctx context.Context, c *h1Conn, req *http.Request, resp *http.Response, stop func() bool) *http.Response {
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody || resp.Body == nil {
 		t.release(c, stop, keep)
 		return resp
 	}
-	resp.Body = &h1Body{t: t, c: c, rc: resp.Body, stop: stop, keep: keep}
+	resp.Body = &h1Body{t: t, c: c, ctx: ctx, rc: resp.Body, stop: stop, keep: keep}
 	return resp
 }
 
@@ -196,6 +196,7 @@ func (c *h1Conn) abort() { _ = c.nc.SetDeadline(time.Unix(1, 0)) }
 type h1Body struct {
 	t    *h1
 	c    *h1Conn
+	ctx  context.Context
 	rc   io.Reader // not closed: closing it would read the rest of the body
 	stop func() bool
 	keep bool
@@ -207,6 +208,13 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err != nil {
 		b.finish(err == io.EOF)
+		if err != io.EOF && b.ctx.Err() != nil {
+			// The read failed on the deadline abort set, or on the
+			// connection closed after it: the caller is told why, as
+			// net/http tells it, not "i/o timeout", which reads as the
+			// server's fault.
+			err = context.Cause(b.ctx)
+		}
 	}
 	return n, err
 }

@@ -276,3 +276,47 @@ func TestH1EarlyAnswerToALargeBody(t *testing.T) {
 		t.Errorf("got %d %q", resp.StatusCode, b)
 	}
 }
+
+// A call whose context ends while its response body is being read gets the
+// context's error (its cause), as net/http gives it: the pool and mcp-go
+// tell a cancelled call from a broken server by it. An "i/o timeout" there
+// reads as the server timing out.
+func TestH1CancelWhileReadingTheBody(t *testing.T) {
+	sent := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sse" {
+			w.Header().Set("Content-Type", "text/event-stream")
+		} else {
+			w.Header().Set("Content-Length", "100")
+		}
+		io.WriteString(w, "0123456789")
+		w.(http.Flusher).Flush()
+		sent <- struct{}{}
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	hc, _, _ := h1Client(t)
+	cause := errors.New("the job was cancelled")
+
+	// A JSON answer, which wholeBodies reads before Do returns.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() { <-sent; cancel(cause) }()
+	if _, err := post(ctx, hc, srv.URL+"/json", ""); !errors.Is(err, cause) {
+		t.Errorf("cancelled while reading a body: %v, want the context's cause", err)
+	}
+
+	// An SSE stream, read by the caller.
+	ctx, cancel = context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/sse", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-sent
+	cancel(cause)
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, cause) {
+		t.Errorf("cancelled while reading an SSE stream: %v, want the context's cause", err)
+	}
+}
