@@ -71,7 +71,7 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		stop := context.AfterFunc(ctx, c.abort)
-		resp, err := c.roundTrip(req)
+		resp, err := c.roundTrip(ctx, req)
 		if err == nil {
 			return t.hold(ctx, c, req, resp, stop), nil
 		}
@@ -107,7 +107,7 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	bw := h1Writers.Get().(*bufio.Writer)
 	bw.Reset(c.nc)
 	err := req.Write(bw)
@@ -120,7 +120,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		// A server may answer without reading the whole request (a 413
 		// for a body too large) and hang up: its answer says more than the
 		// broken write does.
-		if resp := c.earlyResponse(req); resp != nil {
+		if resp := c.earlyResponse(ctx, req); resp != nil {
 			return resp, nil
 		}
 		return nil, writeError{err}
@@ -149,14 +149,27 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 const earlyResponseWait = time.Second
 
 // earlyResponse reads a response that came before the request was written
-// whole, or returns nil. The connection goes with the response.
-func (c *h1Conn) earlyResponse(req *http.Request) *http.Response {
+// whole, or returns nil. The connection goes with the response. A write the
+// context cut short (abort's deadline) is no early answer: nothing is waited
+// for, and the deadline set here must not undo abort's.
+func (c *h1Conn) earlyResponse(ctx context.Context, req *http.Request) *http.Response {
+	if ctx.Err() != nil {
+		return nil
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(earlyResponseWait))
+	if ctx.Err() != nil { // abort ran before the deadline above replaced its own
+		return nil
+	}
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(c.nc)
 	resp, err := http.ReadResponse(c.br, req)
 	if err != nil || resp.StatusCode < 200 {
 		return nil
+	}
+	// The wait bounded the answer's start, not its body.
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if ctx.Err() != nil {
+		c.abort()
 	}
 	resp.Close = true
 	return resp

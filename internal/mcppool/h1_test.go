@@ -320,3 +320,48 @@ func TestH1CancelWhileReadingTheBody(t *testing.T) {
 		t.Errorf("cancelled while reading an SSE stream: %v, want the context's cause", err)
 	}
 }
+
+// A call cancelled while its request is still being written returns the
+// context's error at once: the failed write is the cancellation, not a
+// server that answered early, so no answer is waited for or taken.
+func TestH1CancelWhileWriting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	gotHeaders, cancelled, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		close(gotHeaders)
+		<-cancelled // the body is not read: the client's write blocks
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		<-done
+	}()
+	hc, _, _ := h1Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-gotHeaders
+		cancel()
+		close(cancelled)
+	}()
+	got, err := post(ctx, hc, "http://"+ln.Addr().String()+"/mcp", strings.Repeat("x", 32<<20))
+	close(done)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled while writing: %q, %v; want the context's error", got, err)
+	}
+}
