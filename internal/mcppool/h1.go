@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -62,6 +64,10 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || t.proxied(req) {
 		return t.next.RoundTrip(req)
 	}
+	if err := checkRequest(req); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	ctx := req.Context()
 	addr := canonicalAddr(req)
 	for attempt := 0; ; attempt++ {
@@ -90,6 +96,58 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// checkRequest refuses what net/http's Transport refuses before it sends a
+// request: Request.Write would drop a header with a bad name and rewrite a
+// value's line breaks, and a URL without a host would dial this machine.
+// The errors are net/http's, naming the header but not its value (a token).
+func checkRequest(req *http.Request) error {
+	if req.URL.Host == "" {
+		return errors.New("http: no Host in request URL")
+	}
+	if req.Method != "" && !validToken(req.Method) {
+		return fmt.Errorf("net/http: invalid method %q", req.Method)
+	}
+	for k, vv := range req.Header {
+		if !validToken(k) {
+			return fmt.Errorf("net/http: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !validHeaderValue(v) {
+				return fmt.Errorf("net/http: invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// validToken reports whether s is an RFC 9110 token: a method or a header
+// name.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v holds no control byte but tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // proxied reports whether the environment routes req through a proxy.

@@ -365,3 +365,44 @@ func TestH1CancelWhileWriting(t *testing.T) {
 		t.Errorf("cancelled while writing: %q, %v; want the context's error", got, err)
 	}
 }
+
+// A header net/http's Transport refuses (a registry's headers are the
+// operator's input: a name with a space, a value with a line break) is
+// refused here too, with the header's name, not dropped or rewritten on the
+// wire; and a URL without a host dials nothing.
+func TestH1RefusesWhatNetHTTPRefuses(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(fmt.Sprint(r.Header))
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	hc, _, dials := h1Client(t)
+	for _, h := range [][2]string{
+		{"X Token", "secret"},
+		{"X-Token:", "secret"},
+		{"X-Token", "secret\r\nX-Injected: 1"},
+		{"X-Token", "secret\n"},
+		{"X-Token", "a\x00b"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+		req.Header[h[0]] = []string{h[1]}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("header %q: %q went out as %v, want an error", h[0], h[1], got.Load())
+			continue
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("%q", h[0])) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("header %q: error %q, want one naming the header and not its value", h[0], err)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http:///mcp", strings.NewReader("{}"))
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+		t.Error("a URL without a host: no error")
+	}
+	if n := dials.Load(); n != 0 {
+		t.Errorf("%d dials for requests that should not go out", n)
+	}
+}
