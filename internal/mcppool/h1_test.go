@@ -406,3 +406,32 @@ func TestH1RefusesWhatNetHTTPRefuses(t *testing.T) {
 		t.Errorf("%d dials for requests that should not go out", n)
 	}
 }
+
+// http.Client.CloseIdleConnections reaches h1 through wholeBodies: the
+// client's idle connections are closed, not left for the idle timeout.
+func TestH1ClientClosesIdleConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	hc, tr, _ := h1Client(t)
+	if got, err := post(context.Background(), hc, srv.URL, ""); err != nil || got != "ok" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	idle := func() int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		n := 0
+		for _, cs := range tr.idle {
+			n += len(cs)
+		}
+		return n
+	}
+	if n := idle(); n != 1 {
+		t.Fatalf("%d idle connections after a call, want 1", n)
+	}
+	hc.CloseIdleConnections()
+	if n := idle(); n != 0 {
+		t.Errorf("%d idle connections after the client's CloseIdleConnections, want 0", n)
+	}
+}

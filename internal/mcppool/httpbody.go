@@ -57,3 +57,12 @@ type readCloser struct {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// CloseIdleConnections passes http.Client's call on: an embedded interface
+// promotes only RoundTrip, so without it the client's CloseIdleConnections
+// did nothing.
+func (t wholeBodies) CloseIdleConnections() {
+	if ci, ok := t.RoundTripper.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
