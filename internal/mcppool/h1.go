@@ -46,6 +46,7 @@ type h1 struct {
 type h1Conn struct {
 	nc     net.Conn
 	br     *bufio.Reader // nil but while a response is read
+	werr   error         // the connection's own failure while a request is written
 	addr   string
 	idleAt time.Time
 }
@@ -167,13 +168,20 @@ func (e writeError) Unwrap() error { return e.err }
 
 func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	bw := h1Writers.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
+	c.werr = nil
+	bw.Reset(c) // c, not c.nc: a failure of the connection is told from one of the body
 	err := req.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
 	bw.Reset(nil)
 	h1Writers.Put(bw)
+	if err != nil && c.werr == nil {
+		// The request's body failed (its Read or Close), not the
+		// connection: the server may have the request whole, so it is
+		// not sent again.
+		return nil, err
+	}
 	if err != nil {
 		// A server may answer without reading the whole request (a 413
 		// for a body too large) and hang up: its answer says more than the
@@ -181,7 +189,9 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 		if resp := c.earlyResponse(ctx, req); resp != nil {
 			return resp, nil
 		}
-		return nil, writeError{err}
+		// The connection's own error: Request.Write wraps a failure while
+		// it copies the body in a net/http type that hides it (a reset).
+		return nil, writeError{c.werr}
 	}
 	if err := c.waitReadable(); err != nil {
 		return nil, err
@@ -201,6 +211,48 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 		}
 		return resp, nil
 	}
+}
+
+// Write and ReadFrom are the connection as a request's bufio.Writer sees
+// it: they note the connection's own failure, which Request.Write's error
+// does not tell from one of the request's body.
+func (c *h1Conn) Write(p []byte) (int, error) {
+	n, err := c.nc.Write(p)
+	if err != nil {
+		c.werr = err
+	}
+	return n, err
+}
+
+// ReadFrom keeps the connection's ReadFrom (a large body goes out without
+// bufio's small buffer) and tells the body's failure from the connection's.
+func (c *h1Conn) ReadFrom(r io.Reader) (int64, error) {
+	src := &failReader{r: r}
+	var n int64
+	var err error
+	if rf, ok := c.nc.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{c.nc}, src)
+	}
+	if err != nil && src.err == nil {
+		c.werr = err
+	}
+	return n, err
+}
+
+// failReader notes its reader's failure.
+type failReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f *failReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.err = err
+	}
+	return n, err
 }
 
 // earlyResponseWait bounds the look for an answer after a failed write.

@@ -435,3 +435,83 @@ func TestH1ClientClosesIdleConnections(t *testing.T) {
 		t.Errorf("%d idle connections after the client's CloseIdleConnections, want 0", n)
 	}
 }
+
+// failingBody gives its bytes, then an error where io.EOF belongs (a source
+// that fails as it ends, or on Close).
+type failingBody struct{ r *strings.Reader }
+
+func (b failingBody) Read(p []byte) (int, error) {
+	if b.r.Len() == 0 {
+		return 0, errors.New("the body's source failed")
+	}
+	return b.r.Read(p)
+}
+
+func (failingBody) Close() error { return nil }
+
+// A request whose body fails after its last byte went out is not sent
+// again on a new connection: only a connection that broke is the sign the
+// server has not seen the request, and this server has it whole.
+func TestH1NoRetryWhenTheBodyFails(t *testing.T) {
+	release := make(chan struct{})
+	var whole atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if len(b) > 2 && whole.Add(1) == 1 {
+			<-release // slower than the client's look for an early answer
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	defer close(release)
+	hc, _, dials := h1Client(t)
+	if _, err := post(context.Background(), hc, srv.URL, "{}"); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("x", 64<<10)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, failingBody{strings.NewReader(body)})
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return failingBody{strings.NewReader(body)}, nil }
+	resp, err := hc.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials, want 1: the request went again (%d times whole at the server)", n, whole.Load())
+	}
+	if err == nil || !strings.Contains(err.Error(), "the body's source failed") {
+		t.Errorf("error %v, want the body's", err)
+	}
+}
+
+// A server that resets the connection while a large request body is being
+// written gives an error the pool classifies as a reset, as through
+// net/http: Request.Write wraps every failure while it copies the body in a
+// type of net/http's own, which hides the ECONNRESET or EPIPE.
+func TestH1ResetDuringTheBodyIsAReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		c.(*net.TCPConn).SetLinger(0) // a reset, not a FIN
+		c.Close()
+	}()
+	hc, _, _ := h1Client(t)
+	_, err = post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", strings.Repeat("x", 32<<20))
+	if c, _ := transportClass(err); c != ClassReset {
+		t.Errorf("reset while the body was written: %v, class %q, want %q", err, c, ClassReset)
+	}
+}
