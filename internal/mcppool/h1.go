@@ -91,11 +91,17 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !errors.As(err, &we) || !reused || attempt > 0 || req.GetBody == nil {
 			return nil, err
 		}
-		// The reused connection broke before the request was out: the
-		// server has not seen it, so it goes again on a new connection.
-		if req.Body, err = req.GetBody(); err != nil {
+		// The reused connection broke before the request was out whole:
+		// the server has not seen all of it, so it goes again on a new
+		// connection. On a copy, as net/http does: RoundTrip must not
+		// change the caller's request.
+		body, err := req.GetBody()
+		if err != nil {
 			return nil, err
 		}
+		again := *req
+		again.Body = body
+		req = &again
 	}
 }
 
