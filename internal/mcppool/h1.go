@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -47,6 +48,7 @@ type h1Conn struct {
 	nc     net.Conn
 	br     *bufio.Reader // nil but while a response is read
 	werr   error         // the connection's own failure while a request is written
+	rlimit int64         // bytes left to read: the headers' bound, then no bound
 	addr   string
 	idleAt time.Time
 }
@@ -78,7 +80,7 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		stop := context.AfterFunc(ctx, c.abort)
-		resp, err := c.roundTrip(ctx, req)
+		resp, err := c.roundTrip(ctx, req, t.maxHeaderBytes())
 		if err == nil {
 			return t.hold(ctx, c, req, resp, stop), nil
 		}
@@ -172,7 +174,7 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, maxHeader int64) (*http.Response, error) {
 	bw := h1Writers.Get().(*bufio.Writer)
 	c.werr = nil
 	bw.Reset(c) // c, not c.nc: a failure of the connection is told from one of the body
@@ -192,7 +194,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 		// A server may answer without reading the whole request (a 413
 		// for a body too large) and hang up: its answer says more than the
 		// broken write does.
-		if resp := c.earlyResponse(ctx, req); resp != nil {
+		if resp := c.earlyResponse(ctx, req, maxHeader); resp != nil {
 			return resp, nil
 		}
 		// The connection's own error: Request.Write wraps a failure while
@@ -203,9 +205,10 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 		return nil, err
 	}
 	c.br = h1Readers.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
+	c.br.Reset(c)
+	c.rlimit = maxHeader // for the 1xx responses and the final one's headers together, as net/http
 	for {
-		resp, err := http.ReadResponse(c.br, req)
+		resp, err := c.readResponse(req, maxHeader)
 		if err != nil {
 			return nil, err
 		}
@@ -215,8 +218,41 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 			}
 			continue // 1xx informational: the response follows
 		}
+		c.rlimit = math.MaxInt64 // the body is its reader's to bound
 		return resp, nil
 	}
+}
+
+// readResponse reads a response's headers from c.br within c.rlimit.
+func (c *h1Conn) readResponse(req *http.Request, maxHeader int64) (*http.Response, error) {
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil && c.rlimit <= 0 {
+		return nil, fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxHeader)
+	}
+	return resp, err
+}
+
+// Read is the connection as a response's bufio.Reader sees it: a server's
+// headers are bounded (net/http's MaxResponseHeaderBytes), or one that
+// sends an endless header line would have all of this process's memory.
+func (c *h1Conn) Read(p []byte) (int, error) {
+	if c.rlimit <= 0 {
+		return 0, errors.New("response header limit exhausted")
+	}
+	if int64(len(p)) > c.rlimit {
+		p = p[:c.rlimit]
+	}
+	n, err := c.nc.Read(p)
+	c.rlimit -= int64(n)
+	return n, err
+}
+
+// maxHeaderBytes is net/http's bound on a response's headers.
+func (t *h1) maxHeaderBytes() int64 {
+	if t.next.MaxResponseHeaderBytes > 0 {
+		return t.next.MaxResponseHeaderBytes
+	}
+	return 10 << 20
 }
 
 // Write and ReadFrom are the connection as a request's bufio.Writer sees
@@ -268,7 +304,7 @@ const earlyResponseWait = time.Second
 // whole, or returns nil. The connection goes with the response. A write the
 // context cut short (abort's deadline) is no early answer: nothing is waited
 // for, and the deadline set here must not undo abort's.
-func (c *h1Conn) earlyResponse(ctx context.Context, req *http.Request) *http.Response {
+func (c *h1Conn) earlyResponse(ctx context.Context, req *http.Request, maxHeader int64) *http.Response {
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -277,11 +313,13 @@ func (c *h1Conn) earlyResponse(ctx context.Context, req *http.Request) *http.Res
 		return nil
 	}
 	c.br = h1Readers.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
-	resp, err := http.ReadResponse(c.br, req)
+	c.br.Reset(c)
+	c.rlimit = maxHeader
+	resp, err := c.readResponse(req, maxHeader)
 	if err != nil || resp.StatusCode < 200 {
 		return nil
 	}
+	c.rlimit = math.MaxInt64
 	// The wait bounded the answer's start, not its body.
 	_ = c.nc.SetReadDeadline(time.Time{})
 	if ctx.Err() != nil {

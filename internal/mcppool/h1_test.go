@@ -515,3 +515,34 @@ func TestH1ResetDuringTheBodyIsAReset(t *testing.T) {
 		t.Errorf("reset while the body was written: %v, class %q, want %q", err, c, ClassReset)
 	}
 }
+
+// A server's response headers are bounded as net/http bounds them (10 MB by
+// default): a server that sends an endless header gets an error, not all
+// of toolbus's memory.
+func TestH1BoundsResponseHeaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		w := bufio.NewWriter(c)
+		w.WriteString("HTTP/1.1 200 OK\r\nX-Big: ")
+		w.WriteString(strings.Repeat("a", 11<<20))
+		w.WriteString("\r\nContent-Length: 2\r\n\r\nok")
+		w.Flush()
+	}()
+	hc, _, _ := h1Client(t)
+	got, err := post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", "{}")
+	if err == nil || !strings.Contains(err.Error(), "response headers exceeded") {
+		t.Errorf("11 MB of headers: %q, %v; want an error for headers too large", got, err)
+	}
+}
