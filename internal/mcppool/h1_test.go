@@ -3,6 +3,7 @@ package mcppool
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,9 +12,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
 // h1Client is NewHTTPClient's client with its dials counted.
@@ -545,4 +551,51 @@ func TestH1BoundsResponseHeaders(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "response headers exceeded") {
 		t.Errorf("11 MB of headers: %q, %v; want an error for headers too large", got, err)
 	}
+}
+
+// closeCounted counts its Close calls.
+type closeCounted struct {
+	net.Conn
+	closed *atomic.Int64
+	once   sync.Once
+}
+
+func (c *closeCounted) Close() error {
+	c.once.Do(func() { c.closed.Add(1) })
+	return c.Conn.Close()
+}
+
+// Removing a server, and closing the pool, closes the idle connections to
+// it at once (before, they stayed open for the 90 s idle timeout).
+func TestRemoveClosesIdleConnections(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var dials, closed atomic.Int64
+	p := New(testutil.Logger(t), WithHTTPClients(func(n int) *http.Client {
+		hc := NewHTTPClient(n)
+		var d net.Dialer
+		hc.Transport.(wholeBodies).RoundTripper.(*h1).dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			dials.Add(1)
+			return &closeCounted{Conn: nc, closed: &closed}, nil
+		}
+		return hc
+	}))
+	defer p.Close()
+	p.Upsert(registry.Server{Name: "d", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
+	if _, _, err := p.Call(ctx, "d", "echo", json.RawMessage(`{"message":"x"}`), CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Remove("d")
+	checkFor(t, 10*time.Second, "every connection to the removed server closed", func() bool {
+		return dials.Load() > 0 && closed.Load() == dials.Load()
+	})
 }

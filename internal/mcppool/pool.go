@@ -309,6 +309,11 @@ func (p *Pool) Close() error {
 		s.mu.Unlock()
 	}
 	p.wg.Wait()
+	for _, s := range servers {
+		if s.hc != nil {
+			s.hc.CloseIdleConnections()
+		}
+	}
 	return nil
 }
 
@@ -774,6 +779,11 @@ func (s *server) remove(why string) {
 		if sess.refs == 0 {
 			s.p.closeAsync(sess, why)
 		}
+	}
+	if s.hc != nil {
+		// Idle connections to the server go now; those its last calls
+		// still hold close once idle for the idle timeout.
+		s.hc.CloseIdleConnections()
 	}
 }
 
