@@ -25,6 +25,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -496,6 +497,9 @@ type Wakeup struct {
 	Delivered uint64
 }
 
+// wakePull bounds one pull request of Wakeups.
+const wakePull = 5 * time.Second
+
 // ErrNoWakeConsumer is returned by Wakeups when the agent's wake-up
 // consumer does not exist and this connection may not create it.
 var ErrNoWakeConsumer = errors.New("no wake-up consumer for this agent")
@@ -525,21 +529,47 @@ func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeu
 	if err != nil {
 		return fmt.Errorf("wake-up consumer %s: %w", name, err)
 	}
-	msgs, err := cons.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		return fmt.Errorf("wake-up consumer %s: %w", name, err)
-	}
-	stop := context.AfterFunc(ctx, msgs.Stop)
-	defer stop()
-	defer msgs.Stop()
+	// The connection's unsubscribe of the last pull reaches the server
+	// before Wakeups returns: from then on the server delivers nothing to
+	// a pull request of this call, and a wake-up published next waits for
+	// the next Wakeups, not for the ack wait (30 s) of a delivery nobody
+	// reads (the consumer hands out one wake-up at a time).
+	defer func() { _ = c.nc.FlushTimeout(5 * time.Second) }()
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 	for {
-		m, err := msgs.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return fmt.Errorf("wake-ups of %s: %w", c.agent, err)
+		// One wake-up per pull request, each short-lived: no iterator
+		// state to go stale, and a pull left behind by a cancelled wait
+		// expires within wakePull.
+		if ctx.Err() != nil {
+			return nil // no pull request for a wait that is over
 		}
+		fctx, cancel := context.WithTimeout(ctx, wakePull)
+		m, err := cons.Next(jetstream.FetchContext(fctx))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			if m != nil {
+				_ = m.Nak() // came as Wakeups ended: the next one has it at once
+			}
+			return nil
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+			bo.Reset()
+			continue
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return fmt.Errorf("wake-ups of %s: %w", c.agent, err)
+		case err != nil:
+			// NATS away (reconnecting): retry, as the workers' pull does,
+			// and say so.
+			wait := bo.NextBackOff()
+			c.log.Warn().Err(err).Dur("retry_in", wait).Msg("pulling wake-ups failed")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		bo.Reset()
 		w := Wakeup{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()}
 		if md, err := m.Metadata(); err == nil {
 			w.Seq, w.Time, w.Delivered = md.Sequence.Stream, md.Timestamp, md.NumDelivered
