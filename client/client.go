@@ -520,6 +520,9 @@ func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeu
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		cons, err = c.js.CreateConsumer(ctx, subjects.StreamEvents, streams.WakeConsumerConfig(c.agent))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("%w %q (%s on %s): %v", ErrNoWakeConsumer, c.agent, name, subjects.StreamEvents, err)
 		}
 		if errors.Is(err, jetstream.ErrConsumerExists) {
@@ -527,6 +530,9 @@ func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeu
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // ended before it began: nothing was taken
+		}
 		return fmt.Errorf("wake-up consumer %s: %w", name, err)
 	}
 	// The connection's unsubscribe of the last pull reaches the server

@@ -174,3 +174,58 @@ func TestWakeups(t *testing.T) {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 }
+
+// An agent that stops its Wakeups loop while it waits, and starts another,
+// gets a wake-up published in between at once, delivered once: no pull
+// request of the stopped loop takes it (the consumer hands out one
+// wake-up at a time, so one taken by a loop nobody runs would hold every
+// later one for the ack wait).
+func TestWakeupsRestartedWhileIdle(t *testing.T) {
+	ns := natstest.Start(t)
+	cl, err := client.New(ns.NC, client.WithAgent("napper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if _, err := ns.JS.CreateConsumer(ctx, subjects.StreamEvents, streams.WakeConsumerConfig("napper")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		// A loop that waits (its pull request out), then stops.
+		idle, stopIdle := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- cl.Wakeups(idle, func(context.Context, client.Wakeup) error {
+				return errors.New("the idle loop got a wake-up")
+			})
+		}()
+		// Let its pull reach the server: a JetStream round trip after it.
+		if _, err := ns.JS.AccountInfo(ctx); err != nil {
+			t.Fatal(err)
+		}
+		stopIdle()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		data := fmt.Sprint("wake ", i)
+		if _, err := ns.JS.Publish(ctx, "agent.wake.napper", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		// Well inside the consumer's 30 s ack wait.
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		var got client.Wakeup
+		err := cl.Wakeups(wctx, func(_ context.Context, w client.Wakeup) error {
+			got = w
+			cancel()
+			return nil
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Data) != data || got.Delivered != 1 {
+			t.Fatalf("round %d: got %q delivered %d, want %q delivered once (a stopped loop's pull took it)", i, got.Data, got.Delivered, data)
+		}
+	}
+}
