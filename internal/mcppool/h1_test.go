@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,19 +23,97 @@ import (
 	"github.com/toolbus-dev/toolbus/internal/testutil"
 )
 
+// connCounter counts the connections an h1 dials and closes.
+type connCounter struct{ dials, closed atomic.Int64 }
+
+// count makes hc's h1 dial through c, and returns hc.
+func (c *connCounter) count(hc *http.Client) *http.Client {
+	var d net.Dialer
+	hc.Transport.(wholeBodies).RoundTripper.(*h1).dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c.dials.Add(1)
+		return &closeCounted{Conn: nc, closed: &c.closed}, nil
+	}
+	return hc
+}
+
+// closeCounted counts its Close calls.
+type closeCounted struct {
+	net.Conn
+	closed *atomic.Int64
+	once   sync.Once
+}
+
+func (c *closeCounted) Close() error {
+	c.once.Do(func() { c.closed.Add(1) })
+	return c.Conn.Close()
+}
+
+// SyscallConn is the TCP connection's: h1 peeks at the socket through it.
+func (c *closeCounted) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
 // h1Client is NewHTTPClient's client with its dials counted.
 func h1Client(t *testing.T) (*http.Client, *h1, *atomic.Int64) {
 	t.Helper()
-	hc := NewHTTPClient(0)
+	var cc connCounter
+	hc := cc.count(NewHTTPClient(0))
 	tr := hc.Transport.(wholeBodies).RoundTripper.(*h1)
-	var dials atomic.Int64
-	var d net.Dialer
-	tr.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return d.DialContext(ctx, network, addr)
-	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return hc, tr, &dials
+	return hc, tr, &cc.dials
+}
+
+// demoPool is a pool with the demo MCP server over streamable HTTP as "d",
+// its connections counted by cc, and the server's URL.
+func demoPool(t *testing.T, cc *connCounter) (*Pool, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	p := New(testutil.Logger(t), WithHTTPClients(func(n int) *http.Client { return cc.count(NewHTTPClient(n)) }))
+	t.Cleanup(func() { p.Close() })
+	p.Upsert(registry.Server{Name: "d", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
+	return p, url
+}
+
+// rawServer serves HTTP by hand, for answers net/http's server would not
+// give: each connection goes to handle, with a reader on it. It returns the
+// URL to post to.
+func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c, bufio.NewReader(c))
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/mcp"
+}
+
+// readHead reads a request's line and headers, up to the blank line.
+func readHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil || line == "\r\n" {
+			return err
+		}
+	}
 }
 
 func post(ctx context.Context, hc *http.Client, url, body string) (string, error) {
@@ -204,23 +283,12 @@ func TestH1LeavesProxiedRequestsToNetHTTP(t *testing.T) {
 // A server that hangs up without answering gives an error the pool reports
 // as the connection closed mid-request (the call may have been delivered).
 func TestH1ServerThatHangsUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = bufio.NewReader(c).ReadString('\n')
-			c.Close() // no response at all
-		}
-	}()
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		_, _ = br.ReadString('\n')
+		c.Close() // no response at all
+	})
 	hc, _, _ := h1Client(t)
-	_, err = post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", "{}")
+	_, err := post(context.Background(), hc, url, "{}")
 	if err == nil {
 		t.Fatal("a server that hung up without answering: no error")
 	}
@@ -331,33 +399,17 @@ func TestH1CancelWhileReadingTheBody(t *testing.T) {
 // context's error at once: the failed write is the cancellation, not a
 // server that answered early, so no answer is waited for or taken.
 func TestH1CancelWhileWriting(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	gotHeaders, cancelled, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if line == "\r\n" {
-				break
-			}
+		if readHead(br) != nil {
+			return
 		}
 		close(gotHeaders)
 		<-cancelled // the body is not read: the client's write blocks
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		<-done
-	}()
+	})
 	hc, _, _ := h1Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -365,7 +417,7 @@ func TestH1CancelWhileWriting(t *testing.T) {
 		cancel()
 		close(cancelled)
 	}()
-	got, err := post(ctx, hc, "http://"+ln.Addr().String()+"/mcp", strings.Repeat("x", 32<<20))
+	got, err := post(ctx, hc, url, strings.Repeat("x", 32<<20))
 	close(done)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled while writing: %q, %v; want the context's error", got, err)
@@ -495,28 +547,13 @@ func TestH1NoRetryWhenTheBodyFails(t *testing.T) {
 // net/http: Request.Write wraps every failure while it copies the body in a
 // type of net/http's own, which hides the ECONNRESET or EPIPE.
 func TestH1ResetDuringTheBodyIsAReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil || line == "\r\n" {
-				break
-			}
-		}
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		_ = readHead(br)
 		c.(*net.TCPConn).SetLinger(0) // a reset, not a FIN
 		c.Close()
-	}()
+	})
 	hc, _, _ := h1Client(t)
-	_, err = post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", strings.Repeat("x", 32<<20))
+	_, err := post(context.Background(), hc, url, strings.Repeat("x", 32<<20))
 	if c, _ := transportClass(err); c != ClassReset {
 		t.Errorf("reset while the body was written: %v, class %q, want %q", err, c, ClassReset)
 	}
@@ -526,18 +563,9 @@ func TestH1ResetDuringTheBodyIsAReset(t *testing.T) {
 // default): a server that sends an endless header gets an error, not all
 // of toolbus's memory.
 func TestH1BoundsResponseHeaders(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	url := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		defer c.Close()
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
 		w := bufio.NewWriter(c)
@@ -545,24 +573,12 @@ func TestH1BoundsResponseHeaders(t *testing.T) {
 		w.WriteString(strings.Repeat("a", 11<<20))
 		w.WriteString("\r\nContent-Length: 2\r\n\r\nok")
 		w.Flush()
-	}()
+	})
 	hc, _, _ := h1Client(t)
-	got, err := post(context.Background(), hc, "http://"+ln.Addr().String()+"/mcp", "{}")
+	got, err := post(context.Background(), hc, url, "{}")
 	if err == nil || !strings.Contains(err.Error(), "response headers exceeded") {
 		t.Errorf("11 MB of headers: %q, %v; want an error for headers too large", got, err)
 	}
-}
-
-// closeCounted counts its Close calls.
-type closeCounted struct {
-	net.Conn
-	closed *atomic.Int64
-	once   sync.Once
-}
-
-func (c *closeCounted) Close() error {
-	c.once.Do(func() { c.closed.Add(1) })
-	return c.Conn.Close()
 }
 
 // Removing a server, and closing the pool, closes the idle connections to
@@ -570,32 +586,25 @@ func (c *closeCounted) Close() error {
 func TestRemoveClosesIdleConnections(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	url, stop, err := demo.Serve(ctx, demo.TransportHTTP, "127.0.0.1:0", demo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	var dials, closed atomic.Int64
-	p := New(testutil.Logger(t), WithHTTPClients(func(n int) *http.Client {
-		hc := NewHTTPClient(n)
-		var d net.Dialer
-		hc.Transport.(wholeBodies).RoundTripper.(*h1).dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nc, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			dials.Add(1)
-			return &closeCounted{Conn: nc, closed: &closed}, nil
-		}
-		return hc
-	}))
-	defer p.Close()
-	p.Upsert(registry.Server{Name: "d", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
+	var cc connCounter
+	p, url := demoPool(t, &cc)
 	if _, _, err := p.Call(ctx, "d", "echo", json.RawMessage(`{"message":"x"}`), CallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p.Remove("d")
 	checkFor(t, 10*time.Second, "every connection to the removed server closed", func() bool {
-		return dials.Load() > 0 && closed.Load() == dials.Load()
+		return cc.dials.Load() > 0 && cc.closed.Load() == cc.dials.Load()
+	})
+
+	// The server again, called, then the pool closed.
+	p.Upsert(registry.Server{Name: "d", Transport: registry.TransportHTTP, URL: url, ProtocolVersion: "2025-11-25"})
+	before := cc.dials.Load()
+	if _, _, err := p.Call(ctx, "d", "echo", json.RawMessage(`{"message":"x"}`), CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	checkFor(t, 3*time.Second, "every connection closed with the pool", func() bool {
+		t.Logf("dials %d closed %d", cc.dials.Load(), cc.closed.Load())
+		return cc.dials.Load() > before && cc.closed.Load() == cc.dials.Load()
 	})
 }

@@ -310,9 +310,7 @@ func (p *Pool) Close() error {
 	}
 	p.wg.Wait()
 	for _, s := range servers {
-		if s.hc != nil {
-			s.hc.CloseIdleConnections()
-		}
+		s.closeIdleIfRemoved() // those without a session
 	}
 	return nil
 }
@@ -434,6 +432,7 @@ func (p *Pool) closeAsync(sess *session, why string) {
 	go func() {
 		defer p.wg.Done()
 		sess.close(why)
+		sess.server.closeIdleIfRemoved()
 	}()
 }
 
@@ -774,15 +773,26 @@ func (s *server) remove(why string) {
 	s.removed = true
 	sess := s.sess
 	s.sess = nil
-	if sess != nil {
-		sess.retired = true
-		if sess.refs == 0 {
-			s.p.closeAsync(sess, why)
+	if sess == nil {
+		if s.hc != nil {
+			s.hc.CloseIdleConnections()
 		}
+		return
 	}
-	if s.hc != nil {
-		// Idle connections to the server go now; those its last calls
-		// still hold close once idle for the idle timeout.
+	sess.retired = true
+	if sess.refs == 0 {
+		s.p.closeAsync(sess, why)
+	}
+}
+
+// closeIdleIfRemoved closes the idle HTTP connections of a removed server,
+// once its session has closed (the session's close, a DELETE, may use one):
+// before, they stayed for the idle timeout (90 s).
+func (s *server) closeIdleIfRemoved() {
+	s.mu.Lock()
+	removed := s.removed
+	s.mu.Unlock()
+	if removed && s.hc != nil {
 		s.hc.CloseIdleConnections()
 	}
 }
