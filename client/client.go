@@ -513,7 +513,9 @@ var ErrNoWakeConsumer = errors.New("no wake-up consumer for this agent")
 // before returning. The consumer is created here if missing and the
 // connection may (without NATS authentication); with authentication it is
 // created by the scheduler or the bridge at their first wake-up for the
-// agent, or by an admin (`toolbus agents add`).
+// agent, or by an admin (`toolbus agents add`). While NATS is away it waits
+// and pulls again (logged); a consumer deleted under it ends it with an
+// error.
 func (c *Client) Wakeups(ctx context.Context, handle func(context.Context, Wakeup) error) error {
 	name := subjects.WakeConsumer(c.agent)
 	cons, err := c.js.Consumer(ctx, subjects.StreamEvents, name)

@@ -291,15 +291,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	st.close()
 	var spaths []path
 	for i, bin := range o.ServeBins {
-		sp, err := startServeBin(ctx, o, bin, mcpURL)
+		sp, slg, err := startServeAgent(ctx, o, bin, mcpURL, fmt.Sprintf("bench%d", i))
 		if err != nil {
 			return err
 		}
 		defer sp.close()
-		slg, err := startLoadgen(ctx, o, sp.natsURL, mcpURL, "--agent", fmt.Sprintf("bench%d", i))
-		if err != nil {
-			return err
-		}
 		defer slg.close()
 		spaths = append(spaths, path{path: "serve " + serveLabel(o.ServeBins, i), via: "bus", tool: "echo_plain", lg: slg,
 			cpu: func() time.Duration { return cpuTimeOf(sp.pid) }, rss: func() int64 { rss, _ := memStatusOf(sp.pid); return rss }})

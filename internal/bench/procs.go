@@ -177,6 +177,21 @@ func startServeBin(ctx context.Context, o Options, exe, demoURL string) (*proc, 
 	return p, nil
 }
 
+// startServeAgent runs bin as `serve` (startServeBin) and an agent process
+// of its own speaking the wire protocol to it, as agent.
+func startServeAgent(ctx context.Context, o Options, bin, demoURL, agent string) (*proc, *child, error) {
+	sp, err := startServeBin(ctx, o, bin, demoURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	lg, err := startLoadgen(ctx, o, sp.natsURL, demoURL, "--agent", agent)
+	if err != nil {
+		sp.close()
+		return nil, nil, err
+	}
+	return sp, lg, nil
+}
+
 // serveLabel names the i-th --serve-bin by its file name, with its position
 // when two share one.
 func serveLabel(bins []string, i int) string {

@@ -233,15 +233,11 @@ func inflightBins(ctx context.Context, o Options, mcpURL string, w io.Writer) er
 	for round := 1; round <= o.Rounds; round++ {
 		for i, bin := range o.ServeBins {
 			if err := func() error {
-				sp, err := startServeBin(ctx, o, bin, mcpURL)
+				sp, lg, err := startServeAgent(ctx, o, bin, mcpURL, fmt.Sprintf("burst%d", i))
 				if err != nil {
 					return err
 				}
 				defer sp.close()
-				lg, err := startLoadgen(ctx, o, sp.natsURL, mcpURL, "--agent", fmt.Sprintf("burst%d", i))
-				if err != nil {
-					return err
-				}
 				defer lg.close()
 				cpu := func() time.Duration { return cpuTimeOf(sp.pid) }
 				// Once the serve side answers (its catalog is synced), settle.

@@ -10,19 +10,14 @@ import (
 // sent something on it unasked (which it never does on a healthy HTTP/1.1
 // connection between responses): one non-blocking peek at the socket.
 func (c *h1Conn) closedByPeer() bool {
-	sc, ok := c.nc.(syscall.Conn)
+	rc, ok, err := c.rawConn()
 	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
+		return err != nil
 	}
 	dead := false
 	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		dead = n >= 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
+		n, err := peek(fd)
+		dead = n >= 0 && err == nil || err != nil && !nothingYet(err) && err != syscall.EINTR
 		return true
 	})
 	return dead || err != nil
@@ -34,13 +29,9 @@ func (c *h1Conn) closedByPeer() bool {
 // blocked read would. It peeks at the socket before it waits: readiness
 // alone would miss a response that came before the wait began.
 func (c *h1Conn) waitReadable() error {
-	sc, ok := c.nc.(syscall.Conn)
+	rc, ok, _ := c.rawConn()
 	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
+		return nil // the read that follows waits
 	}
 	peeked := false
 	return rc.Read(func(fd uintptr) bool {
@@ -52,9 +43,29 @@ func (c *h1Conn) waitReadable() error {
 			return true
 		}
 		peeked = true
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, err := peek(fd)
 		// Bytes, the end, or an error the read that follows reports.
-		return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+		return !nothingYet(err)
 	})
 }
+
+// rawConn is c's socket; ok is false where there is none to peek at (err
+// when the connection has no socket any more).
+func (c *h1Conn) rawConn() (rc syscall.RawConn, ok bool, err error) {
+	sc, isSock := c.nc.(syscall.Conn)
+	if !isSock {
+		return nil, false, nil
+	}
+	rc, err = sc.SyscallConn()
+	return rc, err == nil, err
+}
+
+// peek looks at the socket's next byte without taking it or waiting.
+func peek(fd uintptr) (int, error) {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return n, err
+}
+
+// nothingYet reports whether a peek found the socket empty and open.
+func nothingYet(err error) bool { return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK }
