@@ -23,6 +23,15 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
+// progressKeys holds, per key, a signal for each progress notification a
+// test's client has seen (see the progress tool).
+var progressKeys sync.Map // string → chan struct{}
+
+func progressSeen(key string) chan struct{} {
+	ch, _ := progressKeys.LoadOrStore(key, make(chan struct{}, 64))
+	return ch.(chan struct{})
+}
+
 // stdioBin is the test MCP server built from testdata/stdiosrv.
 var stdioBin string
 
@@ -92,9 +101,20 @@ func newMCPServer() *mcpserver.MCPServer {
 			if err != nil {
 				return mcp.NewToolResultError("progress: " + err.Error()), nil
 			}
-			// mcp-go's server queues notifications apart from responses:
-			// give each a moment so none trails the result.
-			time.Sleep(10 * time.Millisecond)
+		}
+		// mcp-go's servers queue notifications apart from responses, so the
+		// last one could trail the result, and the pool drops it: its call is
+		// over. With a key, wait until the test's client has seen them all.
+		if key := req.GetString("key", ""); key != "" {
+			for i := 1; i <= steps; i++ {
+				select {
+				case <-progressSeen(key):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(10 * time.Second):
+					return mcp.NewToolResultError(fmt.Sprintf("the client saw %d of %d notifications", i-1, steps)), nil
+				}
+			}
 		}
 		return mcp.NewToolResultText("done"), nil
 	})

@@ -187,37 +187,38 @@ func TestProgressRouted(t *testing.T) {
 			p := New(testLog(t))
 			defer p.Close()
 			p.Upsert(def)
-			var mu sync.Mutex
-			var got []string
-			progress := func(progress, total float64, msg string) {
-				mu.Lock()
-				got = append(got, fmt.Sprintf("%g/%g %s", progress, total, msg))
-				mu.Unlock()
-			}
 			// Two concurrent calls: each sees only its own notifications.
+			got := make([][]string, 2)
+			var mu sync.Mutex
 			var wg sync.WaitGroup
-			for range 2 {
+			for c := range got {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					raw, isErr, err := p.Call(context.Background(), "s", "progress", json.RawMessage(`{"steps":3}`), CallOptions{Progress: progress})
+					// The in-process servers' tool waits, by key, until
+					// each notification has been seen here (stdiosrv
+					// ignores the key and pauses instead).
+					key := fmt.Sprintf("%s/%d", t.Name(), c)
+					progress := func(progress, total float64, msg string) {
+						mu.Lock()
+						got[c] = append(got[c], fmt.Sprintf("%g/%g %s", progress, total, msg))
+						mu.Unlock()
+						progressSeen(key) <- struct{}{}
+					}
+					args, _ := json.Marshal(map[string]any{"steps": 3, "key": key})
+					raw, isErr, err := p.Call(context.Background(), "s", "progress", args, CallOptions{Progress: progress})
 					if err != nil || isErr {
 						t.Error(string(raw), err)
 					}
 				}()
 			}
 			wg.Wait()
-			// Over SSE notifications travel on the event stream, apart from
-			// the response; give them a moment.
-			checkFor(t, 2*time.Second, "6 progress notifications", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return len(got) >= 6
-			})
 			mu.Lock()
 			defer mu.Unlock()
-			if len(got) != 6 || !strings.Contains(strings.Join(got, ","), "3/3 step 3") {
-				t.Fatalf("progress = %v", got)
+			for c := range got {
+				if want := "1/3 step 1,2/3 step 2,3/3 step 3"; strings.Join(got[c], ",") != want {
+					t.Errorf("call %d: progress = %v, want %s", c, got[c], want)
+				}
 			}
 		})
 	}

@@ -84,9 +84,12 @@ func main() {
 			_ = server.ServerFromContext(ctx).SendNotificationToClient(ctx, "notifications/progress", map[string]any{
 				"progressToken": token, "progress": i, "total": steps, "message": fmt.Sprintf("step %d", i),
 			})
-			// mcp-go's server queues notifications apart from responses:
-			// give each a moment so none trails the result.
-			time.Sleep(10 * time.Millisecond)
+		}
+		// mcp-go's server queues notifications apart from responses: give
+		// the queue a moment so the last one does not trail the result.
+		// (Only the last can: the queue keeps their order.)
+		if token != nil {
+			time.Sleep(200 * time.Millisecond)
 		}
 		return mcp.NewToolResultText("done"), nil
 	})
