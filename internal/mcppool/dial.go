@@ -573,7 +573,7 @@ func (c *conn) newHTTP(srv registry.Server, o DialOptions, connectTimeout time.D
 	}
 	c.hooks.cancelOverHTTP = true
 	c.hooks.notify = t.SendNotification
-	return &httpTransport{StreamableHTTP: t, h: c.hooks}, nil
+	return newHTTPTransport(t, c.hooks, hc, srv.URL, headers, o.HeaderFunc), nil
 }
 
 // authHeader renders the auth token: "Authorization: Bearer <token>" unless
@@ -663,27 +663,6 @@ func (t *stdioTransport) SendRequest(ctx context.Context, req transport.JSONRPCR
 // still being sent by callRaw (sendCancelled), so none outlives the pool.
 func (t *stdioTransport) Close() error {
 	err := t.Stdio.Close()
-	t.h.wg.Wait()
-	return err
-}
-
-type httpTransport struct {
-	*transport.StreamableHTTP
-	h *hooks
-}
-
-func (t *httpTransport) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
-	resp, err := t.StreamableHTTP.SendRequest(ctx, req)
-	return t.h.after(ctx, req, resp, err)
-}
-
-func (t *httpTransport) SetProtocolVersion(v string) {
-	t.h.setVersion(v)
-	t.StreamableHTTP.SetProtocolVersion(v)
-}
-
-func (t *httpTransport) Close() error {
-	err := t.StreamableHTTP.Close()
 	t.h.wg.Wait()
 	return err
 }

@@ -44,10 +44,16 @@ func (t wholeBodies) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = readCloser{io.MultiReader(&buf, resp.Body), resp.Body}
 	default:
 		_ = resp.Body.Close() // at its end: the connection is reused
-		resp.Body = io.NopCloser(&buf)
+		resp.Body = wholeBody{&buf}
 	}
 	return resp, nil
 }
+
+// wholeBody is a body read to its end; Bytes is what is left of it to read,
+// for a reader that needs no copy (httpTransport.call).
+type wholeBody struct{ *bytes.Buffer }
+
+func (wholeBody) Close() error { return nil }
 
 type readCloser struct {
 	io.Reader

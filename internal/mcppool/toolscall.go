@@ -1,0 +1,489 @@
+package mcppool
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// httpTransport is mcp-go's streamable HTTP transport, with tools/call sent
+// and read by toolbus itself (call below); every other request, the session's
+// handshake and its GET stream stay with mcp-go.
+//
+// Why: mcp-go's SendRequest costs a call in flight a watcher goroutine and
+// its context (contextAwareOfClientClose), the request's URL parsed again,
+// its headers cloned twice (by mcp-go and by http.Client for redirects),
+// and, when the answer is an SSE stream (a tool that reports progress), a
+// reader goroutine, a closer goroutine and a 4 KB buffer until the result.
+// At 10,000 calls in flight that was about 55 MB of the serve side's memory
+// (docs/benchmarks.md). call does the exchange on the caller's goroutine:
+// the body read ends with the call's context (h1 and net/http both abort it),
+// so nothing else has to watch.
+//
+// What call keeps of mcp-go's behaviour, so the pool sees the same errors:
+// the headers (content type, accept, session id before 2026-07-28, protocol
+// version, the server's static headers, DialOptions.HeaderFunc, the call's
+// own), a 404 as transport.ErrSessionTerminated, a 401 as an
+// *AuthorizationRequiredError, another non-2xx as a JSON-RPC error body or
+// "request failed with status N: body", an SSE stream's notifications to the
+// client's handler and a stream ended before the response resumed with
+// Last-Event-ID (SEP-1699, before 2026-07-28). A redirect is followed by the
+// http.Client, as mcp-go would. Requests the server sends inside the stream
+// go to the client's handler, as in mcp-go.
+type httpTransport struct {
+	*transport.StreamableHTTP
+	h *hooks
+
+	hc         *http.Client
+	url        string
+	static     http.Header // the server's headers and auth, canonical keys
+	headerFunc func(context.Context) map[string]string
+	version    atomic.Pointer[[]string] // the Mcp-Protocol-Version header's value
+	notify     atomic.Pointer[func(mcp.JSONRPCNotification)]
+	requests   atomic.Pointer[transport.RequestHandler]
+}
+
+func newHTTPTransport(t *transport.StreamableHTTP, h *hooks, hc *http.Client, url string, headers map[string]string, headerFunc func(context.Context) map[string]string) *httpTransport {
+	static := make(http.Header, len(headers))
+	for k, v := range headers {
+		static.Set(k, v)
+	}
+	return &httpTransport{StreamableHTTP: t, h: h, hc: hc, url: url, static: static, headerFunc: headerFunc}
+}
+
+func (t *httpTransport) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	var resp *transport.JSONRPCResponse
+	var err error
+	if req.Method == string(mcp.MethodToolsCall) {
+		resp, err = t.call(ctx, req)
+	} else {
+		resp, err = t.StreamableHTTP.SendRequest(ctx, req)
+	}
+	return t.h.after(ctx, req, resp, err)
+}
+
+func (t *httpTransport) SetProtocolVersion(v string) {
+	t.h.setVersion(v)
+	if v != "" {
+		t.version.Store(&[]string{v})
+	}
+	t.StreamableHTTP.SetProtocolVersion(v)
+}
+
+// SetNotificationHandler keeps the client's handler for the notifications
+// call reads from a tools/call stream, and passes it on.
+func (t *httpTransport) SetNotificationHandler(f func(mcp.JSONRPCNotification)) {
+	t.notify.Store(&f)
+	t.StreamableHTTP.SetNotificationHandler(f)
+}
+
+// SetRequestHandler keeps the client's handler for the requests the server
+// sends inside a tools/call stream, and passes it on.
+func (t *httpTransport) SetRequestHandler(f transport.RequestHandler) {
+	t.requests.Store(&f)
+	t.StreamableHTTP.SetRequestHandler(f)
+}
+
+func (t *httpTransport) Close() error {
+	err := t.StreamableHTTP.Close()
+	t.h.wg.Wait()
+	return err
+}
+
+// Header values every request shares; nothing writes to them.
+var (
+	jsonType      = []string{"application/json"}
+	acceptEither  = []string{"application/json, text/event-stream"}
+	acceptStream  = []string{"text/event-stream"}
+	errNoResponse = errors.New("the server ended the response stream before the response")
+)
+
+// call sends req and reads its answer, on the caller's goroutine.
+func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	id, err := json.Marshal(req.ID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to marshal request: %w", err)
+	}
+	params, ok := req.Params.(json.RawMessage)
+	if !ok && req.Params != nil {
+		if params, err = json.Marshal(req.Params); err != nil {
+			return nil, fmt.Errorf("failed to marshal request: %w", err)
+		}
+	}
+	body := make([]byte, 0, len(id)+len(req.Method)+len(params)+48)
+	body = append(body, `{"jsonrpc":"2.0","id":`...)
+	body = append(body, id...)
+	body = append(body, `,"method":`...)
+	body = strconv.AppendQuote(body, req.Method)
+	if len(params) > 0 {
+		body = append(body, `,"params":`...)
+		body = append(body, params...)
+	}
+	body = append(body, '}')
+
+	resp, err := t.send(ctx, http.MethodPost, body, req.Header, acceptEither)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		return statusAnswer(resp)
+	}
+	switch mediaType(resp.Header.Get("Content-Type")) {
+	case "application/json":
+		var raw []byte
+		if b, ok := resp.Body.(interface{ Bytes() []byte }); ok {
+			raw = b.Bytes() // wholeBodies read it already
+		} else if raw, err = io.ReadAll(resp.Body); err != nil {
+			return nil, fmt.Errorf("failed to read response: %w", err)
+		}
+		var r transport.JSONRPCResponse
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("failed to decode response: %w", err)
+		}
+		if r.ID.IsNil() {
+			return nil, fmt.Errorf("response should contain RPC id: %v", r)
+		}
+		return &r, nil
+	case "text/event-stream":
+		return t.stream(ctx, resp.Body)
+	default:
+		return nil, fmt.Errorf("unexpected content type: %s", resp.Header.Get("Content-Type"))
+	}
+}
+
+// send makes one request to the server's URL with the headers mcp-go would
+// send. A 404 is the end of the session, as in mcp-go.
+func (t *httpTransport) send(ctx context.Context, method string, body []byte, header http.Header, accept []string) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.url, r)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create request: %w", err)
+	}
+	h := make(http.Header, len(header)+len(t.static)+4)
+	for k, v := range header {
+		h[k] = v
+	}
+	if body != nil {
+		h["Content-Type"] = jsonType
+	}
+	h["Accept"] = accept
+	if !t.h.modern() {
+		if sid := t.GetSessionId(); sid != "" {
+			h[transport.HeaderKeySessionID] = []string{sid}
+		}
+	}
+	if v := t.version.Load(); v != nil {
+		h[transport.HeaderKeyProtocolVersion] = *v
+	}
+	for k, v := range t.static {
+		h[k] = v
+	}
+	if t.headerFunc != nil {
+		for k, v := range t.headerFunc(ctx) {
+			h.Set(k, v)
+		}
+	}
+	req.Header = h
+	// The round trip itself: http.Client.Do would clone the headers again
+	// for a redirect that almost never comes. One that does is followed
+	// by the client, with the body again.
+	var resp *http.Response
+	if t.hc.Transport == nil || t.hc.Jar != nil || t.hc.Timeout != 0 {
+		resp, err = t.hc.Do(req) // a client of the caller's, set up for more
+	} else {
+		resp, err = t.hc.Transport.RoundTrip(req)
+	}
+	if err == nil && isRedirect(resp.StatusCode) && req.GetBody != nil {
+		_ = resp.Body.Close()
+		again := req.Clone(ctx)
+		if again.Body, err = req.GetBody(); err == nil {
+			resp, err = t.hc.Do(again)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to send request: %w", err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("failed to send request: %w", transport.ErrSessionTerminated)
+	}
+	return resp, nil
+}
+
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// statusAnswer is what mcp-go makes of a non-2xx answer to a request: a 401
+// is an authorization error; a body that is a JSON-RPC message is the
+// answer; anything else quotes the status and the body.
+func statusAnswer(resp *http.Response) (*transport.JSONRPCResponse, error) {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, &transport.AuthorizationRequiredError{}
+	}
+	var r transport.JSONRPCResponse
+	if err := json.Unmarshal(body, &r); err == nil {
+		return &r, nil
+	}
+	return nil, fmt.Errorf("request failed with status %d: %s", resp.StatusCode, body)
+}
+
+// mediaType is a Content-Type's media type, lower case, without parameters.
+func mediaType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// sseReaders are the buffers SSE streams are read through, one per stream
+// being read.
+var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2<<10) }}
+
+// sseCursor is where a stream can be resumed from (SEP-1699): the id of the
+// last event dispatched, and the reconnection time the server asked for.
+type sseCursor struct {
+	lastID   string
+	retry    time.Duration
+	hasRetry bool
+}
+
+// Reconnection times for resuming a stream: the default when the server
+// sent none, and the least taken from one, as mcp-go does.
+const (
+	sseReconnectDelay    = time.Second
+	minSSEReconnectDelay = 10 * time.Millisecond
+)
+
+// stream reads an SSE response until the response to the request, passing
+// on notifications and answering the server's requests. A server that ends
+// the stream before the response, having sent an event id, is asked to go on
+// with a GET carrying Last-Event-ID (before 2026-07-28).
+func (t *httpTransport) stream(ctx context.Context, body io.Reader) (*transport.JSONRPCResponse, error) {
+	var cur sseCursor
+	var resumed io.ReadCloser
+	defer func() {
+		if resumed != nil {
+			_ = resumed.Close()
+		}
+	}()
+	for {
+		resp, ended, err := t.readStream(ctx, body, &cur)
+		if resp != nil || err != nil {
+			return resp, err
+		}
+		if !ended || cur.lastID == "" || t.h.modern() {
+			return nil, fmt.Errorf("%w: %w", errNoResponse, io.ErrUnexpectedEOF)
+		}
+		if resumed != nil {
+			_ = resumed.Close()
+		}
+		if resumed, err = t.resume(ctx, &cur); err != nil {
+			return nil, fmt.Errorf("failed to resume the SSE stream for the response: %w", err)
+		}
+		body = resumed
+	}
+}
+
+// readStream reads events from body until a response: ended reports that the
+// server ended the stream without one.
+func (t *httpTransport) readStream(ctx context.Context, body io.Reader, cur *sseCursor) (resp *transport.JSONRPCResponse, ended bool, err error) {
+	br := sseReaders.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		sseReaders.Put(br)
+	}()
+	var data []byte
+	var id string
+	hasID, hasData := false, false
+	for {
+		line, rerr := br.ReadSlice('\n')
+		if rerr == bufio.ErrBufferFull {
+			// A long line: gather the rest of it.
+			long := append([]byte(nil), line...)
+			for rerr == bufio.ErrBufferFull {
+				line, rerr = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return nil, false, ctx.Err()
+			}
+			if rerr != io.EOF {
+				return nil, false, rerr
+			}
+			// The last event, unfinished: dispatched, its id not kept.
+			if hasData {
+				if r := t.dispatch(ctx, data); r != nil {
+					return r, false, nil
+				}
+			}
+			return nil, true, nil
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			if hasID {
+				cur.lastID = id
+				hasID = false
+			}
+			if hasData {
+				if r := t.dispatch(ctx, data); r != nil {
+					return r, false, nil
+				}
+				data, hasData = data[:0], false
+			}
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte{':'})
+		value = bytes.TrimPrefix(value, []byte{' '})
+		switch string(field) {
+		case "data":
+			if hasData {
+				data = append(data, '\n')
+			}
+			data, hasData = append(data, value...), true
+		case "id":
+			if bytes.IndexByte(value, 0) < 0 {
+				id, hasID = string(value), true
+			}
+		case "retry":
+			// Only ASCII digits (ParseUint takes no sign).
+			if ms, err := strconv.ParseUint(string(value), 10, 31); err == nil {
+				cur.retry, cur.hasRetry = time.Duration(ms)*time.Millisecond, true
+			}
+		}
+	}
+}
+
+// message is any JSON-RPC message a stream carries.
+type message struct {
+	ID     mcp.RequestId            `json:"id"`
+	Method string                   `json:"method"`
+	Params json.RawMessage          `json:"params"`
+	Result json.RawMessage          `json:"result"`
+	Error  *mcp.JSONRPCErrorDetails `json:"error"`
+}
+
+// dispatch handles one event's data: a response is returned; a notification
+// goes to the client's handler; a request from the server is answered.
+// Data that is not JSON-RPC is skipped, as mcp-go does.
+func (t *httpTransport) dispatch(ctx context.Context, data []byte) *transport.JSONRPCResponse {
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.h.log.Debug().Err(err).Int("bytes", len(data)).Msg("skipped an SSE event that is not JSON-RPC")
+		return nil
+	}
+	switch {
+	case m.ID.IsNil():
+		var n mcp.JSONRPCNotification
+		if err := json.Unmarshal(data, &n); err != nil {
+			return nil
+		}
+		if f := t.notify.Load(); f != nil {
+			(*f)(n)
+		}
+		return nil
+	case m.Method != "":
+		t.answer(ctx, m)
+		return nil
+	}
+	return &transport.JSONRPCResponse{JSONRPC: mcp.JSONRPC_VERSION, ID: m.ID, Result: m.Result, Error: m.Error}
+}
+
+// answer replies to a request the server sent inside a stream, off the
+// stream's path, with the client's handler (ping, roots, sampling and
+// elicitation, which toolbus does not offer), as mcp-go's transport does;
+// Close waits for it.
+func (t *httpTransport) answer(ctx context.Context, m message) {
+	t.h.wg.Add(1)
+	go func() {
+		defer t.h.wg.Done()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serverRequestTimeout)
+		defer cancel()
+		var r *transport.JSONRPCResponse
+		var err error
+		if f := t.requests.Load(); f != nil {
+			req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: m.ID, Method: m.Method, Params: m.Params}
+			r, err = (*f)(actx, req)
+		} else {
+			err = fmt.Errorf("no handler configured for method: %s", m.Method)
+		}
+		switch {
+		case err != nil && m.Method == string(mcp.MethodSamplingCreateMessage):
+			r = transport.NewJSONRPCErrorResponse(m.ID, mcp.INTERNAL_ERROR, "sampling request failed: "+err.Error(), nil)
+		case err != nil:
+			r = transport.NewJSONRPCErrorResponse(m.ID, mcp.INTERNAL_ERROR, err.Error(), nil)
+		case r == nil:
+			return
+		}
+		body, err := json.Marshal(r)
+		if err != nil {
+			return
+		}
+		resp, err := t.send(actx, http.MethodPost, body, nil, acceptEither)
+		if err != nil {
+			t.h.log.Debug().Err(err).Str("method", m.Method).Msg("answering the server's request failed")
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}()
+}
+
+// serverRequestTimeout bounds answering a request the server sent, as in
+// mcp-go.
+const serverRequestTimeout = 30 * time.Second
+
+// resume waits the reconnection time and reopens the stream with a GET
+// carrying Last-Event-ID.
+func (t *httpTransport) resume(ctx context.Context, cur *sseCursor) (io.ReadCloser, error) {
+	delay := sseReconnectDelay
+	if cur.hasRetry {
+		delay = max(cur.retry, minSSEReconnectDelay)
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	resp, err := t.send(ctx, http.MethodGet, nil, http.Header{"Last-Event-Id": {cur.lastID}}, acceptStream)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("unexpected status %d", resp.StatusCode)
+	}
+	if mt := mediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("unexpected content type %q", resp.Header.Get("Content-Type"))
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,330 @@
+package mcppool
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/toolbus-dev/toolbus/internal/registry"
+	"github.com/toolbus-dev/toolbus/subjects"
+)
+
+// scripted is an MCP server over streamable HTTP (2025-11-25) whose
+// tools/call answer each test writes itself: what httpTransport.call reads
+// beyond what mcp-go's server sends (resumed streams, requests inside a
+// stream, HTTP errors, redirects).
+type scripted struct {
+	srv  *httptest.Server
+	call func(w http.ResponseWriter, r *http.Request, id string, body []byte) // tools/call
+	get  func(w http.ResponseWriter, r *http.Request)                         // GET (resuming)
+
+	mu       sync.Mutex
+	sessions int
+	answers  map[string]json.RawMessage // id → the client's answer to our request
+	answered chan struct{}
+}
+
+func newScripted(t *testing.T) *scripted {
+	s := &scripted{answers: map[string]json.RawMessage{}, answered: make(chan struct{}, 16)}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *scripted) def() registry.Server {
+	return registry.Server{Name: "s", Transport: registry.TransportHTTP, URL: s.srv.URL + "/mcp", ProtocolVersion: "2025-11-25"}
+}
+
+func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		if s.get == nil || r.Header.Get("Last-Event-ID") == "" {
+			http.Error(w, "no stream", http.StatusMethodNotAllowed)
+			return
+		}
+		s.get(w, r)
+		return
+	case http.MethodDelete:
+		return
+	}
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	body, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(body, &m); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch {
+	case m.Method == "initialize":
+		s.mu.Lock()
+		s.sessions++
+		sid := fmt.Sprintf("sess-%d", s.sessions)
+		s.mu.Unlock()
+		w.Header().Set("Mcp-Session-Id", sid)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"scripted","version":"1"}}}`, m.ID)
+	case m.Method == "tools/call":
+		s.call(w, r, string(m.ID), body)
+	case m.Method != "":
+		w.WriteHeader(http.StatusAccepted) // notifications
+	default: // the client's answer to a request of ours
+		s.mu.Lock()
+		if m.Error != nil {
+			s.answers[string(m.ID)] = m.Error
+		} else {
+			s.answers[string(m.ID)] = m.Result
+		}
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		s.answered <- struct{}{}
+	}
+}
+
+func (s *scripted) sessionsOpened() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+func sseEvent(w http.ResponseWriter, id, data string) {
+	if id != "" {
+		fmt.Fprintf(w, "id: %s\n", id)
+	}
+	fmt.Fprintf(w, "data: %s\n\n", data)
+	w.(http.Flusher).Flush()
+}
+
+func textResult(id, text string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%q}]}}`, id, text)
+}
+
+// A server that ends a tools/call stream before the response, having sent
+// an event id, is asked for the rest with a GET carrying Last-Event-ID
+// (SEP-1699); the progress sent before the break reaches the caller.
+func TestToolsCallStreamResumed(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	var mu sync.Mutex
+	var lastID, callID string
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		var req struct {
+			Params struct {
+				Meta struct {
+					ProgressToken string `json:"progressToken"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		callID = id
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 10\n")
+		sseEvent(w, "e1", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"total":2,"message":"half"}}`, req.Params.Meta.ProgressToken))
+	}
+	s.get = func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		lastID = r.Header.Get("Last-Event-ID")
+		id := callID
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "e2", textResult(id, "resumed"))
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	var progress []string
+	raw, isErr, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(done, total float64, msg string) {
+		progress = append(progress, fmt.Sprintf("%g/%g %s", done, total, msg))
+	}})
+	if err != nil || isErr {
+		t.Fatal(string(raw), err)
+	}
+	if strings.Join(progress, ",") != "1/2 half" {
+		t.Errorf("progress %v, want [1/2 half]", progress)
+	}
+	if got := text(t, raw); got != "resumed" {
+		t.Fatalf("result %q, want resumed", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lastID != "e1" {
+		t.Fatalf("GET carried Last-Event-ID %q, want e1", lastID)
+	}
+}
+
+// A stream that ends with no response and nothing to resume from fails the
+// call as a broken connection, saying so.
+func TestToolsCallStreamEndsEarly(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`)
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	if ClassOf(err) != ClassReset || !strings.Contains(err.Error(), "closed unexpectedly") {
+		t.Fatalf("class %s: %v", ClassOf(err), err)
+	}
+}
+
+// Requests the server sends inside a tools/call stream are answered by
+// mcp-go's client, as they would be on mcp-go's own path: ping with its
+// empty result, sampling (toolbus offers none) with an error.
+func TestToolsCallServerRequests(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", `{"jsonrpc":"2.0","id":"s1","method":"ping"}`)
+		sseEvent(w, "", `{"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}}`)
+		for range 2 {
+			select {
+			case <-s.answered:
+			case <-time.After(10 * time.Second):
+				sseEvent(w, "", textResult(id, "no answers"))
+				return
+			}
+		}
+		sseEvent(w, "", textResult(id, "answered"))
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, raw); got != "answered" {
+		t.Fatalf("result %q", got)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := string(s.answers[`"s1"`]); got != "{}" {
+		t.Errorf("ping answered %s, want {}", got)
+	}
+	if got := string(s.answers[`"s2"`]); !strings.Contains(got, "no sampling handler") {
+		t.Errorf("sampling answered %s, want an error: no sampling handler", got)
+	}
+}
+
+// The request carries what mcp-go would send: the session, the protocol
+// version, the server's headers and token, the agent's header; a redirect
+// is followed with the body.
+func TestToolsCallHeadersAndRedirect(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	var mu sync.Mutex
+	var seen http.Header
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		if r.URL.Path == "/mcp" {
+			http.Redirect(w, r, "/mcp/", http.StatusTemporaryRedirect)
+			return
+		}
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "ok"))
+	}
+	def := s.def()
+	def.Headers = map[string]string{"x-tenant": "acme"}
+	def.AuthToken = "sekrit"
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(def)
+	raw, _, err := p.Call(context.Background(), "s", "t", json.RawMessage(`{"a":1}`), CallOptions{AgentID: "agent-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text(t, raw) != "ok" {
+		t.Fatalf("result %s", raw)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, want := range map[string]string{
+		"Mcp-Session-Id":         "sess-1",
+		"Mcp-Protocol-Version":   "2025-11-25",
+		"X-Tenant":               "acme",
+		"Authorization":          "Bearer sekrit",
+		subjects.AgentHTTPHeader: "agent-7",
+		"Content-Type":           "application/json",
+		"Accept":                 "application/json, text/event-stream",
+	} {
+		if got := seen.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+}
+
+// HTTP answers to tools/call get the classes mcp-go's would: 401 auth, 5xx
+// with the body quoted, a JSON-RPC error body its code, and a 404 ends the
+// session so that the next call opens a new one.
+func TestToolsCallHTTPAnswers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		status int
+		ctype  string
+		body   string
+		class  Class
+		says   string
+	}{
+		{"401", http.StatusUnauthorized, "text/plain", "who?", ClassAuth, "401"},
+		{"503", http.StatusServiceUnavailable, "text/plain", "overloaded", ClassHTTP5xx, "overloaded"},
+		{"400 json-rpc", http.StatusBadRequest, "application/json", `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad batch"}}`, ClassProtocol, "bad batch"},
+		{"404", http.StatusNotFound, "text/plain", "gone", ClassNotMCP, "ended the MCP session"},
+		{"html", http.StatusOK, "text/html", "<html>", ClassTransport, "unexpected content type"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newScripted(t)
+			fail := true
+			s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+				s.mu.Lock()
+				f := fail
+				fail = false
+				s.mu.Unlock()
+				if f {
+					w.Header().Set("Content-Type", c.ctype)
+					w.WriteHeader(c.status)
+					fmt.Fprint(w, c.body)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, textResult(id, "ok"))
+			}
+			p := New(testLog(t))
+			defer p.Close()
+			p.Upsert(s.def())
+			_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			if ClassOf(err) != c.class || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("class %s, want %s: %v", ClassOf(err), c.class, err)
+			}
+			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			if err != nil || text(t, raw) != "ok" {
+				t.Fatalf("the next call: %s %v", raw, err)
+			}
+			if c.class == ClassNotMCP && s.sessionsOpened() != 2 {
+				t.Fatalf("sessions opened %d, want 2 (a 404 ends the session)", s.sessionsOpened())
+			}
+		})
+	}
+}
