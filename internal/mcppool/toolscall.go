@@ -400,13 +400,23 @@ func (t *httpTransport) dispatch(ctx context.Context, data []byte) *transport.JS
 	}
 	switch {
 	case m.ID.IsNil():
-		var n mcp.JSONRPCNotification
-		if err := json.Unmarshal(data, &n); err != nil {
+		f := t.notify.Load()
+		if f == nil {
 			return nil
 		}
-		if f := t.notify.Load(); f != nil {
-			(*f)(n)
-		}
+		// Decoding the notification and the handler's work (the worker
+		// publishes progress) run deep: on a goroutine of their own, they
+		// do not grow the stack the call waits on (docs/benchmarks.md).
+		// The call waits for it, so notifications keep their order.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var n mcp.JSONRPCNotification
+			if err := json.Unmarshal(data, &n); err == nil {
+				(*f)(n)
+			}
+		}()
+		<-done
 		return nil
 	case m.Method != "":
 		t.answer(ctx, m)
