@@ -83,8 +83,9 @@ func (w *Worker) newJob(msg jetstream.Msg, start time.Time) *job {
 // then. The steps before the MCP call (decode, admit, look up, the checks
 // of the deadline) run on the caller's goroutine, the call runner, and so
 // does the rest, unless the worker has more slots than runners (handOff):
-// then the execution and the settlement, which wait for the tool, run on a
-// goroutine of their own, started shallow, and the runner returns. A call
+// then the execution, which waits for the tool, runs on a goroutine of its
+// own, started shallow, and the runner returns; the settlement goes back
+// to a runner. A call
 // in flight then parks a goroutine whose stack holds only the frames of
 // the call (6.3 KB in 8 KB), not a runner's stack, which every earlier
 // step has grown to 16 KB and which the runtime does not shrink while its
@@ -113,7 +114,11 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, done func()) {
 	case !run:
 		finish(out)
 	case w.handOff.Load():
-		go w.executeThen(ctx, j, finish)
+		// The settlement runs deep (the result's store, the reply, the
+		// ack): back on a runner, whose stack has grown already, not on
+		// the call's goroutine, which waits for a runner shallow.
+		toRunner := w.toRunner
+		go w.executeThen(ctx, j, func(out outcome) { toRunner(func() { finish(out) }) })
 	default:
 		w.executeThen(ctx, j, finish)
 	}

@@ -165,6 +165,8 @@ type Worker struct {
 	// handOff is set while the slots outnumber the runners (maxRunners):
 	// a call's execution then leaves its runner for a goroutine of its own.
 	handOff atomic.Bool
+	// toRunner gives f to a runner; set while Run runs (see process).
+	toRunner func(f func())
 
 	fault func(server, tool string, args json.RawMessage) // test hook, before each execution
 
@@ -271,6 +273,10 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			go func() {
 				defer runners.Done()
 				for l := range work {
+					if l.settle != nil {
+						l.settle()
+						continue
+					}
 					w.process(callCtx, l.msg, func() {
 						l.release()
 						slots.release(1)
@@ -281,6 +287,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		}
 	}
 	w.slots, w.addRunners = slots, addRunners
+	w.toRunner = func(f func()) { work <- leased{settle: f} }
 	addRunners(w.cfg.Concurrency)
 	w.handOff.Store(w.cfg.Concurrency > maxRunners)
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker consuming tool calls")
@@ -298,7 +305,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		// is settled (storing the result may retry through a NATS
 		// reconnect), through the wait for a runner.
 		release := w.lease(msg)
-		work <- leased{msg, release}
+		work <- leased{msg: msg, release: release}
 	}
 	// Two pullers share the slots, so one has a pull request out while the
 	// other's batch ends: no gap in deliveries under load.
@@ -316,10 +323,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // with any number of calls in flight.
 const maxRunners = 256
 
-// leased is a call handed to a runner, with its lease.
+// leased is a call handed to a runner, with its lease, or the settlement
+// of a call that ran on a goroutine of its own (settle).
 type leased struct {
 	msg     jetstream.Msg
 	release func()
+	settle  func()
 }
 
 // pull fetches only as many calls as there are free slots, and hands each
