@@ -573,7 +573,7 @@ func (c *conn) newHTTP(srv registry.Server, o DialOptions, connectTimeout time.D
 	}
 	c.hooks.cancelOverHTTP = true
 	c.hooks.notify = t.SendNotification
-	return newHTTPTransport(t, c.hooks, hc, srv.URL, headers, o.HeaderFunc), nil
+	return newHTTPTransport(t, c.hooks, hc, srv.URL, headers, o.HeaderFunc)
 }
 
 // authHeader renders the auth token: "Authorization: Bearer <token>" unless

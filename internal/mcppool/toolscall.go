@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,7 @@ type httpTransport struct {
 	h *hooks
 
 	hc         *http.Client
-	url        string
+	u          *url.URL
 	static     http.Header // the server's headers and auth, canonical keys
 	headerFunc func(context.Context) map[string]string
 	version    atomic.Pointer[[]string] // the Mcp-Protocol-Version header's value
@@ -56,12 +57,16 @@ type httpTransport struct {
 	requests   atomic.Pointer[transport.RequestHandler]
 }
 
-func newHTTPTransport(t *transport.StreamableHTTP, h *hooks, hc *http.Client, url string, headers map[string]string, headerFunc func(context.Context) map[string]string) *httpTransport {
+func newHTTPTransport(t *transport.StreamableHTTP, h *hooks, hc *http.Client, rawURL string, headers map[string]string, headerFunc func(context.Context) map[string]string) (*httpTransport, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
 	static := make(http.Header, len(headers))
 	for k, v := range headers {
 		static.Set(k, v)
 	}
-	return &httpTransport{StreamableHTTP: t, h: h, hc: hc, url: url, static: static, headerFunc: headerFunc}
+	return &httpTransport{StreamableHTTP: t, h: h, hc: hc, u: u, static: static, headerFunc: headerFunc}, nil
 }
 
 func (t *httpTransport) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
@@ -168,13 +173,13 @@ func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) 
 // send makes one request to the server's URL with the headers mcp-go would
 // send. A 404 is the end of the session, as in mcp-go.
 func (t *httpTransport) send(ctx context.Context, method string, body []byte, header http.Header, accept []string) (*http.Response, error) {
-	var r io.Reader
+	// The URL is parsed once (newHTTPTransport) and shared: nothing on the
+	// way writes to a request's URL.
+	req := (&http.Request{Method: method, URL: t.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: t.u.Host}).WithContext(ctx)
 	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, t.url, r)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create request: %w", err)
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	h := make(http.Header, len(header)+len(t.static)+4)
 	for k, v := range header {
@@ -205,6 +210,7 @@ func (t *httpTransport) send(ctx context.Context, method string, body []byte, he
 	// for a redirect that almost never comes. One that does is followed
 	// by the client, with the body again.
 	var resp *http.Response
+	var err error
 	if t.hc.Transport == nil || t.hc.Jar != nil || t.hc.Timeout != 0 {
 		resp, err = t.hc.Do(req) // a client of the caller's, set up for more
 	} else {
