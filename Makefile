@@ -94,6 +94,7 @@ bench-soak: build
 
 bench-inflight: build
 	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
+	$(BIN)/toolbus bench --inflight 10000 --memory-limit 128MiB --section inflight-128mib --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
 
 soak: build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./internal/faulttest/ -v

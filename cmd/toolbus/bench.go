@@ -51,7 +51,7 @@ serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
-			o.MCPProxy, o.ServeBins = proxy, serveBins
+			o.MCPProxy, o.ServeBins, o.MemoryLimit = proxy, serveBins, memLimit
 			// The serve side runs in this process: the limit serve sets.
 			if _, err := applyMemoryLimit(a.getenv, memLimit); err != nil {
 				return usagef("--memory-limit: %v", err)
@@ -118,7 +118,7 @@ serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")
 	fs.Int64Var(&resultMaxBytes, "result-max-bytes", 0, "nats.result_max_bytes of the serve side (default serve's; -1 unlimited)")
 	fs.BoolVar(&h2c, "h2c", false, "the serve side calls the MCP server over HTTP/2 without TLS (experiment)")
-	fs.StringVar(&memLimit, "memory-limit", "", `soft memory limit of the serve side when GOMEMLIMIT is unset, as serve's --memory-limit (default 192MiB; "off": none)`)
+	fs.StringVar(&memLimit, "memory-limit", "", `soft memory limit of the serve side when GOMEMLIMIT is unset, as serve's --memory-limit, also given to each --serve-bin (default 192MiB; "off": none)`)
 	fs.StringVar(&doc, "doc", "", "write the output between the <!-- bench:table:begin/end --> (or soak, inflight) markers of this file instead of stdout")
 	return cmd
 }

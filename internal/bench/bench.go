@@ -69,6 +69,10 @@ type Options struct {
 	// concurrency with their own load generator: old against new serve
 	// in one run. Their CPU and RSS come from /proc/<pid>.
 	ServeBins []string
+	// MemoryLimit is the serve side's soft memory limit, as serve's
+	// --memory-limit, given to each ServeBins process; "" is serve's
+	// default. (The caller applies it to this process's serve side.)
+	MemoryLimit string
 	// ProtocolVersion of the MCP sessions [2025-11-25].
 	ProtocolVersion string
 	// SyncAlways fsyncs every JetStream write (see broker.EmbeddedConfig).

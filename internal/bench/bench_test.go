@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,7 +156,7 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 
 	// --inflight with --serve-bin: the burst through the binary's serve too.
 	out.Reset()
-	if err := Run(ctx, Options{Inflight: 100, SleepFor: 200 * time.Millisecond, Rounds: 1, ServeBins: []string{toolbus}}, &out); err != nil {
+	if err := Run(ctx, Options{Inflight: 100, SleepFor: 200 * time.Millisecond, Rounds: 1, ServeBins: []string{toolbus}, MemoryLimit: "64MiB"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	tables = strings.Split(strings.TrimSpace(out.String()), "\n\n")
@@ -165,6 +166,10 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 	sb = strings.Split(tables[1], "\n")[2:] // errors are the fourth column: checked below
 	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MB |") {
 		t.Errorf("want one burst of 100 completed through serve, with its RSS:\n%s", out.String())
+	}
+	// The memory limit reaches serve: one it refuses fails the run.
+	if err := Run(ctx, Options{Inflight: 10, SleepFor: 10 * time.Millisecond, Rounds: 1, ServeBins: []string{toolbus}, MemoryLimit: "lots"}, io.Discard); err == nil {
+		t.Error("serve took --memory-limit lots")
 	}
 }
 

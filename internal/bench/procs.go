@@ -162,8 +162,12 @@ func startServeBin(ctx context.Context, o Options, exe, demoURL string) (*proc, 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p, err := startProc(ctx, dir, os.Stderr, exe, "serve", "--config", conf, "--data", filepath.Join(dir, "data"),
-		"--port", strconv.Itoa(port), "--bridge", "off", "--log-level", "warn")
+	args := []string{"serve", "--config", conf, "--data", filepath.Join(dir, "data"),
+		"--port", strconv.Itoa(port), "--bridge", "off", "--log-level", "warn"}
+	if o.MemoryLimit != "" {
+		args = append(args, "--memory-limit", o.MemoryLimit)
+	}
+	p, err := startProc(ctx, dir, os.Stderr, exe, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
