@@ -328,3 +328,43 @@ func TestToolsCallHTTPAnswers(t *testing.T) {
 		})
 	}
 }
+
+// An SSE answer whose data lines are longer than the stream's buffer (a
+// large result, a long progress message, data split over lines) arrives
+// whole.
+func TestToolsCallLongSSELines(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	big := strings.Repeat("0123456789", 30_000) // 300 KB in one data line
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		var req struct {
+			Params struct {
+				Meta struct {
+					ProgressToken string `json:"progressToken"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &req)
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"message":%q}}`, req.Params.Meta.ProgressToken, big[:5000]))
+		// The response's JSON split over data lines between its tokens,
+		// as SSE allows (the lines join with newlines).
+		res := textResult(id, big)
+		i := strings.Index(res, `"result"`)
+		fmt.Fprintf(w, "event: message\ndata: %s\r\ndata: %s\n\n", res[:i], res[i:])
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	var msgs []string
+	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, msg string) { msgs = append(msgs, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, raw); got != big {
+		t.Fatalf("result of %d bytes, want %d", len(got), len(big))
+	}
+	if len(msgs) != 1 || msgs[0] != big[:5000] {
+		t.Fatalf("progress messages %d, want one of 5000 bytes", len(msgs))
+	}
+}
