@@ -311,7 +311,7 @@ func TestNatsConfPermissions(t *testing.T) {
 
 	// An admin sees the WORKER-role worker in the control service: it may
 	// subscribe there and answer.
-	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json")
+	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json", "--discover-wait", "30s")
 	if code != 0 || !strings.Contains(out, `"name": "w-role"`) || !strings.Contains(out, `"status": {`) {
 		t.Fatalf("toolbus status as admin: exit %d\n%s%s", code, out, errOut)
 	}
