@@ -24,13 +24,16 @@ import (
 // stores stubs on tool.result.<agent>.<id> as a worker would. After the
 // bucket's max age the object is gone, and the client says so.
 func TestClaimedResultChecks(t *testing.T) {
-	ns := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = 1 << 20 }, streams.Options{BlobMaxAge: 2 * time.Second})
+	// The bucket keeps objects an hour while the checks read them (a put
+	// and read of 3 MB can take 2 s on a loaded machine); the expiry check
+	// at the end cuts its max age to a second.
+	ns := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = 1 << 20 }, streams.Options{BlobMaxAge: time.Hour})
 	cl, err := client.New(ns.NC, client.WithAgent("alice"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	text := strings.Repeat("large ", 500_000)
@@ -75,6 +78,15 @@ func TestClaimedResultChecks(t *testing.T) {
 	// Expiry: wait for the bucket to drop the object; the stub (kept as
 	// long as results, 24h) still says what happened, and Result says the
 	// object expired.
+	blobs, err := ns.JS.Stream(ctx, subjects.StreamBlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := blobs.CachedInfo().Config
+	cfg.MaxAge, cfg.Duplicates = time.Second, time.Second
+	if _, err := ns.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
 	natstest.CheckFor(t, 20*time.Second, func() error {
 		_, err := cl.Result(ctx, "good")
 		if errors.Is(err, client.ErrClaim) && strings.Contains(err.Error(), "expired") {

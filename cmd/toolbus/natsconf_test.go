@@ -185,7 +185,7 @@ func TestNatsConfPermissions(t *testing.T) {
 	}
 	defer adminNC.Close()
 	adminJS, _ := jetstream.New(adminNC)
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		s, err := adminJS.Stream(context.Background(), subjects.StreamCalls)
 		if err != nil {
 			return err
@@ -311,7 +311,7 @@ func TestNatsConfPermissions(t *testing.T) {
 
 	// An admin sees the WORKER-role worker in the control service: it may
 	// subscribe there and answer.
-	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json")
+	out, errOut, code = run(t, []string{"NATS_URL=" + r.url("admin", "change-me-admin")}, r.bin, "status", "--json", "--discover-wait", "30s")
 	if code != 0 || !strings.Contains(out, `"name": "w-role"`) || !strings.Contains(out, `"status": {`) {
 		t.Fatalf("toolbus status as admin: exit %d\n%s%s", code, out, errOut)
 	}
@@ -349,7 +349,7 @@ func natsCLIExample(t *testing.T, cli, url string) {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		if strings.Contains(subOut.String(), "tool.reply.agent1.probe") {
 			return nil
 		}
@@ -418,7 +418,7 @@ func isolationMatrix(t *testing.T, r *natsConfRig) {
 	denied := func(row, op, subject string) {
 		t.Helper()
 		want := fmt.Sprintf("Permissions Violation for %s to %q", op, subject)
-		deadline := time.After(10 * time.Second)
+		deadline := time.After(30 * time.Second)
 		for {
 			select {
 			case err := <-violations:

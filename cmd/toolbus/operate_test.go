@@ -63,7 +63,9 @@ func TestServeOperatorSurface(t *testing.T) {
 		t.Errorf("--nats-monitor /jsz: %d %q", code, body)
 	}
 
-	out, errOut, code := tb(t, env, "status", "--json")
+	// The worker has a second by default to answer discovery; a loaded
+	// machine may need more, and discovery ends soon after it answers.
+	out, errOut, code := tb(t, env, "status", "--json", "--discover-wait", "30s")
 	var r status.Report
 	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
 		t.Fatalf("status --json: exit %d %q %q", code, out, errOut)
@@ -72,7 +74,7 @@ func TestServeOperatorSurface(t *testing.T) {
 		r.Servers[0].Name != "demo" || r.Servers[0].Health != "ok" || len(r.Errors) != 0 {
 		t.Fatalf("status: %s", out)
 	}
-	out, _, code = tb(t, env, "status")
+	out, _, code = tb(t, env, "status", "--discover-wait", "30s")
 	if code != 0 || !strings.Contains(out, "op-worker") || !strings.Contains(out, "queued 0") {
 		t.Fatalf("status text: exit %d\n%s", code, out)
 	}

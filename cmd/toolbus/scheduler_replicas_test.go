@@ -205,7 +205,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 		waitLog(t, procs[name].log, "scheduler started")
 	}
 	start := time.Now()
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		if n, _, _, _ := core.summary(); n < 4 {
 			return fmt.Errorf("%d ticks heard", n)
 		}
@@ -260,7 +260,7 @@ func TestSchedulerReplicasPublishEachTickOnce(t *testing.T) {
 			return nil
 		})
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		if s, c := stream.last(), core.last(); s.Before(c) {
 			return fmt.Errorf("stream consumer at %v, core at %v", s, c)
 		}

@@ -62,7 +62,7 @@ hooks:
 	post(`{"n":"second"}`, "k2")
 	post(`{"n":"first"}`, "k1")
 	env := []string{"NATS_URL=" + url}
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		out, _, _ := tb(t, env, "agents", "list", "--json")
 		if !strings.Contains(out, `"agent": "a1"`) || !strings.Contains(out, `"pending": 2`) {
 			return fmt.Errorf("agents list: %s", out)

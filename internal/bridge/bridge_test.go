@@ -362,13 +362,17 @@ func TestNATSDownGives503ThenAccepts(t *testing.T) {
 	if err := broker.Provision(ctx, js, streams.Options{}, streams.WorkerConsumer(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, withPublishTimeout(500*time.Millisecond)) + "/hooks/zap"
+	// While NATS is down the bridge refuses before publishing, so the
+	// publish timeout only bounds the PubAck after the restart: a short one
+	// could turn a slow ack of a stored event into a 503, and the retry
+	// into a duplicate.
+	url := startBridge(t, js, []Hook{{Name: "zap", Auth: AuthHMAC, Secret: string(secret)}}, withPublishTimeout(30*time.Second)) + "/hooks/zap"
 	body := []byte(`{"x":1}`)
 	// The sender retries the same signed request, which names one event.
 	sent := signed(body, time.Now(), nil)
 
 	rs.stop()
-	testutil.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		if nc.IsConnected() {
 			return errors.New("client still connected")
 		}

@@ -47,7 +47,7 @@ func TestServerEverything(t *testing.T) {
 	t.Logf("server-everything: %d tools, health %v", len(es), health)
 
 	cat := h.catalog()
-	testutil.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		if _, ok := cat.Lookup("everything", "echo"); !ok {
 			return errors.New("echo not in catalog")
 		}

@@ -71,7 +71,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	ms := newMCPServer(t, g.wrap, tool("alpha", "a"))
 	h.put(httpServer("late", ms.URL))
 
-	testutil.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		if !cat.Known("late") {
 			return errors.New("registration not in the catalog yet")
 		}
@@ -95,7 +95,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if _, err := s.SyncServer(ctx(t), "late"); err == nil {
 		t.Fatal("sync of a server answering 503 succeeded")
 	}
-	natstest.CheckFor(t, 5*time.Second, func() error {
+	natstest.CheckFor(t, 20*time.Second, func() error {
 		_, refusal = cat.Admit("late", "alpha", nil)
 		if refusal == nil || !strings.Contains(refusal.Error(), "failed (") {
 			return fmt.Errorf("refusal = %v", refusal)
@@ -105,7 +105,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if !errors.Is(refusal, catalog.ErrCatalogUnavailable) || !strings.Contains(refusal.Error(), "503") || !strings.Contains(refusal.Error(), "retried with backoff") {
 		t.Errorf("after a failed sync: %v", refusal)
 	}
-	wctx, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+	wctx, cancel := context.WithTimeout(ctx(t), 20*time.Second)
 	defer cancel()
 	if waiting := cat.WaitFirstSync(wctx, []string{"late"}); waiting != nil {
 		t.Errorf("WaitFirstSync after a failed first sync: still waiting for %v", waiting)
@@ -117,7 +117,7 @@ func TestCatalogNeverFailsOpen(t *testing.T) {
 	if _, err := s.SyncServer(ctx(t), "late"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		if !cat.Synced("late") {
 			return errors.New("the sync is not in view")
 		}

@@ -155,8 +155,8 @@ func (h *harness) events() func() subjects.CatalogChange {
 				h.t.Fatal(err)
 			}
 			return ev
-		case <-time.After(5 * time.Second):
-			h.t.Fatal("no catalog.changed event within 5s")
+		case <-time.After(20 * time.Second):
+			h.t.Fatal("no catalog.changed event within 20s")
 		}
 		return subjects.CatalogChange{}
 	}

@@ -53,7 +53,7 @@ func TestStartStopStress(t *testing.T) {
 	cancel()
 	select {
 	case <-c.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("catalog did not stop with its context")
 	}
 	if c.Err() != nil {

@@ -179,7 +179,7 @@ func TestBucketScheduleLive(t *testing.T) {
 	rec := &recorder{}
 	startScheduler(t, srv, WithClock(clock), WithOnFire(rec.add))
 	// Let the scheduler start with an empty bucket.
-	testutil.CheckFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, func() error {
 		_, err := List(ctx, srv.JS, clock.Now())
 		return err
 	})

@@ -158,7 +158,8 @@ func TestWorkerCallsMoveMetrics(t *testing.T) {
 	call("ghost-"+subjects.NewCallID(), "anything", map[string]any{}, subjects.StatusError)
 
 	// A call is counted once it is acked, which follows its reply: wait
-	// for the six answers to be counted and nothing to be in flight.
+	// for the six answers to be counted, nothing to be in flight, and the
+	// five demo calls' timings (observed just after the count) to be in.
 	var after families
 	delta := func(name string, labels ...string) float64 {
 		return after.value(name, labels...) - before.value(name, labels...)
@@ -168,10 +169,15 @@ func TestWorkerCallsMoveMetrics(t *testing.T) {
 			delta("toolbus_calls_total", "server=demo", "tool=fail", "status=tool_error", "code=") +
 			delta("toolbus_calls_total", "server=_unknown", "tool=_unknown", "status=error", "code=unknown_server")
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 30*time.Second, func() error {
 		after = scrape(t, base)
 		if n := counted(); n < 6 || after.value("toolbus_calls_in_flight") != 0 {
 			return fmt.Errorf("%v of 6 calls counted, %v in flight", n, after.value("toolbus_calls_in_flight"))
+		}
+		for _, h := range []string{"toolbus_call_exec_seconds", "toolbus_call_queue_wait_seconds", "toolbus_call_duration_seconds"} {
+			if n := delta(h, "server=demo"); n < 5 {
+				return fmt.Errorf("%s has %v of 5 demo calls", h, n)
+			}
 		}
 		return nil
 	})

@@ -87,7 +87,7 @@ func TestUndeliverableCallBecomesDeadLetter(t *testing.T) {
 	}
 	// A "worker" that takes the call and dies without answering, twice.
 	for i := 0; i < 2; i++ {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(20*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
