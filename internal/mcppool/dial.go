@@ -600,7 +600,34 @@ type hooks struct {
 	notify         func(context.Context, mcp.JSONRPCNotification) error
 	log            zerolog.Logger
 	version        atomic.Value // string
-	wg             sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool // set by wait: nothing more is spawned
+	wg     sync.WaitGroup
+}
+
+// spawn runs f off the caller's path, unless the transport has closed;
+// the transport's Close waits for it (wait).
+func (h *hooks) spawn(f func()) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+}
+
+// wait stops spawn and waits for what it started.
+func (h *hooks) wait() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.wg.Wait()
 }
 
 func (h *hooks) setVersion(v string) { h.version.Store(v) }
@@ -640,13 +667,11 @@ func (h *hooks) sendCancelled(ctx context.Context, id mcp.RequestId) {
 			},
 		},
 	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+	h.spawn(func() {
 		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 		defer cancel()
 		_ = h.notify(nctx, n)
-	}()
+	})
 }
 
 type stdioTransport struct {
@@ -663,7 +688,7 @@ func (t *stdioTransport) SendRequest(ctx context.Context, req transport.JSONRPCR
 // still being sent by callRaw (sendCancelled), so none outlives the pool.
 func (t *stdioTransport) Close() error {
 	err := t.Stdio.Close()
-	t.h.wg.Wait()
+	t.h.wait()
 	return err
 }
 
@@ -684,7 +709,7 @@ func (t *sseTransport) SetProtocolVersion(v string) {
 
 func (t *sseTransport) Close() error {
 	err := t.SSE.Close()
-	t.h.wg.Wait()
+	t.h.wait()
 	return err
 }
 

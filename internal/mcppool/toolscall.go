@@ -104,7 +104,7 @@ func (t *httpTransport) SetRequestHandler(f transport.RequestHandler) {
 
 func (t *httpTransport) Close() error {
 	err := t.StreamableHTTP.Close()
-	t.h.wg.Wait()
+	t.h.wait()
 	return err
 }
 
@@ -436,9 +436,7 @@ func (t *httpTransport) dispatch(ctx context.Context, data []byte) *transport.JS
 // elicitation, which toolbus does not offer), as mcp-go's transport does;
 // Close waits for it.
 func (t *httpTransport) answer(ctx context.Context, m message) {
-	t.h.wg.Add(1)
-	go func() {
-		defer t.h.wg.Done()
+	t.h.spawn(func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serverRequestTimeout)
 		defer cancel()
 		var r *transport.JSONRPCResponse
@@ -468,7 +466,7 @@ func (t *httpTransport) answer(ctx context.Context, m message) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
-	}()
+	})
 }
 
 // serverRequestTimeout bounds answering a request the server sent, as in
