@@ -72,7 +72,8 @@ bench: build
 # a second table of the bus on echo_plain through each binary run as
 # `serve` (about 2 minutes on 2 cores). bench-sizes (5.5 minutes) refreshes
 # the 3 sizes x 4 levels table, bench-soak (10 minutes) and bench-inflight
-# (a minute; with SERVE_BINS, the burst through each binary's serve, 3 rounds)
+# (two minutes: a burst of sleep, then of sleep_plain, which has no
+# annotations; with SERVE_BINS, each through each binary's serve, 3 rounds)
 # the memory sections.
 MCP_PROXY  ?=
 SERVE_BINS ?=
@@ -94,7 +95,7 @@ bench-soak: build
 
 bench-inflight: build
 	$(BIN)/toolbus bench --inflight 10000 --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
-	$(BIN)/toolbus bench --inflight 10000 --memory-limit 128MiB --section inflight-128mib --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
+	$(BIN)/toolbus bench --inflight 10000 --inflight-tool sleep_plain --section inflight-plain --doc docs/benchmarks.md $(foreach b,$(SERVE_BINS),--serve-bin $(b))
 
 soak: build test-deps
 	TOOLBUS_NATS_SERVER=$(BIN)/nats-server SOAK_CALLS=20000 $(GO) test -count=1 -timeout 60m -run 'TestFault' ./internal/faulttest/ -v

@@ -19,7 +19,8 @@ const usage = `mcp-demo: toolbus's demo MCP server.
 Usage:
   mcp-demo [--transport stdio|sse|http] [--addr HOST:PORT] [--faults [--exec-log FILE]]
 
-Tools: echo, add, sleep (with progress), fail (tool error), whoami.
+Tools: echo, add, sleep (with progress), fail (tool error), whoami, and
+echo_plain and sleep_plain (the same without annotations).
 
 --faults adds fault-injection tools, for tests only: crash (exits the process
 with status 3), kill_parent (SIGKILLs the process that started this one, e.g.

@@ -15,12 +15,12 @@ import (
 
 func newBenchCmd(a *app) *cobra.Command {
 	var (
-		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit, section, proxy string
-		serveBins                                                                                []string
-		dur, soak, every, sleep                                                                  time.Duration
-		rounds, inflight, workers, ackPending, srvConc                                           int
-		resultMaxBytes                                                                           int64
-		syncAlways, h2c                                                                          bool
+		levels, sizes, tools, proto, only, cpuprofile, memprofile, doc, memLimit, section, proxy, inflightTool string
+		serveBins                                                                                              []string
+		dur, soak, every, sleep                                                                                time.Duration
+		rounds, inflight, workers, ackPending, srvConc                                                         int
+		resultMaxBytes                                                                                         int64
+		syncAlways, h2c                                                                                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -47,7 +47,7 @@ serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := bench.Options{Duration: dur, ProtocolVersion: proto, Only: only, SyncAlways: syncAlways, Rounds: rounds,
-				Soak: soak, SampleEvery: every, Inflight: inflight, SleepFor: sleep, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
+				Soak: soak, SampleEvery: every, Inflight: inflight, SleepFor: sleep, InflightTool: inflightTool, HeapProfile: memprofile, ServerConcurrency: srvConc, Progress: cmd.ErrOrStderr()}
 			o.Worker.Concurrency, o.Worker.MaxAckPending = workers, ackPending
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
@@ -113,6 +113,7 @@ serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 	fs.DurationVar(&every, "sample-every", 10*time.Second, "--soak: sampling interval")
 	fs.IntVar(&inflight, "inflight", 0, "instead of the table: publish this many calls of a 2s sleep at once and report time and peak RSS")
 	fs.DurationVar(&sleep, "sleep", 2*time.Second, "--inflight: how long each call sleeps (longer: every call is in flight at the peak)")
+	fs.StringVar(&inflightTool, "inflight-tool", "sleep", "--inflight: the demo tool of the burst: sleep (annotated idempotent) or sleep_plain (no annotations: a ledger mark per call, as most servers' tools)")
 	fs.IntVar(&workers, "worker-concurrency", 0, "worker.concurrency of the serve side (default serve's; --inflight: the burst)")
 	fs.IntVar(&ackPending, "max-ack-pending", 0, "worker.max_ack_pending of the serve side (default serve's; --inflight: the burst)")
 	fs.IntVar(&srvConc, "server-concurrency", 0, "max_concurrency of the demo server (default serve's; --inflight: the burst)")

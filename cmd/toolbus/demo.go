@@ -12,7 +12,7 @@ func newDemoCmd(*app) *cobra.Command {
 		Use:   "demo",
 		Short: "run the demo MCP server (echo, add, sleep, fail, whoami) over stdio, SSE or streamable HTTP",
 		Long: `Run the demo MCP server. Tools: echo, add, sleep (with progress), fail (a tool
-error), whoami.
+error), whoami, and echo_plain and sleep_plain (the same without annotations).
 
 --faults is for tests only: it adds crash (exits the server), kill_parent
 (SIGKILLs the process that started the server: as a stdio server of toolbus

@@ -100,6 +100,9 @@ type Options struct {
 	// to it unless set: time to complete and peak RSS of the serve side.
 	Inflight int
 	SleepFor time.Duration
+	// InflightTool is the burst's tool [sleep]: sleep_plain is the same
+	// without annotations (a ledger mark per call, as most servers' tools).
+	InflightTool string
 	// HeapProfile, when set, is where the serve side's heap profile is
 	// written: at the end of a soak, with all calls running in an
 	// Inflight burst.
@@ -136,6 +139,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 10 * time.Second
+	}
+	if o.InflightTool == "" {
+		o.InflightTool = "sleep"
 	}
 	if o.SleepFor <= 0 {
 		o.SleepFor = 2 * time.Second

@@ -62,7 +62,7 @@ func TestInflightBurst(t *testing.T) {
 	if err := Run(ctx, Options{Inflight: 200, SleepFor: 200 * time.Millisecond, HeapProfile: prof}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "| 200 | 200ms | 200 | 0 |") {
+	if !strings.Contains(out.String(), "| 200 | sleep | 200ms | 200 | 0 |") {
 		t.Fatalf("report:\n%s", out.String())
 	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
@@ -156,7 +156,7 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 
 	// --inflight with --serve-bin: the burst through the binary's serve too.
 	out.Reset()
-	if err := Run(ctx, Options{Inflight: 100, SleepFor: 200 * time.Millisecond, Rounds: 1, ServeBins: []string{toolbus}, MemoryLimit: "64MiB"}, &out); err != nil {
+	if err := Run(ctx, Options{Inflight: 100, SleepFor: 200 * time.Millisecond, InflightTool: "sleep_plain", Rounds: 1, ServeBins: []string{toolbus}, MemoryLimit: "64MiB"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	tables = strings.Split(strings.TrimSpace(out.String()), "\n\n")
@@ -164,7 +164,7 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 		t.Fatalf("want the in-process burst and the --serve-bin burst:\n%s", out.String())
 	}
 	sb = strings.Split(tables[1], "\n")[2:] // errors are the fourth column: checked below
-	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MB |") {
+	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | sleep_plain | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MB |") {
 		t.Errorf("want one burst of 100 completed through serve, with its RSS:\n%s", out.String())
 	}
 	// The memory limit reaches serve: one it refuses fails the run.

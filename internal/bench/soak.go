@@ -138,7 +138,7 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	}()
 	args := fmt.Sprintf(`{"ms":%d,"steps":1}`, o.SleepFor.Milliseconds())
 	cpu0 := cpuTime()
-	r, _, err := lg.do(job{Path: "bus", Tool: "sleep", Args: args, Burst: o.Inflight}, cpuTime, func() {
+	r, _, err := lg.do(job{Path: "bus", Tool: o.InflightTool, Args: args, Burst: o.Inflight}, cpuTime, func() {
 		// Every call is accepted; most run now. Profile half a sleep later.
 		go func() {
 			time.Sleep(o.SleepFor / 2)
@@ -163,9 +163,9 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	if peakCalls > 0 {
 		perCall = fmt.Sprintf("%.0f KB", float64(peak-rss0)/float64(peakCalls)/1024)
 	}
-	fmt.Fprintf(w, "| calls | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak calls in flight | RSS per call in flight | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %d | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %s | %d | %.0f MB / %.0f MB | %.2f s |\n",
-		o.Inflight, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakCalls, perCall, peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
+	fmt.Fprintf(w, "| calls | tool | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak calls in flight | RSS per call in flight | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %d | %s | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %s | %d | %.0f MB / %.0f MB | %.2f s |\n",
+		o.Inflight, o.InflightTool, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakCalls, perCall, peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
 	return nil
 }
 
@@ -228,7 +228,7 @@ func slope(xs, ys []float64) float64 {
 // run. A serve process reports neither its goroutines nor its heap, so
 // those columns are the in-process table's alone.
 func inflightBins(ctx context.Context, o Options, mcpURL string, w io.Writer) error {
-	fmt.Fprintf(w, "\n| serve | round | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | RSS per call | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n| serve | tool | round | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | RSS per call | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	args := fmt.Sprintf(`{"ms":%d,"steps":1}`, o.SleepFor.Milliseconds())
 	for round := 1; round <= o.Rounds; round++ {
 		for i, bin := range o.ServeBins {
@@ -247,13 +247,13 @@ func inflightBins(ctx context.Context, o Options, mcpURL string, w io.Writer) er
 				time.Sleep(time.Second)
 				rss0, _ := memStatusOf(sp.pid)
 				cpu0 := cpu()
-				r, _, err := lg.do(job{Path: "bus", Tool: "sleep", Args: args, Burst: o.Inflight}, cpu, nil)
+				r, _, err := lg.do(job{Path: "bus", Tool: o.InflightTool, Args: args, Burst: o.Inflight}, cpu, nil)
 				if err != nil {
 					return err
 				}
 				_, peak := memStatusOf(sp.pid)
-				fmt.Fprintf(w, "| %s | %d | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %.0f KB | %.2f s |\n",
-					serveLabel(o.ServeBins, i), round, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(),
+				fmt.Fprintf(w, "| %s | %s | %d | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %.0f KB | %.2f s |\n",
+					serveLabel(o.ServeBins, i), o.InflightTool, round, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(),
 					mb(peak), mb(rss0), float64(peak-rss0)/float64(o.Inflight)/1024, (cpu() - cpu0).Seconds())
 				return nil
 			}(); err != nil {

@@ -4,7 +4,7 @@
 // it for people trying toolbus out.
 //
 // By default it offers only harmless tools (SafeTools: echo, echo_plain,
-// add, sleep with progress, fail, whoami). Options.Faults adds the fault-injection and
+// add, sleep with progress, sleep_plain, fail, whoami). Options.Faults adds the fault-injection and
 // test tools (FaultTools: crash, kill_parent, destroy, count, executions),
 // which exit the process, kill its parent or pose as destructive: they are
 // for tests, never for a server people call by hand.
@@ -49,10 +49,10 @@ const defaultSleepSteps = 5
 // SafeTools are the tools every demo server offers: none of them changes
 // anything or harms the process that runs it.
 //
-// echo_plain is echo without MCP annotations, as most real servers' tools
-// are: a bus must treat it as destructive and not idempotent (benchmarks
-// use it to measure that path).
-var SafeTools = []string{"echo", "echo_plain", "add", "sleep", "fail", "whoami"}
+// echo_plain and sleep_plain are echo and sleep without MCP annotations, as
+// most real servers' tools are: a bus must treat them as destructive and not
+// idempotent (benchmarks use them to measure that path).
+var SafeTools = []string{"echo", "echo_plain", "add", "sleep", "sleep_plain", "fail", "whoami"}
 
 // FaultTools are the tools only a demo server with Options.Faults offers:
 // crash and kill_parent end the server (and its parent), destroy poses as a
@@ -167,6 +167,14 @@ func (t *tools) safe() []server.ServerTool {
 				mcp.WithInteger("ms", mcp.Required(), mcp.Min(0), mcp.Description("total time to sleep, in milliseconds")),
 				mcp.WithInteger("steps", mcp.Min(1), mcp.DefaultNumber(defaultSleepSteps), mcp.Description("number of progress notifications")),
 			}),
+			Handler: t.sleep,
+		},
+		{
+			Tool: unannotated(tool("sleep_plain", []mcp.ToolOption{
+				mcp.WithDescription("Sleeps ms milliseconds, reporting progress in steps when the call carries a progress token. Stops when cancelled. Declares no annotations."),
+				mcp.WithInteger("ms", mcp.Required(), mcp.Min(0), mcp.Description("total time to sleep, in milliseconds")),
+				mcp.WithInteger("steps", mcp.Min(1), mcp.DefaultNumber(defaultSleepSteps), mcp.Description("number of progress notifications")),
+			})),
 			Handler: t.sleep,
 		},
 		{
