@@ -72,6 +72,7 @@ func (a *app) runFrontDoor(ctx context.Context, cfg *config.Config, fc frontdoor
 		return err
 	}
 	defer nc.Close()
+	fc.Version = moduleVersion()
 	g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
 	if err != nil {
 		return err
@@ -110,6 +111,7 @@ func startFrontDoor(ctx context.Context, svc *services, nc *nats.Conn, cfg *conf
 	if err := frontdoor.CheckListen(addr, fc); err != nil {
 		return nil, fmt.Errorf("%w (or set mcp.listen: off)", err)
 	}
+	fc.Version = moduleVersion()
 	g, err := frontdoor.New(ctx, nc, fc, frontdoor.WithLogger(log))
 	if err != nil {
 		return nil, err

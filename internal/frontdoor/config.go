@@ -42,6 +42,9 @@ type Config struct {
 	TaskTimeout time.Duration
 	// Debounce gathers catalog changes before list_changed is sent.
 	Debounce time.Duration
+	// Version is the server version initialize names: toolbus's build
+	// (default "0.0.0").
+	Version string
 }
 
 // Token is one bearer token: who it calls as and what it sees.

@@ -34,11 +34,8 @@ import (
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
-// ServerName and ServerVersion are what initialize names.
-const (
-	ServerName    = "toolbus"
-	ServerVersion = "0.1.0"
-)
+// ServerName is the server initialize names, with Config.Version.
+const ServerName = "toolbus"
 
 // metaCallID carries the bus call id from the front door's message filter
 // to the tool handler, in the request's _meta. The filter always sets it,
@@ -204,7 +201,11 @@ func (g *Gateway) profile(view string, tok *Token, transport string) *profile {
 	}
 	p = &profile{g: g, agent: agent, view: view, pol: merged{view: g.cfg.Views[view], token: tpol},
 		calls: map[string]string{}, byCall: map[string]tracked{}}
-	p.srv = server.NewMCPServer(ServerName, ServerVersion,
+	version := g.cfg.Version
+	if version == "" {
+		version = "0.0.0"
+	}
+	p.srv = server.NewMCPServer(ServerName, version,
 		server.WithToolCapabilities(true),
 		server.WithTaskCapabilities(true, true, true),
 		server.WithRecovery(),

@@ -15,6 +15,13 @@ import (
 
 func connect(t *testing.T, url, version, token string, topts ...transport.StreamableHTTPCOption) *mcpclient.Client {
 	t.Helper()
+	c, _ := connectInfo(t, url, version, token, topts...)
+	return c
+}
+
+// connectInfo is connect, with what initialize answered.
+func connectInfo(t *testing.T, url, version, token string, topts ...transport.StreamableHTTPCOption) (*mcpclient.Client, *mcp.InitializeResult) {
+	t.Helper()
 	if token != "" {
 		topts = append(topts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
 	}
@@ -38,7 +45,7 @@ func connect(t *testing.T, url, version, token string, topts ...transport.Stream
 	if res.Capabilities.Tools == nil || res.Capabilities.Resources != nil || res.Capabilities.Prompts != nil {
 		t.Fatalf("initialize advertises %+v; want tools only (and tasks)", res.Capabilities)
 	}
-	return c
+	return c, res
 }
 
 func toolNames(t *testing.T, c *mcpclient.Client) []string {
@@ -78,10 +85,13 @@ func text(r *mcp.CallToolResult) string {
 // arguments are JSON-RPC errors with the bus's words.
 func TestMCPGoClientBothVersions(t *testing.T) {
 	b := startBus(t)
-	_, url := b.gateway(t, frontdoor.Config{})
+	_, url := b.gateway(t, frontdoor.Config{Version: "9.8.7"})
 	for _, v := range []string{mcp.ProtocolVersion20251125, "2026-07-28"} {
 		t.Run(v, func(t *testing.T) {
-			c := connect(t, url, v, "")
+			c, init := connectInfo(t, url, v, "")
+			if init.ServerInfo.Name != frontdoor.ServerName || init.ServerInfo.Version != "9.8.7" {
+				t.Errorf("initialize names %+v, want toolbus 9.8.7 (Config.Version)", init.ServerInfo)
+			}
 			res, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
 			if err != nil {
 				t.Fatal(err)
