@@ -208,19 +208,19 @@ func (t *httpTransport) send(ctx context.Context, method string, body []byte, he
 	req.Header = h
 	// The round trip itself: http.Client.Do would clone the headers again
 	// for a redirect that almost never comes. One that does is followed
-	// by the client, with the body again.
+	// by the client from the answer already received (replayFirst): the
+	// request is not sent again (a 303 says the POST was handled), and a
+	// 3xx the client does not follow (no Location) is the answer.
 	var resp *http.Response
 	var err error
 	if t.hc.Transport == nil || t.hc.Jar != nil || t.hc.Timeout != 0 {
 		resp, err = t.hc.Do(req) // a client of the caller's, set up for more
 	} else {
 		resp, err = t.hc.Transport.RoundTrip(req)
-	}
-	if err == nil && isRedirect(resp.StatusCode) && req.GetBody != nil {
-		_ = resp.Body.Close()
-		again := req.Clone(ctx)
-		if again.Body, err = req.GetBody(); err == nil {
-			resp, err = t.hc.Do(again)
+		if err == nil && isRedirect(resp.StatusCode) {
+			hc := *t.hc
+			hc.Transport = &replayFirst{resp: resp, next: t.hc.Transport}
+			resp, err = hc.Do(req)
 		}
 	}
 	if err != nil {
@@ -231,6 +231,21 @@ func (t *httpTransport) send(ctx context.Context, method string, body []byte, he
 		return nil, fmt.Errorf("failed to send request: %w", transport.ErrSessionTerminated)
 	}
 	return resp, nil
+}
+
+// replayFirst answers its first round trip with resp, received already,
+// and sends the others (the redirects http.Client follows) to next.
+type replayFirst struct {
+	resp *http.Response
+	next http.RoundTripper
+}
+
+func (r *replayFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	if resp := r.resp; resp != nil {
+		r.resp = nil
+		return resp, nil
+	}
+	return r.next.RoundTrip(req)
 }
 
 func isRedirect(status int) bool {

@@ -368,3 +368,52 @@ func TestToolsCallLongSSELines(t *testing.T) {
 		t.Fatalf("progress messages %d, want one of 5000 bytes", len(msgs))
 	}
 }
+
+// A redirect is followed as mcp-go's http.Client.Do followed it: the
+// tools/call POST reaches the server once. A 303 (See Other: the POST was
+// handled, fetch the answer elsewhere) is not posted again, and a 3xx
+// without a Location is the answer, quoted, not a reason to send the
+// request a second time.
+func TestToolsCallRedirectPostsOnce(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name     string
+		status   int
+		location string
+	}{
+		{"303 see other", http.StatusSeeOther, "/result"},
+		{"307 without location", http.StatusTemporaryRedirect, ""},
+		{"302 without location", http.StatusFound, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newScripted(t)
+			var mu sync.Mutex
+			posts := 0
+			s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+				mu.Lock()
+				posts++
+				mu.Unlock()
+				if c.location != "" {
+					w.Header().Set("Location", c.location)
+				}
+				w.WriteHeader(c.status)
+			}
+			p := New(testLog(t))
+			defer p.Close()
+			p.Upsert(s.def())
+			_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			if err == nil {
+				t.Fatal("the call succeeded")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if posts != 1 {
+				t.Fatalf("tools/call posted %d times, want once (%v)", posts, err)
+			}
+			if c.location == "" && !strings.Contains(err.Error(), fmt.Sprint(c.status)) {
+				t.Fatalf("error does not quote the status %d: %v", c.status, err)
+			}
+		})
+	}
+}
