@@ -29,6 +29,7 @@ type scripted struct {
 	sessions int
 	answers  map[string]json.RawMessage // id → the client's answer to our request
 	answered chan struct{}
+	onAnswer func(r *http.Request) // when set, runs before an answer is taken
 }
 
 func newScripted(t *testing.T) *scripted {
@@ -79,6 +80,9 @@ func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
 	case m.Method != "":
 		w.WriteHeader(http.StatusAccepted) // notifications
 	default: // the client's answer to a request of ours
+		if s.onAnswer != nil {
+			s.onAnswer(r)
+		}
 		s.mu.Lock()
 		if m.Error != nil {
 			s.answers[string(m.ID)] = m.Error
@@ -415,5 +419,40 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 				t.Fatalf("error does not quote the status %d: %v", c.status, err)
 			}
 		})
+	}
+}
+
+// Closing the pool does not wait on a server that holds the answer to a
+// request it sent inside a tools/call stream: mcp-go's Close cancelled
+// such answers, and a server that never replies to the POST would
+// otherwise hold Close for the answer's 30 seconds.
+func TestToolsCallCloseEndsAnswers(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	arrived := make(chan struct{}, 1)
+	s.onAnswer = func(r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done() // until the client gives up on it
+	}
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", `{"jsonrpc":"2.0","id":"s1","method":"ping"}`)
+		sseEvent(w, "", textResult(id, "ok"))
+	}
+	p := New(testLog(t))
+	p.Upsert(s.def())
+	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	<-arrived
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = p.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second): // the answer's own bound is 30s
+		t.Fatal("Close waits for the server to take the answer to its ping")
 	}
 }
