@@ -163,7 +163,15 @@ func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) 
 		}
 		var r transport.JSONRPCResponse
 		if err := json.Unmarshal(raw, &r); err != nil {
-			return nil, fmt.Errorf("failed to decode response: %w", err)
+			// Read again as mcp-go's json.Decoder read it, for its
+			// errors and classes: the first value is the answer, and a
+			// body that ends before one is io.EOF or
+			// io.ErrUnexpectedEOF (a broken connection), not a syntax
+			// error.
+			r = transport.JSONRPCResponse{}
+			if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&r); err != nil {
+				return nil, fmt.Errorf("failed to decode response: %w", err)
+			}
 		}
 		if r.ID.IsNil() {
 			return nil, fmt.Errorf("response should contain RPC id: %v", r)

@@ -456,3 +456,39 @@ func TestToolsCallCloseEndsAnswers(t *testing.T) {
 		t.Fatal("Close waits for the server to take the answer to its ping")
 	}
 }
+
+// A JSON answer is read as mcp-go's json.Decoder read it: the first JSON
+// value is the answer (what follows it is not looked at), and a body that
+// ends before one (empty, or cut off) is a broken connection (EOF), not a
+// bad answer.
+func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		body  func(id string) string
+		class Class
+	}{
+		{"empty", func(string) string { return "" }, ClassReset},
+		{"cut off", func(id string) string { r := textResult(id, "ok"); return r[:len(r)/2] }, ClassReset},
+		{"trailing bytes", func(id string) string { return textResult(id, "ok") + "\n\x00garbage" }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newScripted(t)
+			s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, c.body(id))
+			}
+			p := New(testLog(t))
+			defer p.Close()
+			p.Upsert(s.def())
+			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			if ClassOf(err) != c.class {
+				t.Fatalf("class %q, want %q: %v", ClassOf(err), c.class, err)
+			}
+			if err == nil && text(t, raw) != "ok" {
+				t.Fatalf("result %s", raw)
+			}
+		})
+	}
+}
