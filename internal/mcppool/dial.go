@@ -728,6 +728,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // traceMeta, when set, holds the _meta members of the W3C trace context
 // ("traceparent":"00-…", SEP-414), sent on every protocol version.
 func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte) (json.RawMessage, bool, error) {
+	if len(args) > 0 && !json.Valid(args) {
+		// Spliced into the request's text below, they would rewrite it:
+		// `{},"name":"other"` calls another tool.
+		return nil, false, &rpcError{Code: mcp.INVALID_PARAMS, Message: "the arguments are not valid JSON"}
+	}
 	name, _ := json.Marshal(tool)
 	p := make([]byte, 0, len(args)+len(name)+len(c.modernMeta)+len(traceMeta)+64)
 	p = append(p, `{"name":`...)

@@ -492,3 +492,39 @@ func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
 		})
 	}
 }
+
+// Arguments that are not one JSON value fail the call before it is sent,
+// as invalid parameters: spliced into the request's text, they would
+// rewrite it (here, name another tool; the request stays valid JSON, so
+// mcp-go's json.Marshal did not catch it either).
+func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	var mu sync.Mutex
+	var names []string
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		var req struct {
+			Params struct {
+				Name string `json:"name"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &req)
+		mu.Lock()
+		names = append(names, req.Params.Name)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "ran "+req.Params.Name))
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	raw, _, err := p.Call(context.Background(), "s", "t", json.RawMessage(`{},"name":"other"`), CallOptions{})
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil || len(names) != 0 {
+		t.Fatalf("the server got tools/call for %v (%s, %v)", names, raw, err)
+	}
+	if ClassOf(err) != ClassInvalidParams {
+		t.Fatalf("class %s, want %s: %v", ClassOf(err), ClassInvalidParams, err)
+	}
+}
