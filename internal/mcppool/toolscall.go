@@ -220,6 +220,12 @@ func (t *httpTransport) send(ctx context.Context, method string, body []byte, he
 		}
 	}
 	req.Header = h
+	if u := t.u.User; u != nil && h.Get("Authorization") == "" {
+		// The URL's credentials, as http.Client.Do sends them (a
+		// transport's RoundTrip does not).
+		pw, _ := u.Password()
+		req.SetBasicAuth(u.Username(), pw)
+	}
 	// The round trip itself: http.Client.Do would clone the headers again
 	// for a redirect that almost never comes. One that does is followed
 	// by the client from the answer already received (replayFirst): the

@@ -528,3 +528,34 @@ func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
 		t.Fatalf("class %s, want %s: %v", ClassOf(err), ClassInvalidParams, err)
 	}
 }
+
+// A server URL with credentials in it (http://user:pass@host/mcp) gets them
+// as basic auth on tools/call too, as http.Client.Do sent them for mcp-go
+// (the transport's RoundTrip alone does not).
+func TestToolsCallURLCredentials(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	var mu sync.Mutex
+	var user, pass string
+	var ok bool
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		mu.Lock()
+		user, pass, ok = r.BasicAuth()
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "ok"))
+	}
+	def := s.def()
+	def.URL = strings.Replace(def.URL, "http://", "http://alice:s3cret@", 1)
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(def)
+	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !ok || user != "alice" || pass != "s3cret" {
+		t.Fatalf("tools/call basic auth %q %q %v, want alice s3cret", user, pass, ok)
+	}
+}
