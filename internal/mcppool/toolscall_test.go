@@ -559,3 +559,36 @@ func TestToolsCallURLCredentials(t *testing.T) {
 		t.Fatalf("tools/call basic auth %q %q %v, want alice s3cret", user, pass, ok)
 	}
 }
+
+// A call reading a stream that goes quiet ends with its context: the read
+// is aborted, the connection let go (the server sees it), and the call
+// fails as cancelled.
+func TestToolsCallStreamCancelled(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	gone := make(chan struct{})
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		var req struct {
+			Params struct {
+				Meta struct {
+					ProgressToken string `json:"progressToken"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &req)
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1}}`, req.Params.Meta.ProgressToken))
+		<-r.Context().Done()
+		close(gone)
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, err := p.Call(ctx, "s", "t", nil, CallOptions{Progress: func(float64, float64, string) { cancel() }})
+	if ClassOf(err) != ClassCanceled {
+		t.Fatalf("class %s, want %s: %v", ClassOf(err), ClassCanceled, err)
+	}
+	<-gone
+}
