@@ -385,6 +385,7 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 		status   int
 		location string
 	}{
+		{"307 to another path", http.StatusTemporaryRedirect, "/mcp/"},
 		{"303 see other", http.StatusSeeOther, "/result"},
 		{"307 without location", http.StatusTemporaryRedirect, ""},
 		{"302 without location", http.StatusFound, ""},
@@ -395,6 +396,11 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 			var mu sync.Mutex
 			posts := 0
 			s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+				if r.URL.Path != "/mcp" {
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, textResult(id, "ok"))
+					return
+				}
 				mu.Lock()
 				posts++
 				mu.Unlock()
@@ -406,14 +412,14 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 			p := New(testLog(t))
 			defer p.Close()
 			p.Upsert(s.def())
-			_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
-			if err == nil {
-				t.Fatal("the call succeeded")
+			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			if (err == nil) != (c.location == "/mcp/") {
+				t.Fatalf("the call: %s %v", raw, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if posts != 1 {
-				t.Fatalf("tools/call posted %d times, want once (%v)", posts, err)
+				t.Fatalf("tools/call posted to /mcp %d times, want once (%v)", posts, err)
 			}
 			if c.location == "" && !strings.Contains(err.Error(), fmt.Sprint(c.status)) {
 				t.Fatalf("error does not quote the status %d: %v", c.status, err)
