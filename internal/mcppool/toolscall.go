@@ -357,6 +357,10 @@ func (t *httpTransport) readStream(ctx context.Context, body io.Reader, cur *sse
 		br.Reset(nil)
 		sseReaders.Put(br)
 	}()
+	// A byte order mark at the stream's start is dropped (the SSE spec).
+	if b, _ := br.Peek(3); string(b) == "\xEF\xBB\xBF" {
+		_, _ = br.Discard(3)
+	}
 	var data []byte
 	var id string
 	hasID, hasData := false, false

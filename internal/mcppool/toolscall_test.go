@@ -598,3 +598,23 @@ func TestToolsCallStreamCancelled(t *testing.T) {
 	}
 	<-gone
 }
+
+// A stream that starts with a byte order mark is read as the SSE spec
+// says (the mark is dropped), not with its first field lost: here the
+// response. mcp-go lost it.
+func TestToolsCallStreamBOM(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "\xEF\xBB\xBF")
+		sseEvent(w, "", textResult(id, "ok"))
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.Upsert(s.def())
+	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	if err != nil || text(t, raw) != "ok" {
+		t.Fatalf("%s %v", raw, err)
+	}
+}
