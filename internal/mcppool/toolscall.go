@@ -145,11 +145,22 @@ func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) 
 	}
 	body = append(body, '}')
 
+	// Over https (net/http, HTTP/2) closing a body can wait for the
+	// connection's write lock unless the request's context has ended: end
+	// it first, as mcp-go does. h1 (plain http) needs no context of its own.
+	stop := func() {}
+	if t.u.Scheme != "http" {
+		ctx, stop = context.WithCancel(ctx)
+	}
 	resp, err := t.send(ctx, http.MethodPost, body, req.Header, acceptEither)
 	if err != nil {
+		stop()
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		stop()
+		_ = resp.Body.Close()
+	}()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		return statusAnswer(resp)
 	}

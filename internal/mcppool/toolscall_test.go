@@ -618,3 +618,62 @@ func TestToolsCallStreamBOM(t *testing.T) {
 		t.Fatalf("%s %v", raw, err)
 	}
 }
+
+// Over https the requests go to net/http's transport, which speaks HTTP/2:
+// a JSON answer and an SSE answer with progress both arrive (the call ends
+// its own context before it closes the body there).
+func TestToolsCallOverHTTPS(t *testing.T) {
+	t.Parallel()
+	s := &scripted{answers: map[string]json.RawMessage{}, answered: make(chan struct{}, 16)}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.EnableHTTP2 = true
+	s.srv.StartTLS()
+	t.Cleanup(s.srv.Close)
+	var mu sync.Mutex
+	protos := map[int]int{}
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		mu.Lock()
+		protos[r.ProtoMajor]++
+		mu.Unlock()
+		var req struct {
+			Params struct {
+				Meta struct {
+					ProgressToken string `json:"progressToken"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &req)
+		if tok := req.Params.Meta.ProgressToken; tok != "" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"message":"tls"}}`, tok))
+			sseEvent(w, "", textResult(id, "streamed"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "plain"))
+	}
+	trusted := s.srv.Client().Transport.(*http.Transport)
+	p := New(testLog(t), WithHTTPClients(func(n int) *http.Client {
+		tr := trusted.Clone()
+		tr.ForceAttemptHTTP2 = true
+		return &http.Client{Transport: wholeBodies{newH1(tr, n, httpIdleTimeout)}}
+	}))
+	defer p.Close()
+	p.Upsert(s.def())
+	for range 3 {
+		raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+		if err != nil || text(t, raw) != "plain" {
+			t.Fatalf("JSON answer: %s %v", raw, err)
+		}
+	}
+	var msgs []string
+	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, m string) { msgs = append(msgs, m) }})
+	if err != nil || text(t, raw) != "streamed" || strings.Join(msgs, ",") != "tls" {
+		t.Fatalf("SSE answer: %s %v, progress %v", raw, err, msgs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if protos[2] != 4 {
+		t.Fatalf("tools/call by HTTP version: %v, want 4 over HTTP/2", protos)
+	}
+}
