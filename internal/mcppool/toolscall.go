@@ -467,6 +467,13 @@ func (t *httpTransport) dispatch(ctx context.Context, data []byte) *transport.JS
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
+			defer func() {
+				// A handler's panic is logged, as mcp-go's stream reader
+				// did, not the end of the process.
+				if v := recover(); v != nil {
+					t.h.log.Error().Str("panic", fmt.Sprint(v)).Msg("a notification handler panicked: a bug; the notification is dropped")
+				}
+			}()
 			var n mcp.JSONRPCNotification
 			if err := json.Unmarshal(data, &n); err == nil {
 				(*f)(n)

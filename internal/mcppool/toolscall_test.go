@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
@@ -675,5 +677,29 @@ func TestToolsCallOverHTTPS(t *testing.T) {
 	defer mu.Unlock()
 	if protos[2] != 4 {
 		t.Fatalf("tools/call by HTTP version: %v, want 4 over HTTP/2", protos)
+	}
+}
+
+// A notification handler that panics on a notification inside a tools/call
+// stream costs that notification, not the call or the process.
+func TestToolsCallHandlerPanic(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t)
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseEvent(w, "", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"boom"}}`)
+		sseEvent(w, "", textResult(id, "survived"))
+	}
+	p := New(testLog(t))
+	defer p.Close()
+	p.OnNotification(func(server string, n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/message" {
+			panic("handler bug")
+		}
+	})
+	p.Upsert(s.def())
+	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	if err != nil || text(t, raw) != "survived" {
+		t.Fatalf("%s %v", raw, err)
 	}
 }
