@@ -288,15 +288,18 @@ func isRedirect(status int) bool {
 }
 
 // statusAnswer is what mcp-go makes of a non-2xx answer to a request: a 401
-// is an authorization error; a body that is a JSON-RPC message is the
-// answer; anything else quotes the status and the body.
+// is an authorization error; a body that is a JSON-RPC error is the answer;
+// anything else quotes the status and the body. Unlike mcp-go, a JSON body
+// that carries no JSON-RPC error (a gateway's 502 {"message":…}) is not an
+// answer: mcp-go took it for an empty one, a malformed answer that is not
+// retried, where the status says the server is unreachable.
 func statusAnswer(resp *http.Response) (*transport.JSONRPCResponse, error) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusUnauthorized {
 		return nil, &transport.AuthorizationRequiredError{}
 	}
 	var r transport.JSONRPCResponse
-	if err := json.Unmarshal(body, &r); err == nil {
+	if err := json.Unmarshal(body, &r); err == nil && r.Error != nil {
 		return &r, nil
 	}
 	return nil, fmt.Errorf("request failed with status %d: %s", resp.StatusCode, body)

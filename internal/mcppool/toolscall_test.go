@@ -295,6 +295,7 @@ func TestToolsCallHTTPAnswers(t *testing.T) {
 	}{
 		{"401", http.StatusUnauthorized, "text/plain", "who?", ClassAuth, "401"},
 		{"503", http.StatusServiceUnavailable, "text/plain", "overloaded", ClassHTTP5xx, "overloaded"},
+		{"502 gateway json", http.StatusBadGateway, "application/json", `{"message":"Internal server error"}`, ClassHTTP5xx, "Internal server error"},
 		{"400 json-rpc", http.StatusBadRequest, "application/json", `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad batch"}}`, ClassProtocol, "bad batch"},
 		{"404", http.StatusNotFound, "text/plain", "gone", ClassNotMCP, "ended the MCP session"},
 		{"html", http.StatusOK, "text/html", "<html>", ClassTransport, "unexpected content type"},
