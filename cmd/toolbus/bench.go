@@ -52,6 +52,12 @@ serve (a fresh process per burst, the binaries taking turns for --rounds).`,
 			o.Streams.ResultMaxBytes = resultMaxBytes
 			o.H2C = h2c
 			o.MCPProxy, o.ServeBins, o.MemoryLimit = proxy, serveBins, memLimit
+			switch {
+			case soak > 0 && len(serveBins) > 0:
+				return usagef("--serve-bin measures the table and --inflight, not --soak (whose serve side runs in this process)")
+			case inflight > 0 && inflightTool != "sleep" && inflightTool != "sleep_plain":
+				return usagef("--inflight-tool %q: want sleep or sleep_plain", inflightTool)
+			}
 			// The serve side runs in this process: the limit serve sets.
 			if _, err := applyMemoryLimit(a.getenv, memLimit); err != nil {
 				return usagef("--memory-limit: %v", err)

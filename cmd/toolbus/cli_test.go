@@ -83,6 +83,8 @@ func TestExitCodesInProcess(t *testing.T) {
 		{[]string{"sync", "--log-level", "loud"}, 2, "want debug, info, warn or error"},
 		{[]string{"serve", "extra"}, 2, "unexpected arguments"},
 		{[]string{"status", "--interval", "0s"}, 2, "--interval 0s: want a positive duration"},
+		{[]string{"bench", "--soak", "1s", "--serve-bin", "x"}, 2, "not --soak"},
+		{[]string{"bench", "--inflight", "10", "--inflight-tool", "echo"}, 2, `--inflight-tool "echo": want sleep or sleep_plain`},
 		{[]string{"status", "--json"}, 1, "127.0.0.1:1"},
 		{[]string{"tools"}, 1, "127.0.0.1:1"},
 		{[]string{"tools", "--nats-url", "nats://127.0.0.1:2"}, 1, "127.0.0.1:2"}, // the flag wins over NATS_URL
