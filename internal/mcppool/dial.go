@@ -222,7 +222,7 @@ func dial(ctx context.Context, srv registry.Server, o DialOptions, rpcErrors boo
 	defer cancel()
 
 	c := &conn{server: srv.Name, lost: make(chan struct{})}
-	c.hooks = &hooks{rpcErrors: rpcErrors, log: o.Log}
+	c.hooks = newHooks(rpcErrors, o.Log)
 	var tr transport.Interface
 	var err error
 	switch srv.Transport {
@@ -601,16 +601,25 @@ type hooks struct {
 	log            zerolog.Logger
 	version        atomic.Value // string
 
-	mu     sync.Mutex
-	closed bool // set by wait: nothing more is spawned
-	wg     sync.WaitGroup
+	// closing ends with the transport's Close (wait): nothing more is
+	// spawned, and what is running may stop on it.
+	closing context.Context
+	stop    context.CancelFunc
+	mu      sync.Mutex // orders spawn's Add before wait's Wait
+	wg      sync.WaitGroup
+}
+
+func newHooks(rpcErrors bool, log zerolog.Logger) *hooks {
+	h := &hooks{rpcErrors: rpcErrors, log: log}
+	h.closing, h.stop = context.WithCancel(context.Background())
+	return h
 }
 
 // spawn runs f off the caller's path, unless the transport has closed;
 // the transport's Close waits for it (wait).
 func (h *hooks) spawn(f func()) {
 	h.mu.Lock()
-	if h.closed {
+	if h.closing.Err() != nil {
 		h.mu.Unlock()
 		return
 	}
@@ -622,10 +631,10 @@ func (h *hooks) spawn(f func()) {
 	}()
 }
 
-// wait stops spawn and waits for what it started.
+// wait ends closing, which stops spawn, and waits for what it started.
 func (h *hooks) wait() {
 	h.mu.Lock()
-	h.closed = true
+	h.stop()
 	h.mu.Unlock()
 	h.wg.Wait()
 }

@@ -55,10 +55,6 @@ type httpTransport struct {
 	version    atomic.Pointer[[]string] // the Mcp-Protocol-Version header's value
 	notify     atomic.Pointer[func(mcp.JSONRPCNotification)]
 	requests   atomic.Pointer[transport.RequestHandler]
-	// closing ends with Close: the answers to the server's requests still
-	// being sent stop then, as mcp-go's Close stopped them.
-	closing context.Context
-	stop    context.CancelFunc
 }
 
 func newHTTPTransport(t *transport.StreamableHTTP, h *hooks, hc *http.Client, rawURL string, headers map[string]string, headerFunc func(context.Context) map[string]string) (*httpTransport, error) {
@@ -70,8 +66,7 @@ func newHTTPTransport(t *transport.StreamableHTTP, h *hooks, hc *http.Client, ra
 	for k, v := range headers {
 		static.Set(k, v)
 	}
-	closing, stop := context.WithCancel(context.Background())
-	return &httpTransport{StreamableHTTP: t, h: h, hc: hc, u: u, static: static, headerFunc: headerFunc, closing: closing, stop: stop}, nil
+	return &httpTransport{StreamableHTTP: t, h: h, hc: hc, u: u, static: static, headerFunc: headerFunc}, nil
 }
 
 func (t *httpTransport) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
@@ -108,7 +103,6 @@ func (t *httpTransport) SetRequestHandler(f transport.RequestHandler) {
 }
 
 func (t *httpTransport) Close() error {
-	t.stop()
 	err := t.StreamableHTTP.Close()
 	t.h.wait()
 	return err
@@ -499,7 +493,8 @@ func (t *httpTransport) answer(ctx context.Context, m message) {
 	t.h.spawn(func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serverRequestTimeout)
 		defer cancel()
-		defer context.AfterFunc(t.closing, cancel)()
+		// Close stops it, as mcp-go's Close stopped its answers.
+		defer context.AfterFunc(t.h.closing, cancel)()
 		var r *transport.JSONRPCResponse
 		var err error
 		if f := t.requests.Load(); f != nil {
