@@ -41,6 +41,27 @@ func newScripted(t *testing.T) *scripted {
 	return s
 }
 
+// pool is a pool with the scripted server as "s", closed with the test.
+func (s *scripted) pool(t *testing.T) *Pool {
+	p := New(testLog(t))
+	t.Cleanup(func() { _ = p.Close() })
+	p.Upsert(s.def())
+	return p
+}
+
+// progressToken is the progress token of a tools/call request body.
+func progressToken(body []byte) string {
+	var req struct {
+		Params struct {
+			Meta struct {
+				ProgressToken string `json:"progressToken"`
+			} `json:"_meta"`
+		} `json:"params"`
+	}
+	_ = json.Unmarshal(body, &req)
+	return req.Params.Meta.ProgressToken
+}
+
 func (s *scripted) def() registry.Server {
 	return registry.Server{Name: "s", Transport: registry.TransportHTTP, URL: s.srv.URL + "/mcp", ProtocolVersion: "2025-11-25"}
 }
@@ -124,23 +145,13 @@ func TestToolsCallStreamResumed(t *testing.T) {
 	var mu sync.Mutex
 	var lastID, callID string
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
-		var req struct {
-			Params struct {
-				Meta struct {
-					ProgressToken string `json:"progressToken"`
-				} `json:"_meta"`
-			} `json:"params"`
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+		tok := progressToken(body)
 		mu.Lock()
 		callID = id
 		mu.Unlock()
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "retry: 10\n")
-		sseEvent(w, "e1", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"total":2,"message":"half"}}`, req.Params.Meta.ProgressToken))
+		sseEvent(w, "e1", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"total":2,"message":"half"}}`, tok))
 	}
 	s.get = func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -150,9 +161,7 @@ func TestToolsCallStreamResumed(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		sseEvent(w, "e2", textResult(id, "resumed"))
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	var progress []string
 	raw, isErr, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(done, total float64, msg string) {
 		progress = append(progress, fmt.Sprintf("%g/%g %s", done, total, msg))
@@ -182,9 +191,7 @@ func TestToolsCallStreamEndsEarly(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		sseEvent(w, "", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`)
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 	if ClassOf(err) != ClassReset || !strings.Contains(err.Error(), "closed unexpectedly") {
 		t.Fatalf("class %s: %v", ClassOf(err), err)
@@ -211,9 +218,7 @@ func TestToolsCallServerRequests(t *testing.T) {
 		}
 		sseEvent(w, "", textResult(id, "answered"))
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -318,9 +323,7 @@ func TestToolsCallHTTPAnswers(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprint(w, textResult(id, "ok"))
 			}
-			p := New(testLog(t))
-			defer p.Close()
-			p.Upsert(s.def())
+			p := s.pool(t)
 			_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 			if ClassOf(err) != c.class || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("class %s, want %s: %v", ClassOf(err), c.class, err)
@@ -344,25 +347,16 @@ func TestToolsCallLongSSELines(t *testing.T) {
 	s := newScripted(t)
 	big := strings.Repeat("0123456789", 30_000) // 300 KB in one data line
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
-		var req struct {
-			Params struct {
-				Meta struct {
-					ProgressToken string `json:"progressToken"`
-				} `json:"_meta"`
-			} `json:"params"`
-		}
-		_ = json.Unmarshal(body, &req)
+		tok := progressToken(body)
 		w.Header().Set("Content-Type", "text/event-stream")
-		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"message":%q}}`, req.Params.Meta.ProgressToken, big[:5000]))
+		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"message":%q}}`, tok, big[:5000]))
 		// The response's JSON split over data lines between its tokens,
 		// as SSE allows (the lines join with newlines).
 		res := textResult(id, big)
 		i := strings.Index(res, `"result"`)
 		fmt.Fprintf(w, "event: message\ndata: %s\r\ndata: %s\n\n", res[:i], res[i:])
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	var msgs []string
 	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, msg string) { msgs = append(msgs, msg) }})
 	if err != nil {
@@ -412,9 +406,7 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 				}
 				w.WriteHeader(c.status)
 			}
-			p := New(testLog(t))
-			defer p.Close()
-			p.Upsert(s.def())
+			p := s.pool(t)
 			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 			if (err == nil) != (c.location == "/mcp/") {
 				t.Fatalf("the call: %s %v", raw, err)
@@ -488,9 +480,7 @@ func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprint(w, c.body(id))
 			}
-			p := New(testLog(t))
-			defer p.Close()
-			p.Upsert(s.def())
+			p := s.pool(t)
 			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 			if ClassOf(err) != c.class {
 				t.Fatalf("class %q, want %q: %v", ClassOf(err), c.class, err)
@@ -524,9 +514,7 @@ func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, textResult(id, "ran "+req.Params.Name))
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	raw, _, err := p.Call(context.Background(), "s", "t", json.RawMessage(`{},"name":"other"`), CallOptions{})
 	mu.Lock()
 	defer mu.Unlock()
@@ -577,22 +565,13 @@ func TestToolsCallStreamCancelled(t *testing.T) {
 	s := newScripted(t)
 	gone := make(chan struct{})
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
-		var req struct {
-			Params struct {
-				Meta struct {
-					ProgressToken string `json:"progressToken"`
-				} `json:"_meta"`
-			} `json:"params"`
-		}
-		_ = json.Unmarshal(body, &req)
+		tok := progressToken(body)
 		w.Header().Set("Content-Type", "text/event-stream")
-		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1}}`, req.Params.Meta.ProgressToken))
+		sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1}}`, tok))
 		<-r.Context().Done()
 		close(gone)
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, _, err := p.Call(ctx, "s", "t", nil, CallOptions{Progress: func(float64, float64, string) { cancel() }})
@@ -613,9 +592,7 @@ func TestToolsCallStreamBOM(t *testing.T) {
 		fmt.Fprint(w, "\xEF\xBB\xBF")
 		sseEvent(w, "", textResult(id, "ok"))
 	}
-	p := New(testLog(t))
-	defer p.Close()
-	p.Upsert(s.def())
+	p := s.pool(t)
 	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
 	if err != nil || text(t, raw) != "ok" {
 		t.Fatalf("%s %v", raw, err)
@@ -638,15 +615,8 @@ func TestToolsCallOverHTTPS(t *testing.T) {
 		mu.Lock()
 		protos[r.ProtoMajor]++
 		mu.Unlock()
-		var req struct {
-			Params struct {
-				Meta struct {
-					ProgressToken string `json:"progressToken"`
-				} `json:"_meta"`
-			} `json:"params"`
-		}
-		_ = json.Unmarshal(body, &req)
-		if tok := req.Params.Meta.ProgressToken; tok != "" {
+		tok := progressToken(body)
+		if tok != "" {
 			w.Header().Set("Content-Type", "text/event-stream")
 			sseEvent(w, "", fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%q,"progress":1,"message":"tls"}}`, tok))
 			sseEvent(w, "", textResult(id, "streamed"))
