@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -307,10 +306,6 @@ func mediaType(ct string) string {
 	return strings.ToLower(strings.TrimSpace(ct))
 }
 
-// sseReaders are the buffers SSE streams are read through, one per stream
-// being read.
-var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2<<10) }}
-
 // sseCursor is where a stream can be resumed from (SEP-1699): the id of the
 // last event dispatched, and the reconnection time the server asked for.
 type sseCursor struct {
@@ -359,11 +354,13 @@ func (t *httpTransport) stream(ctx context.Context, body io.Reader) (*transport.
 // readStream reads events from body until a response: ended reports that the
 // server ended the stream without one.
 func (t *httpTransport) readStream(ctx context.Context, body io.Reader, cur *sseCursor) (resp *transport.JSONRPCResponse, ended bool, err error) {
-	br := sseReaders.Get().(*bufio.Reader)
+	// The stream's buffer comes from the pool h1's connections read
+	// through; a longer line is gathered below.
+	br := h1Readers.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() {
 		br.Reset(nil)
-		sseReaders.Put(br)
+		h1Readers.Put(br)
 	}()
 	// A byte order mark at the stream's start is dropped (the SSE spec).
 	if b, _ := br.Peek(3); string(b) == "\xEF\xBB\xBF" {
