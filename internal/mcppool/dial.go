@@ -737,10 +737,41 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // traceMeta, when set, holds the _meta members of the W3C trace context
 // ("traceparent":"00-…", SEP-414), sent on every protocol version.
 func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte) (json.RawMessage, bool, error) {
+	req, err := c.toolsCall(ctx, id, tool, args, header, progressToken, traceMeta)
+	if err != nil {
+		return nil, false, err
+	}
+	resp, err := c.tr.SendRequest(ctx, req)
+	return c.toolsCallResult(ctx, req, resp, err)
+}
+
+// callRawThen is callRaw with the wait for the server's answer off the
+// caller's goroutine: then gets the outcome on a goroutine of its own
+// (httpTransport.callThen's, over streamable HTTP; a new one over the other
+// transports).
+func (c *conn) callRawThen(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte, then func(json.RawMessage, bool, error)) {
+	req, err := c.toolsCall(ctx, id, tool, args, header, progressToken, traceMeta)
+	switch t, ok := c.tr.(*httpTransport); {
+	case err != nil:
+		go then(nil, false, err)
+	case ok:
+		t.callThen(ctx, req, func(resp *transport.JSONRPCResponse, err error) {
+			then(c.toolsCallResult(ctx, req, resp, err))
+		})
+	default:
+		go func() {
+			resp, err := c.tr.SendRequest(ctx, req)
+			then(c.toolsCallResult(ctx, req, resp, err))
+		}()
+	}
+}
+
+// toolsCall is the tools/call request of callRaw.
+func (c *conn) toolsCall(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte) (transport.JSONRPCRequest, error) {
 	if len(args) > 0 && !json.Valid(args) {
 		// Spliced into the request's text below, they would rewrite it:
 		// `{},"name":"other"` calls another tool.
-		return nil, false, &rpcError{Code: mcp.INVALID_PARAMS, Message: "the arguments are not valid JSON"}
+		return transport.JSONRPCRequest{}, &rpcError{Code: mcp.INVALID_PARAMS, Message: "the arguments are not valid JSON"}
 	}
 	name, _ := json.Marshal(tool)
 	p := make([]byte, 0, len(args)+len(name)+len(c.modernMeta)+len(traceMeta)+64)
@@ -789,10 +820,11 @@ func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.Ra
 		Params: json.RawMessage(p),
 		Header: header,
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	resp, err := c.tr.SendRequest(ctx, req)
+	return req, ctx.Err()
+}
+
+// toolsCallResult is callRaw's outcome from the transport's answer to req.
+func (c *conn) toolsCallResult(ctx context.Context, req transport.JSONRPCRequest, resp *transport.JSONRPCResponse, err error) (json.RawMessage, bool, error) {
 	if err != nil {
 		var re *rpcError
 		if errors.As(err, &re) {

@@ -67,9 +67,32 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || t.proxied(req) {
 		return t.next.RoundTrip(req)
 	}
+	w, resp, err := t.write(req)
+	if w == nil {
+		return resp, err
+	}
+	return w.read(w.c.waitReadable())
+}
+
+// h1Written is a request written whole on c, its response still to come:
+// read takes it once c is readable. Between the two a call waits, on any
+// goroutine (httpTransport.callThen waits on one of its own, started
+// shallow).
+type h1Written struct {
+	t    *h1
+	c    *h1Conn
+	req  *http.Request
+	stop func() bool // ends the abort on the request's context
+}
+
+// write sends req on a connection, a new one when a reused one broke
+// before the request was out whole. It returns the written request, or,
+// when there is nothing to wait for, the response (one that came before
+// the request was out whole) or the error.
+func (t *h1) write(req *http.Request) (*h1Written, *http.Response, error) {
 	if err := checkRequest(req); err != nil {
 		closeRequestBody(req)
-		return nil, err
+		return nil, nil, err
 	}
 	ctx := req.Context()
 	addr := canonicalAddr(req)
@@ -77,21 +100,24 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		c, reused, err := t.conn(ctx, addr)
 		if err != nil {
 			closeRequestBody(req)
-			return nil, err
+			return nil, nil, err
 		}
 		stop := context.AfterFunc(ctx, c.abort)
-		resp, err := c.roundTrip(ctx, req, t.maxHeaderBytes())
+		early, err := c.writeRequest(ctx, req, t.maxHeaderBytes())
 		if err == nil {
-			return t.hold(ctx, c, req, resp, stop), nil
+			if early != nil {
+				return nil, t.hold(ctx, c, req, early, stop), nil
+			}
+			return &h1Written{t: t, c: c, req: req, stop: stop}, nil, nil
 		}
 		stop()
 		c.nc.Close()
 		if ctx.Err() != nil {
-			return nil, context.Cause(ctx) // as net/http has it
+			return nil, nil, context.Cause(ctx) // as net/http has it
 		}
 		var we writeError
 		if !errors.As(err, &we) || !reused || attempt > 0 || req.GetBody == nil {
-			return nil, err
+			return nil, nil, err
 		}
 		// The reused connection broke before the request was out whole:
 		// the server has not seen all of it, so it goes again on a new
@@ -99,12 +125,32 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		// change the caller's request.
 		body, err := req.GetBody()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		again := *req
 		again.Body = body
 		req = &again
 	}
+}
+
+// read reads the response of the written request, once its connection is
+// readable or waitErr says why it will not be.
+func (w *h1Written) read(waitErr error) (*http.Response, error) {
+	ctx := w.req.Context()
+	err := waitErr
+	var resp *http.Response
+	if err == nil {
+		resp, err = w.c.readHead(w.req, w.t.maxHeaderBytes())
+	}
+	if err == nil {
+		return w.t.hold(ctx, w.c, w.req, resp, w.stop), nil
+	}
+	w.stop()
+	w.c.nc.Close()
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx) // as net/http has it
+	}
+	return nil, err
 }
 
 // checkRequest refuses what net/http's Transport refuses before it sends a
@@ -174,11 +220,13 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, maxHeader int64) (*http.Response, error) {
+// writeRequest writes req on c. A server may answer before it has read the
+// request whole: then its answer is returned (early), not the broken write.
+func (c *h1Conn) writeRequest(ctx context.Context, req *http.Request, maxHeader int64) (early *http.Response, err error) {
 	bw := h1Writers.Get().(*bufio.Writer)
 	c.werr = nil
 	bw.Reset(c) // c, not c.nc: a failure of the connection is told from one of the body
-	err := req.Write(bw)
+	err = req.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -201,9 +249,12 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, maxHeader int
 		// it copies the body in a net/http type that hides it (a reset).
 		return nil, writeError{c.werr}
 	}
-	if err := c.waitReadable(); err != nil {
-		return nil, err
-	}
+	return nil, nil
+}
+
+// readHead reads the final response's status line and headers, past any
+// 1xx, within maxHeader bytes for them all.
+func (c *h1Conn) readHead(req *http.Request, maxHeader int64) (*http.Response, error) {
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	c.rlimit = maxHeader // for the 1xx responses and the final one's headers together, as net/http

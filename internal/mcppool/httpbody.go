@@ -23,7 +23,11 @@ type wholeBodies struct{ http.RoundTripper }
 const eagerBodyMax = 8 << 20
 
 func (t wholeBodies) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.RoundTripper.RoundTrip(req)
+	return readWhole(t.RoundTripper.RoundTrip(req))
+}
+
+// readWhole is what RoundTrip does with a round trip's outcome.
+func readWhole(resp *http.Response, err error) (*http.Response, error) {
 	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
 		return resp, err
 	}

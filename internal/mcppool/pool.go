@@ -202,42 +202,102 @@ type CallOptions struct {
 // deadline gets the server's call timeout (default 60s).
 func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (raw json.RawMessage, isErr bool, err error) {
 	ctx, span := p.startSpan(ctx, server, tool)
-	if span != nil {
-		defer func() { endSpan(span, isErr, err) }()
-	}
 	s, err := p.server(server)
 	if err != nil {
+		endSpan(span, false, err)
 		return nil, false, err
 	}
 	ctx, cancel := s.callContext(ctx)
-	defer cancel()
 	sess, err := s.acquire(ctx)
 	if err != nil {
+		cancel()
+		endSpan(span, false, err)
 		return nil, false, err
 	}
-	defer s.release(sess)
+	c := p.newCall(ctx, cancel, span, s, sess, co)
+	defer func() { c.done(isErr, err) }()
+	return c.settle(sess.conn.callRaw(c.ctx, c.id, tool, args, c.header, c.token, c.traceMeta))
+}
 
-	var header http.Header
+// CallThen is Call, for a caller that does not wait: then gets Call's
+// outcome, on a goroutine of its own, never the caller's. When the server
+// has a session and a free call slot, the caller's goroutine writes the
+// request, and a call waiting for its server over streamable HTTP holds a
+// goroutine of a few frames (httpTransport.callThen); otherwise Call runs
+// on a goroutine of its own. then runs exactly once unless CallThen panics.
+func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
+	s, err := p.server(server)
+	var sess *session
+	if err == nil {
+		sess = s.tryAcquire()
+	}
+	if sess == nil {
+		// A dial, a wait for a slot, or the error: on a goroutine of the
+		// call's own, as Call.
+		go func() { then(p.Call(ctx, server, tool, args, co)) }()
+		return
+	}
+	ctx, span := p.startSpan(ctx, server, tool)
+	ctx, cancel := s.callContext(ctx)
+	c := p.newCall(ctx, cancel, span, s, sess, co)
+	sess.conn.callRawThen(c.ctx, c.id, tool, args, c.header, c.token, c.traceMeta, func(raw json.RawMessage, isErr bool, err error) {
+		raw, isErr, err = c.settle(raw, isErr, err)
+		c.done(isErr, err)
+		then(raw, isErr, err)
+	})
+}
+
+// call is one tools/call of Call or CallThen, with its slot and session
+// taken.
+type call struct {
+	s         *server
+	sess      *session
+	ctx       context.Context
+	cancel    context.CancelFunc
+	span      trace.Span
+	id        uint64
+	header    http.Header
+	traceMeta []byte
+	token     string // the progress token, if the caller asked for progress
+}
+
+func (p *Pool) newCall(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, co CallOptions) *call {
+	c := &call{s: s, sess: sess, ctx: ctx, cancel: cancel, span: span}
 	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
-		header = make(http.Header, 2)
-		header.Set(subjects.AgentHTTPHeader, co.AgentID)
+		c.header = make(http.Header, 2)
+		c.header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
-	if s.def.Transport != registry.TransportStdio && header == nil && trace.SpanContextFromContext(ctx).IsValid() {
-		header = make(http.Header, 1)
+	if s.def.Transport != registry.TransportStdio && c.header == nil && trace.SpanContextFromContext(ctx).IsValid() {
+		c.header = make(http.Header, 1)
 	}
-	header, traceMeta := traceContext(ctx, header)
-	var token string
+	c.header, c.traceMeta = traceContext(ctx, c.header)
 	if co.Progress != nil {
-		token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
-		sess.progress.Store(token, co.Progress)
-		defer sess.progress.Delete(token)
+		c.token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
+		sess.progress.Store(c.token, co.Progress)
 	}
-	raw, isErr, err = sess.conn.callRaw(ctx, p.tokens.Add(1), tool, args, header, token, traceMeta)
+	c.id = p.tokens.Add(1)
+	return c
+}
+
+// settle is the call's outcome, as Call returns it, with the server's
+// health told of it.
+func (c *call) settle(raw json.RawMessage, isErr bool, err error) (json.RawMessage, bool, error) {
 	if err != nil {
-		return nil, false, s.failed(ctx, sess, err)
+		return nil, false, c.s.failed(c.ctx, c.sess, err)
 	}
-	s.succeeded()
+	c.s.succeeded()
 	return raw, isErr, nil
+}
+
+// done gives back what the call took: its progress token, session and slot,
+// context and span.
+func (c *call) done(isErr bool, err error) {
+	if c.token != "" {
+		c.sess.progress.Delete(c.token)
+	}
+	c.s.release(c.sess)
+	c.cancel()
+	endSpan(c.span, isErr, err)
 }
 
 // ListTools lists every tool of server, following pagination.
@@ -523,6 +583,26 @@ func (s *server) acquire(ctx context.Context) (*session, error) {
 		return nil, err
 	}
 	return sess, nil
+}
+
+// tryAcquire is acquire when it needs no wait: a free slot and a live
+// session; nil otherwise.
+func (s *server) tryAcquire() *session {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	sess := s.sess
+	if s.removed || sess == nil {
+		s.mu.Unlock()
+		<-s.sem
+		return nil
+	}
+	sess.refs++
+	s.mu.Unlock()
+	return sess
 }
 
 func (s *server) session(ctx context.Context) (*session, error) {

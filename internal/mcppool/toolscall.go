@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -117,6 +118,127 @@ var (
 
 // call sends req and reads its answer, on the caller's goroutine.
 func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	body, err := requestBody(req)
+	if err != nil {
+		return nil, err
+	}
+	// Over https (net/http, HTTP/2) closing a body can wait for the
+	// connection's write lock unless the request's context has ended: end
+	// it first, as mcp-go does. h1 (plain http) needs no context of its own.
+	stop := func() {}
+	if t.u.Scheme != "http" {
+		ctx, stop = context.WithCancel(ctx)
+	}
+	hreq := t.request(ctx, http.MethodPost, body, req.Header, acceptEither)
+	resp, err := t.roundTrip(hreq)
+	return t.readAnswer(ctx, resp, err, stop)
+}
+
+// callThen is call with the wait for the answer on a goroutine of its own,
+// started shallow: the caller's goroutine writes the request and returns,
+// and then gets the answer, as SendRequest gives it, on that goroutine
+// once the server's answer starts to come. A call waiting for its server
+// holds that goroutine's few frames (under 1 KB), not the caller's. then
+// runs on a goroutine of its own on every path, never on the caller's, and
+// exactly once unless callThen panics.
+//
+// Requests that h1 does not send (https, a proxy, a client of the
+// caller's) go as SendRequest sends them, on that goroutine from the
+// start.
+func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCRequest, then func(*transport.JSONRPCResponse, error)) {
+	w := &waiting{t: t, ctx: ctx, req: req, then: then}
+	h, ok := t.h1()
+	if !ok {
+		go w.sendRequest()
+		return
+	}
+	body, err := requestBody(req)
+	if err != nil {
+		w.err = err
+		go w.answered()
+		return
+	}
+	w.hreq = t.request(ctx, http.MethodPost, body, req.Header, acceptEither)
+	if h.proxied(w.hreq) {
+		go w.sendRequest()
+		return
+	}
+	w.written, w.resp, w.err = h.write(w.hreq)
+	go w.await()
+}
+
+// h1 is the client's own h1 transport, when requests go straight to it:
+// plain http, no redirect-following client of the caller's set-up.
+func (t *httpTransport) h1() (*h1, bool) {
+	if t.u.Scheme != "http" || !t.direct() {
+		return nil, false
+	}
+	wb, ok := t.hc.Transport.(wholeBodies)
+	if !ok {
+		return nil, false
+	}
+	h, ok := wb.RoundTripper.(*h1)
+	return h, ok
+}
+
+// waiting is a tools/call of callThen: its request, and, once written, what
+// its goroutine waits for.
+type waiting struct {
+	t       *httpTransport
+	ctx     context.Context
+	req     transport.JSONRPCRequest
+	then    func(*transport.JSONRPCResponse, error)
+	hreq    *http.Request
+	written *h1Written // nil: resp or err is the round trip's outcome already
+	resp    *http.Response
+	err     error
+}
+
+// await is the goroutine of a call waiting for its server: its frames are
+// this one and the wait's, and the rest of the answer's reading runs after
+// the wait, deeper.
+func (w *waiting) await() {
+	if w.written != nil {
+		w.err = w.written.c.waitReadable()
+	}
+	w.answered()
+}
+
+// answered reads the answer the wait ended with, and gives it to then.
+func (w *waiting) answered() {
+	resp, err := w.answer()
+	w.then(w.t.h.after(w.ctx, w.req, resp, err))
+}
+
+// answer reads the answer. A panic while it is read (a bug) fails this
+// call, as on the caller's goroutine the worker's recover would: this
+// goroutine has no caller to recover it.
+func (w *waiting) answer() (resp *transport.JSONRPCResponse, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			resp, err = nil, fmt.Errorf("a bug in toolbus: reading the answer panicked: %v\n%s", v, debug.Stack())
+		}
+	}()
+	if w.err != nil && w.hreq == nil {
+		return nil, w.err // no request was made
+	}
+	hresp, err := w.resp, w.err
+	if w.written != nil {
+		hresp, err = w.written.read(err)
+	}
+	hresp, err = readWhole(hresp, err)
+	hresp, err = w.t.followed(w.hreq, hresp, err)
+	return w.t.readAnswer(w.ctx, hresp, err, func() {})
+}
+
+// sendRequest is the way of the requests h1 does not send: SendRequest's,
+// on this goroutine.
+func (w *waiting) sendRequest() {
+	w.then(w.t.SendRequest(w.ctx, w.req))
+}
+
+// requestBody is req's JSON text.
+func requestBody(req transport.JSONRPCRequest) ([]byte, error) {
 	id, err := json.Marshal(req.ID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to marshal request: %w", err)
@@ -136,16 +258,12 @@ func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) 
 		body = append(body, `,"params":`...)
 		body = append(body, params...)
 	}
-	body = append(body, '}')
+	return append(body, '}'), nil
+}
 
-	// Over https (net/http, HTTP/2) closing a body can wait for the
-	// connection's write lock unless the request's context has ended: end
-	// it first, as mcp-go does. h1 (plain http) needs no context of its own.
-	stop := func() {}
-	if t.u.Scheme != "http" {
-		ctx, stop = context.WithCancel(ctx)
-	}
-	resp, err := t.send(ctx, http.MethodPost, body, req.Header, acceptEither)
+// readAnswer reads a tools/call's answer from the round trip's outcome;
+// stop ends the request's own context (https), after the body is closed.
+func (t *httpTransport) readAnswer(ctx context.Context, resp *http.Response, err error, stop func()) (*transport.JSONRPCResponse, error) {
 	if err != nil {
 		stop()
 		return nil, err
@@ -191,6 +309,12 @@ func (t *httpTransport) call(ctx context.Context, req transport.JSONRPCRequest) 
 // send makes one request to the server's URL with the headers mcp-go would
 // send. A 404 is the end of the session, as in mcp-go.
 func (t *httpTransport) send(ctx context.Context, method string, body []byte, header http.Header, accept []string) (*http.Response, error) {
+	return t.roundTrip(t.request(ctx, method, body, header, accept))
+}
+
+// request is a request to the server's URL with the headers mcp-go would
+// send.
+func (t *httpTransport) request(ctx context.Context, method string, body []byte, header http.Header, accept []string) *http.Request {
 	// The URL is parsed once (newHTTPTransport) and shared: nothing on the
 	// way writes to a request's URL.
 	req := (&http.Request{Method: method, URL: t.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: t.u.Host}).WithContext(ctx)
@@ -230,23 +354,42 @@ func (t *httpTransport) send(ctx context.Context, method string, body []byte, he
 		pw, _ := u.Password()
 		req.SetBasicAuth(u.Username(), pw)
 	}
-	// The round trip itself: http.Client.Do would clone the headers again
-	// for a redirect that almost never comes. One that does is followed
-	// by the client from the answer already received (replayFirst): the
-	// request is not sent again (a 303 says the POST was handled), and a
-	// 3xx the client does not follow (no Location) is the answer.
-	var resp *http.Response
-	var err error
-	if t.hc.Transport == nil || t.hc.Jar != nil || t.hc.Timeout != 0 {
-		resp, err = t.hc.Do(req) // a client of the caller's, set up for more
-	} else {
-		resp, err = t.hc.Transport.RoundTrip(req)
-		if err == nil && isRedirect(resp.StatusCode) {
-			hc := *t.hc
-			hc.Transport = &replayFirst{resp: resp, next: t.hc.Transport}
-			resp, err = hc.Do(req)
-		}
+	return req
+}
+
+// direct reports whether requests go straight to the client's transport:
+// http.Client.Do would clone the headers again for a redirect that almost
+// never comes. A client of the caller's, set up for more, does the round
+// trip itself.
+func (t *httpTransport) direct() bool {
+	return t.hc.Transport != nil && t.hc.Jar == nil && t.hc.Timeout == 0
+}
+
+// roundTrip sends req and returns the response to it.
+func (t *httpTransport) roundTrip(req *http.Request) (*http.Response, error) {
+	if !t.direct() {
+		return t.sent(t.hc.Do(req))
 	}
+	resp, err := t.hc.Transport.RoundTrip(req)
+	return t.followed(req, resp, err)
+}
+
+// followed follows the redirect a direct round trip answered with, from the
+// answer already received (replayFirst): the request is not sent again (a
+// 303 says the POST was handled), and a 3xx the client does not follow (no
+// Location) is the answer. Then it is sent's.
+func (t *httpTransport) followed(req *http.Request, resp *http.Response, err error) (*http.Response, error) {
+	if err == nil && isRedirect(resp.StatusCode) {
+		hc := *t.hc
+		hc.Transport = &replayFirst{resp: resp, next: t.hc.Transport}
+		resp, err = hc.Do(req)
+	}
+	return t.sent(resp, err)
+}
+
+// sent is the outcome of a round trip as the caller sees it: a 404 is the
+// end of the session, as in mcp-go.
+func (t *httpTransport) sent(resp *http.Response, err error) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to send request: %w", err)
 	}

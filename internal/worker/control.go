@@ -77,3 +77,12 @@ func (w *Worker) waitUnpaused(ctx context.Context, server string) error {
 		}
 	}
 }
+
+// isPaused reports whether server's calls wait now. A pause that comes
+// after it said no holds the one call that asked where it is.
+func (w *Worker) isPaused(server string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, paused := w.paused[server]
+	return paused
+}

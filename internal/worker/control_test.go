@@ -24,6 +24,13 @@ import (
 // as "demo", and a client; the test starts the worker.
 func demoRig(t *testing.T) (*natstest.Server, *mcppool.Pool, *client.Client) {
 	t.Helper()
+	return demoRigWith(t, 0)
+}
+
+// demoRigWith is demoRig with the demo server's max_concurrency (0: the
+// default).
+func demoRigWith(t *testing.T, maxConcurrency int) (*natstest.Server, *mcppool.Pool, *client.Client) {
+	t.Helper()
 	ns := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -34,7 +41,7 @@ func demoRig(t *testing.T) (*natstest.Server, *mcppool.Pool, *client.Client) {
 	t.Cleanup(stopDemo)
 	pool := mcppool.New(testLog(t))
 	t.Cleanup(func() { pool.Close() })
-	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url})
+	pool.Upsert(registry.Server{Name: "demo", Transport: registry.TransportHTTP, URL: url, MaxConcurrency: maxConcurrency})
 	cl, err := client.New(ns.NC)
 	if err != nil {
 		t.Fatal(err)

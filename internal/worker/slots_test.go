@@ -3,9 +3,13 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -108,4 +112,82 @@ func TestMoreCallsInFlightThanRunners(t *testing.T) {
 		}
 	}
 	assertDeliveredOnce(t, ns, n)
+}
+
+// Beyond the runners, a call waiting for its server over streamable HTTP
+// waits on the pool's shallow goroutine (mcppool's waiting.await), not on a
+// goroutine of the worker's: no goroutine is parked inside execute. Such a
+// call still answers, streams its progress, ends on a cancel and on its
+// deadline, and is delivered once.
+func TestCallsWaitOffTheWorker(t *testing.T) {
+	const sleeping = 300 // more than the 256 runners
+	ns, pool, cl := demoRigWith(t, sleeping+20)
+	w, _ := runWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: sleeping + 20, MaxAckPending: sleeping + 20}, testLog(t))
+	if res := (<-callAsync(cl, "demo", "echo", `{"message":"warm"}`)).must(t); res.Status != subjects.StatusOK {
+		t.Fatalf("first call: %+v", res) // the session is open: calls go the shallow way
+	}
+	var sleeps []<-chan callAnswer
+	for i := range sleeping - 2 {
+		sleeps = append(sleeps, callAsync(cl, "demo", "sleep", `{"ms":60000}`, client.WithCallID(fmt.Sprintf("sleep-%d", i))))
+	}
+	progressed := make(chan struct{})
+	var once sync.Once
+	withProgress := callAsync(cl, "demo", "sleep", `{"ms":60000,"steps":600}`, client.WithCallID("progress"),
+		client.WithProgress(func(subjects.Progress) { once.Do(func() { close(progressed) }) }))
+	timedOut := callAsync(cl, "demo", "sleep", `{"ms":60000}`, client.WithTimeout(3*time.Second))
+
+	waiting := func() (awaiting int, inWorker int) {
+		buf := make([]byte, 16<<20)
+		dump := string(buf[:runtime.Stack(buf, true)])
+		for g := range strings.SplitSeq(dump, "\n\n") {
+			switch {
+			case strings.Contains(g, "mcppool.(*waiting).await"):
+				awaiting++
+			case strings.Contains(g, "worker.(*Worker).execute"):
+				inWorker++
+			}
+		}
+		return awaiting, inWorker
+	}
+	natstest.CheckFor(t, 30*time.Second, func() error {
+		if got, _ := waiting(); got < sleeping {
+			return fmt.Errorf("%d calls wait on the pool's goroutine, want %d", got, sleeping)
+		}
+		return nil
+	})
+	if _, inWorker := waiting(); inWorker != 0 {
+		t.Fatalf("%d goroutines wait inside the worker's execute; calls in flight should wait on the pool's alone", inWorker)
+	}
+	if got := w.Stats().InFlight["demo"]; got != sleeping {
+		t.Fatalf("%d calls in flight, want %d", got, sleeping)
+	}
+	// Calls beside the waiting ones are answered through the same way.
+	for i := range 10 {
+		msg := fmt.Sprintf("beside %d", i)
+		if res := (<-callAsync(cl, "demo", "echo", fmt.Sprintf(`{"message":%q}`, msg))).must(t); res.Status != subjects.StatusOK || !strings.Contains(string(res.Result), msg) {
+			t.Fatalf("echo beside waiting calls: %+v", res)
+		}
+	}
+	select {
+	case <-progressed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no progress from a call waiting on the pool's goroutine")
+	}
+	if res := (<-timedOut).must(t); res.Status != subjects.StatusError || res.Error.Code != subjects.CodeTimeout {
+		t.Fatalf("call past its deadline: %+v", res)
+	}
+	for i := range sleeping - 2 {
+		if err := cl.Cancel(fmt.Sprintf("sleep-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Cancel("progress"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range append(sleeps, withProgress) {
+		if res := (<-a).must(t); res.Status != subjects.StatusError || res.Error.Code != subjects.CodeCancelled {
+			t.Fatalf("cancelled call: %+v", res)
+		}
+	}
+	assertDeliveredOnce(t, ns, sleeping+1+10)
 }

@@ -31,6 +31,9 @@ import (
 // Caller runs MCP tool calls; *mcppool.Pool is the real one.
 type Caller interface {
 	Call(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions) (json.RawMessage, bool, error)
+	// CallThen is Call without the wait: then gets Call's outcome, once,
+	// on a goroutine other than the caller's.
+	CallThen(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions, then func(json.RawMessage, bool, error))
 	Server(name string) (registry.Server, bool)
 }
 
