@@ -742,7 +742,7 @@ func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.Ra
 		return nil, false, err
 	}
 	resp, err := c.tr.SendRequest(ctx, req)
-	return c.toolsCallResult(ctx, req, resp, err)
+	return c.toolsCallResult(ctx, req.ID, resp, err)
 }
 
 // callRawThen is callRaw with the wait for the server's answer off the
@@ -751,17 +751,18 @@ func (c *conn) callRaw(ctx context.Context, id uint64, tool string, args json.Ra
 // transports).
 func (c *conn) callRawThen(ctx context.Context, id uint64, tool string, args json.RawMessage, header http.Header, progressToken string, traceMeta []byte, then func(json.RawMessage, bool, error)) {
 	req, err := c.toolsCall(ctx, id, tool, args, header, progressToken, traceMeta)
+	rid := req.ID
 	switch t, ok := c.tr.(*httpTransport); {
 	case err != nil:
 		go then(nil, false, err)
 	case ok:
 		t.callThen(ctx, req, func(resp *transport.JSONRPCResponse, err error) {
-			then(c.toolsCallResult(ctx, req, resp, err))
+			then(c.toolsCallResult(ctx, rid, resp, err))
 		})
 	default:
 		go func() {
 			resp, err := c.tr.SendRequest(ctx, req)
-			then(c.toolsCallResult(ctx, req, resp, err))
+			then(c.toolsCallResult(ctx, rid, resp, err))
 		}()
 	}
 }
@@ -823,15 +824,16 @@ func (c *conn) toolsCall(ctx context.Context, id uint64, tool string, args json.
 	return req, ctx.Err()
 }
 
-// toolsCallResult is callRaw's outcome from the transport's answer to req.
-func (c *conn) toolsCallResult(ctx context.Context, req transport.JSONRPCRequest, resp *transport.JSONRPCResponse, err error) (json.RawMessage, bool, error) {
+// toolsCallResult is callRaw's outcome from the transport's answer to the
+// request id.
+func (c *conn) toolsCallResult(ctx context.Context, id mcp.RequestId, resp *transport.JSONRPCResponse, err error) (json.RawMessage, bool, error) {
 	if err != nil {
 		var re *rpcError
 		if errors.As(err, &re) {
 			return nil, false, err
 		}
 		if ctx.Err() != nil && c.child != nil && c.hooks.notify != nil {
-			c.hooks.sendCancelled(ctx, req.ID) // over HTTP, hooks.after already did
+			c.hooks.sendCancelled(ctx, id) // over HTTP, hooks.after already did
 		}
 		return nil, false, transport.NewError(err)
 	}

@@ -214,9 +214,9 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 		endSpan(span, false, err)
 		return nil, false, err
 	}
-	c := p.newCall(ctx, cancel, span, s, sess, co)
+	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
 	defer func() { c.done(isErr, err) }()
-	return c.settle(sess.conn.callRaw(c.ctx, c.id, tool, args, c.header, c.token, c.traceMeta))
+	return c.settle(sess.conn.callRaw(c.ctx, c.id, tool, args, header, c.token, traceMeta))
 }
 
 // CallThen is Call, for a caller that does not wait: then gets Call's
@@ -239,8 +239,8 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 	}
 	ctx, span := p.startSpan(ctx, server, tool)
 	ctx, cancel := s.callContext(ctx)
-	c := p.newCall(ctx, cancel, span, s, sess, co)
-	sess.conn.callRawThen(c.ctx, c.id, tool, args, c.header, c.token, c.traceMeta, func(raw json.RawMessage, isErr bool, err error) {
+	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
+	sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
 		raw, isErr, err = c.settle(raw, isErr, err)
 		c.done(isErr, err)
 		then(raw, isErr, err)
@@ -250,33 +250,33 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 // call is one tools/call of Call or CallThen, with its slot and session
 // taken.
 type call struct {
-	s         *server
-	sess      *session
-	ctx       context.Context
-	cancel    context.CancelFunc
-	span      trace.Span
-	id        uint64
-	header    http.Header
-	traceMeta []byte
-	token     string // the progress token, if the caller asked for progress
+	s      *server
+	sess   *session
+	ctx    context.Context
+	cancel context.CancelFunc
+	span   trace.Span
+	id     uint64
+	token  string // the progress token, if the caller asked for progress
 }
 
-func (p *Pool) newCall(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, co CallOptions) *call {
-	c := &call{s: s, sess: sess, ctx: ctx, cancel: cancel, span: span}
+// newCall starts a call, and returns with it the headers and the trace's
+// _meta its request carries (not kept: the request holds them).
+func (p *Pool) newCall(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, co CallOptions) (c *call, header http.Header, traceMeta []byte) {
+	c = &call{s: s, sess: sess, ctx: ctx, cancel: cancel, span: span}
 	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
-		c.header = make(http.Header, 2)
-		c.header.Set(subjects.AgentHTTPHeader, co.AgentID)
+		header = make(http.Header, 2)
+		header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
-	if s.def.Transport != registry.TransportStdio && c.header == nil && trace.SpanContextFromContext(ctx).IsValid() {
-		c.header = make(http.Header, 1)
+	if s.def.Transport != registry.TransportStdio && header == nil && trace.SpanContextFromContext(ctx).IsValid() {
+		header = make(http.Header, 1)
 	}
-	c.header, c.traceMeta = traceContext(ctx, c.header)
+	header, traceMeta = traceContext(ctx, header)
 	if co.Progress != nil {
 		c.token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
 		sess.progress.Store(c.token, co.Progress)
 	}
 	c.id = p.tokens.Add(1)
-	return c
+	return c, header, traceMeta
 }
 
 // settle is the call's outcome, as Call returns it, with the server's

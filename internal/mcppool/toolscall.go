@@ -53,6 +53,7 @@ type httpTransport struct {
 	static     http.Header // the server's headers and auth, canonical keys
 	headerFunc func(context.Context) map[string]string
 	version    atomic.Pointer[[]string] // the Mcp-Protocol-Version header's value
+	sid        atomic.Pointer[[]string] // the Mcp-Session-Id header's last value (sessionHeader)
 	notify     atomic.Pointer[func(mcp.JSONRPCNotification)]
 	requests   atomic.Pointer[transport.RequestHandler]
 }
@@ -163,6 +164,10 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 		go w.sendRequest()
 		return
 	}
+	// The request's text and headers are in hreq now; what after needs of
+	// req is its method and id. A call waiting for its server holds one
+	// copy of each, not two.
+	w.req.Params, w.req.Header = nil, nil
 	w.written, w.resp, w.err = h.write(w.hreq)
 	go w.await()
 }
@@ -323,7 +328,21 @@ func (t *httpTransport) request(ctx context.Context, method string, body []byte,
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	h := make(http.Header, len(header)+len(t.static)+4)
+	// Sized for what goes in, almost always 8 or fewer: a map of up to 8
+	// is one group of slots, about 380 bytes, and one sized for more takes
+	// twice that, for every call in flight.
+	var sid []string
+	if !t.h.modern() {
+		sid = t.sessionHeader()
+	}
+	version := t.version.Load()
+	n := len(header) + len(t.static) + 1 // Accept
+	for _, more := range [...]bool{body != nil, sid != nil, version != nil} {
+		if more {
+			n++
+		}
+	}
+	h := make(http.Header, n)
 	for k, v := range header {
 		h[k] = v
 	}
@@ -331,13 +350,11 @@ func (t *httpTransport) request(ctx context.Context, method string, body []byte,
 		h["Content-Type"] = jsonType
 	}
 	h["Accept"] = accept
-	if !t.h.modern() {
-		if sid := t.GetSessionId(); sid != "" {
-			h[transport.HeaderKeySessionID] = []string{sid}
-		}
+	if sid != nil {
+		h[transport.HeaderKeySessionID] = sid
 	}
-	if v := t.version.Load(); v != nil {
-		h[transport.HeaderKeyProtocolVersion] = *v
+	if version != nil {
+		h[transport.HeaderKeyProtocolVersion] = *version
 	}
 	for k, v := range t.static {
 		h[k] = v
@@ -355,6 +372,22 @@ func (t *httpTransport) request(ctx context.Context, method string, body []byte,
 		req.SetBasicAuth(u.Username(), pw)
 	}
 	return req
+}
+
+// sessionHeader is the session id's header value, nil without one: one
+// slice while the id stays the same, shared by the requests (nothing on the
+// way writes to a header's values).
+func (t *httpTransport) sessionHeader() []string {
+	id := t.GetSessionId()
+	if id == "" {
+		return nil
+	}
+	if c := t.sid.Load(); c != nil && (*c)[0] == id {
+		return *c
+	}
+	v := []string{id}
+	t.sid.Store(&v)
+	return v
 }
 
 // direct reports whether requests go straight to the client's transport:

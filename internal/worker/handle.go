@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -59,8 +61,9 @@ type job struct {
 	safe   bool // its annotations make running it twice harmless
 	unsafe bool // must not be re-run blindly: known, not safe, and the server does not opt in
 
-	deadline time.Time // when the call is cut off
-	ran      bool      // the tool was executed for this answer
+	deadline time.Time             // when the call is cut off
+	stopped  atomic.Pointer[error] // why the execution was stopped before its deadline (execution.stop)
+	ran      bool                  // the tool was executed for this answer
 	exec     time.Duration
 }
 
@@ -80,6 +83,14 @@ func (w *Worker) newJob(msg jetstream.Msg, start time.Time) *job {
 	return j
 }
 
+// dropMessage lets the message go once the call is read from it: a call
+// waiting for its tool holds ack to settle it, not the message's headers
+// and payload. The arguments, a slice of the payload, are kept apart.
+func (j *job) dropMessage() {
+	j.msg = nil
+	j.call.args = bytes.Clone(j.call.args)
+}
+
 // process takes a call from its delivery to its settlement, and calls done
 // then. The steps before the MCP call (decode, admit, look up, the checks
 // of the deadline) run on the caller's goroutine, the call runner, and so
@@ -91,13 +102,13 @@ func (w *Worker) newJob(msg jetstream.Msg, start time.Time) *job {
 // the call (6.3 KB in 8 KB), not a runner's stack, which every earlier
 // step has grown to 16 KB and which the runtime does not shrink while its
 // frames fill a quarter of it.
-func (w *Worker) process(ctx context.Context, msg jetstream.Msg, done func()) {
+func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject, done func()) {
 	j := w.newJob(msg, time.Now())
 	uncount := w.count(j.call.server)
 	ctx, span := w.traceCall(ctx, j)
 	finish := func(out outcome) {
 		_, ss := w.step(ctx, SpanSettle)
-		settled := w.settle(msg, out, j.start)
+		settled := w.settle(ack, j.msg, out, j.start)
 		endStep(ss, nil)
 		if settled {
 			w.finished(j, out)
@@ -119,6 +130,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, done func()) {
 		// ack): back on a runner, whose stack has grown already, not on
 		// the call's goroutine, which waits for a runner shallow.
 		toRunner := w.toRunner
+		j.dropMessage()
 		w.executeAsync(ctx, j, func(out outcome) { toRunner(func() { finish(out) }) })
 	default:
 		w.executeThen(ctx, j, finish)
@@ -345,18 +357,29 @@ func (w *Worker) executeAsync(ctx context.Context, j *job, finish func(outcome))
 }
 
 // execution is a call's execution under way: its context, cut off at the
-// call's deadline and cancelled by a cancel request, and its span.
+// call's deadline and stopped by a cancel request (stop), and its span.
+// One context, not a deadline's and a cancel cause's: a call in flight
+// holds each context it has, and the maps and channels of its parents.
 type execution struct {
-	ctx         context.Context
-	span        trace.Span
-	cancel      context.CancelFunc
-	cancelCause context.CancelCauseFunc
-	untrack     func()
+	j       *job
+	ctx     context.Context
+	span    trace.Span
+	cancel  context.CancelFunc
+	untrack func()
+}
+
+// stop ends the execution for cause (errCancelled), unless it has ended:
+// classify reads the cause from the job (stopCause), as a context's cause.
+func (e *execution) stop(cause error) {
+	if e.ctx.Err() == nil {
+		e.j.stopped.Store(&cause)
+		e.cancel()
+	}
 }
 
 // startExecution sets the call's deadline and starts its execution.
 func (w *Worker) startExecution(ctx context.Context, j *job) *execution {
-	e := &execution{}
+	e := &execution{j: j}
 	ctx, e.span = w.step(ctx, SpanExecute)
 	timeout := j.srv.CallTimeout.D()
 	if timeout <= 0 {
@@ -366,12 +389,10 @@ func (w *Worker) startExecution(ctx context.Context, j *job) *execution {
 	if !j.call.deadline.IsZero() {
 		j.deadline = j.call.deadline
 	}
-	callCtx, cancel := context.WithDeadlineCause(ctx, j.deadline, context.DeadlineExceeded)
-	e.ctx, e.cancelCause = context.WithCancelCause(callCtx)
-	e.cancel = cancel
-	e.untrack = w.track(j.key, e.cancelCause)
+	e.ctx, e.cancel = context.WithDeadlineCause(ctx, j.deadline, context.DeadlineExceeded)
+	e.untrack = w.track(j.key, e.stop)
 	if w.cancelled.has(j.key) {
-		e.cancelCause(errCancelled) // the cancel arrived while we looked the call up
+		e.stop(errCancelled) // the cancel arrived while we looked the call up
 	}
 	return e
 }
@@ -379,7 +400,6 @@ func (w *Worker) startExecution(ctx context.Context, j *job) *execution {
 // end ends the execution, with out its outcome.
 func (e *execution) end(out outcome) {
 	e.untrack()
-	e.cancelCause(nil)
 	e.cancel()
 	if e.span != nil {
 		endExecute(e.span, out)
@@ -520,6 +540,9 @@ func (e errMaybeRan) Unwrap() error { return e.error }
 func (w *Worker) classify(ctx context.Context, j *job, err error) outcome {
 	res := j.res
 	cause := context.Cause(ctx)
+	if stopped := j.stopped.Load(); stopped != nil && ctx.Err() != nil {
+		cause = *stopped
+	}
 	var maybe errMaybeRan
 	switch {
 	case errors.Is(cause, errShutdown):

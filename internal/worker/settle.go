@@ -26,15 +26,23 @@ import (
 // the ack leaves a redelivery; it finds the stored result and acks
 // without storing again. No call id of an agent has two stored answers.
 // answered says the call was answered and acked.
-func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) (answered bool) {
+//
+// ack settles the call; msg, its message, is needed only to bury it (nil
+// once the call ran: dropMessage).
+func (w *Worker) settle(ack *ackSubject, msg jetstream.Msg, out outcome, start time.Time) (answered bool) {
 	switch out.action {
 	case handBack:
-		_ = msg.Nak()
+		_ = ack.Nak()
 		return false
 	case retryLater:
-		_ = msg.NakWithDelay(time.Second)
+		_ = ack.NakWithDelay(time.Second)
 		return false
 	case bury:
+		if msg == nil { // a call that ran had an agent and a call id: a bug
+			w.log.Error().Str("call_id", out.res.CallID).Msg("a bug in toolbus: a call that ran has no address; handing it back")
+			_ = ack.NakWithDelay(time.Second)
+			return false
+		}
 		w.settleUnaddressable(msg, out.res)
 		return false
 	}
@@ -49,10 +57,10 @@ func (w *Worker) settle(msg jetstream.Msg, out outcome, start time.Time) (answer
 	} else if _, err := w.record(res, start); err != nil {
 		// Not stored: do not ack. The next attempt tries again.
 		w.log.Error().Err(err).Str("call_id", res.CallID).Msg("could not store the result; the call will be redelivered")
-		_ = msg.NakWithDelay(time.Second)
+		_ = ack.NakWithDelay(time.Second)
 		return false
 	}
-	if err := msg.Ack(); err != nil {
+	if err := ack.Ack(); err != nil {
 		w.log.Warn().Err(err).Str("call_id", res.CallID).Msg("ack not sent; the redelivery will find the stored result")
 	}
 	w.acks.Add(1)

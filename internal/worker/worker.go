@@ -159,7 +159,7 @@ type Worker struct {
 
 	mu       gosync.Mutex
 	running  map[string]context.CancelCauseFunc // ledger key -> cancel of the call being run
-	leases   map[jetstream.Msg]struct{}         // calls taken and not yet settled
+	leases   map[*ackSubject]struct{}           // calls taken and not yet settled
 	inflight map[string]int                     // server -> calls taken and not yet settled
 	paused   map[string]chan struct{}           // server -> closed on Resume
 	// slots and addRunners are set while Run runs, for SetConcurrency.
@@ -188,7 +188,7 @@ func WithCatalog(c Catalog) Option { return func(w *Worker) { w.catalog = c } }
 func New(nc *nats.Conn, js jetstream.JetStream, caller Caller, cfg Config, log zerolog.Logger, opts ...Option) *Worker {
 	cfg.setDefaults(nc)
 	w := &Worker{cfg: cfg, nc: nc, js: js, caller: caller, log: log.With().Str("worker", cfg.Name).Logger(),
-		running: map[string]context.CancelCauseFunc{}, leases: map[jetstream.Msg]struct{}{}, inflight: map[string]int{}, paused: map[string]chan struct{}{},
+		running: map[string]context.CancelCauseFunc{}, leases: map[*ackSubject]struct{}{}, inflight: map[string]int{}, paused: map[string]chan struct{}{},
 		pullWait: 5 * time.Second, observer: nopObserver{}}
 	w.cancelled.ttl = cancelTTL
 	for _, o := range opts {
@@ -280,7 +280,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 						l.settle()
 						continue
 					}
-					w.process(callCtx, l.msg, func() {
+					w.process(callCtx, l.msg, l.ack, func() {
 						l.release()
 						slots.release(1)
 						inflight.Done()
@@ -307,8 +307,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		// The lease is renewed from the moment the call is taken until it
 		// is settled (storing the result may retry through a NATS
 		// reconnect), through the wait for a runner.
-		release := w.lease(msg)
-		work <- leased{msg: msg, release: release}
+		ack := &ackSubject{nc: w.nc, reply: msg.Reply()}
+		release := w.lease(ack)
+		work <- leased{msg: msg, ack: ack, release: release}
 	}
 	// Two pullers share the slots, so one has a pull request out while the
 	// other's batch ends: no gap in deliveries under load.
@@ -330,6 +331,7 @@ const maxRunners = 256
 // of a call that ran on a goroutine of its own (settle).
 type leased struct {
 	msg     jetstream.Msg
+	ack     *ackSubject
 	release func()
 	settle  func()
 }
@@ -354,7 +356,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots *slots
 				got++
 				if ctx.Err() != nil {
 					// Shutting down: another worker takes it now.
-					w.settle(msg, outcome{action: handBack}, time.Now())
+					_ = msg.Nak()
 					slots.release(1)
 					continue
 				}
@@ -509,15 +511,15 @@ func (w *Worker) track(key string, cancel context.CancelCauseFunc) (untrack func
 	}
 }
 
-// lease puts msg in the set whose leases heartbeat renews until the
+// lease puts a call in the set whose leases heartbeat renews until the
 // returned func is called.
-func (w *Worker) lease(msg jetstream.Msg) (release func()) {
+func (w *Worker) lease(ack *ackSubject) (release func()) {
 	w.mu.Lock()
-	w.leases[msg] = struct{}{}
+	w.leases[ack] = struct{}{}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
-		delete(w.leases, msg)
+		delete(w.leases, ack)
 		w.mu.Unlock()
 	}
 }
@@ -547,21 +549,21 @@ func (w *Worker) count(server string) (uncount func()) {
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.cfg.AckWait / 3)
 	defer t.Stop()
-	var msgs []jetstream.Msg
+	var acks []*ackSubject
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		msgs = msgs[:0]
+		acks = acks[:0]
 		w.mu.Lock()
-		for m := range w.leases {
-			msgs = append(msgs, m)
+		for a := range w.leases {
+			acks = append(acks, a)
 		}
 		w.mu.Unlock()
-		for _, m := range msgs {
-			_ = m.InProgress()
+		for _, a := range acks {
+			_ = a.InProgress()
 		}
 	}
 }
