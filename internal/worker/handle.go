@@ -16,7 +16,6 @@ import (
 
 	"github.com/toolbus-dev/toolbus/internal/catalog"
 	"github.com/toolbus-dev/toolbus/internal/mcppool"
-	"github.com/toolbus-dev/toolbus/internal/registry"
 	"github.com/toolbus-dev/toolbus/subjects"
 )
 
@@ -56,10 +55,10 @@ type job struct {
 	key   string    // ledger key <agent>.<call_id>
 	sent  time.Time // when the call was stored in TOOL_CALLS (zero: unknown)
 
-	srv    registry.Server
-	known  bool // the catalog has the tool
-	safe   bool // its annotations make running it twice harmless
-	unsafe bool // must not be re-run blindly: known, not safe, and the server does not opt in
+	callTimeout time.Duration // the server's call_timeout (0: the worker's default)
+	known       bool          // the catalog has the tool
+	safe        bool          // its annotations make running it twice harmless
+	unsafe      bool          // must not be re-run blindly: known, not safe, and the server does not opt in
 
 	deadline time.Time             // when the call is cut off
 	stopped  atomic.Pointer[error] // why the execution was stopped before its deadline (execution.stop)
@@ -223,7 +222,7 @@ func (w *Worker) admit(j *job) (outcome, bool) {
 	if !ok {
 		return fail(j.res, subjects.CodeUnknownServer, "no MCP server named %q is registered (see `toolbus servers list`)", c.server), true
 	}
-	j.srv = srv
+	j.callTimeout = srv.CallTimeout.D()
 	if w.catalog != nil {
 		safe, err := w.catalog.Admit(c.server, c.tool, c.args)
 		if err != nil {
@@ -381,7 +380,7 @@ func (e *execution) stop(cause error) {
 func (w *Worker) startExecution(ctx context.Context, j *job) *execution {
 	e := &execution{j: j}
 	ctx, e.span = w.step(ctx, SpanExecute)
-	timeout := j.srv.CallTimeout.D()
+	timeout := j.callTimeout
 	if timeout <= 0 {
 		timeout = w.cfg.DefaultTimeout
 	}

@@ -280,8 +280,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 						l.settle()
 						continue
 					}
+					release := l.release // not l: the done func outlives the message
 					w.process(callCtx, l.msg, l.ack, func() {
-						l.release()
+						release()
 						slots.release(1)
 						inflight.Done()
 					})
