@@ -95,8 +95,19 @@ func TestFaultKillWorker(t *testing.T) {
 // the load generator reconnect; a publish that failed is retried with the
 // same call id until JetStream acknowledges it.
 func TestFaultRestartNATS(t *testing.T) {
+	restartNATS(t, "restart NATS", clusterOptions{workers: 3, httpDemo: true})
+}
+
+// TestFaultRestartNATSBeyondRunners: the same, with each worker's
+// concurrency above its runners, so calls wait for the server on the
+// pool's goroutine and are settled after the restart from there.
+func TestFaultRestartNATSBeyondRunners(t *testing.T) {
+	restartNATS(t, "restart NATS, beyond runners", clusterOptions{workers: 3, httpDemo: true, concurrency: beyondRunners})
+}
+
+func restartNATS(t *testing.T, name string, o clusterOptions) {
 	n := soakCalls(t)
-	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
+	c := newCluster(t, o)
 	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	calls := countCalls("rn", n, "demo-http", 2)
@@ -108,7 +119,7 @@ func TestFaultRestartNATS(t *testing.T) {
 	t.Logf("nats-server back after %v", back.Sub(fault).Round(time.Millisecond))
 	waitDone(t, ctx, done)
 
-	r := lg.report(c, "restart NATS", calls, time.Since(start))
+	r := lg.report(c, name, calls, time.Since(start))
 	lg.recovery(r, fault, back, okResult)
 	r.record(t)
 	r.check(t)
@@ -121,8 +132,19 @@ func TestFaultRestartNATS(t *testing.T) {
 // retried inside their deadline; each ends ok or server_unavailable, and
 // after the restart the workers reconnect: a second batch all succeeds.
 func TestFaultRestartMCPServer(t *testing.T) {
+	restartMCPServer(t, "restart MCP server", clusterOptions{workers: 3, httpDemo: true})
+}
+
+// TestFaultRestartMCPServerBeyondRunners: the same, with calls waiting
+// for the server on the pool's goroutine: the connection breaks under
+// them there.
+func TestFaultRestartMCPServerBeyondRunners(t *testing.T) {
+	restartMCPServer(t, "restart MCP server, beyond runners", clusterOptions{workers: 3, httpDemo: true, concurrency: beyondRunners})
+}
+
+func restartMCPServer(t *testing.T, name string, o clusterOptions) {
 	n := soakCalls(t)
-	c := newCluster(t, clusterOptions{workers: 3, httpDemo: true})
+	c := newCluster(t, o)
 	lg := newLoadGen(t, c.natsURL)
 	ctx := scenarioCtx(t, n)
 	calls := countCalls("rm", n, "demo-http", 2)
@@ -144,7 +166,7 @@ func TestFaultRestartMCPServer(t *testing.T) {
 	after := countCalls("rm-after", max(50, n/10), "demo-http", 2)
 	lg.run(ctx, after, loadConc)
 
-	r := lg.report(c, "restart MCP server", calls, wall)
+	r := lg.report(c, name, calls, wall)
 	lg.recovery(r, fault, back, okResult)
 	r.record(t)
 	r.check(t)

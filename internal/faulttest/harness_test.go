@@ -3,6 +3,7 @@ package faulttest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -325,10 +326,18 @@ type clusterOptions struct {
 	workers  int  // started at once
 	httpDemo bool // run the demo MCP server over streamable HTTP
 	natsSize int  // nats-servers: 0 or 1 for one, 3 for a JetStream cluster (replicas 3)
+	// concurrency is each worker's worker.concurrency (0: workerConc).
+	// Beyond 256 (beyondRunners) a call waits for its server on the
+	// pool's goroutine, apart from the worker's runners.
+	concurrency int
 }
+
+// beyondRunners is a worker.concurrency above the worker's 256 runners.
+const beyondRunners = 300
 
 type cluster struct {
 	t        *testing.T
+	conc     int // worker.concurrency
 	dir      string
 	bin      string      // the toolbus binary
 	nats     *natsProc   // the first (or only) nats-server
@@ -360,6 +369,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	}
 	c := &cluster{
 		t:        t,
+		conc:     cmp.Or(o.concurrency, workerConc),
 		dir:      dir,
 		nats:     nodes[0],
 		nodes:    nodes,
@@ -413,7 +423,7 @@ func (c *cluster) writeConfig() error {
 		"worker": map[string]any{
 			"ack_wait":    ackWait.String(),
 			"max_deliver": maxDeliver,
-			"concurrency": workerConc,
+			"concurrency": c.conc,
 		},
 		"servers": map[string]any{
 			"demo": map[string]any{

@@ -24,8 +24,9 @@ import (
 // over channels. A call in flight holds a connection, so at 10,000 calls in
 // flight that was 20,000 goroutines, 8 KB of stacks and a few KB of
 // channels and buffers per call, and two goroutine hand-offs on every
-// call's path. h1 has none of it: a waiting call is its own goroutine
-// blocked in a read.
+// call's path. h1 has none of it: a waiting call is one goroutine blocked
+// on its socket, the caller's (RoundTrip) or one started at the wait
+// (write, then h1Written.read: httpTransport.callThen).
 //
 // https and proxied requests go to next (net/http's Transport), which also
 // speaks HTTP/2 where the server offers it.

@@ -139,7 +139,9 @@ func textResult(id, text string) string {
 // A server that ends a tools/call stream before the response, having sent
 // an event id, is asked for the rest with a GET carrying Last-Event-ID
 // (SEP-1699); the progress sent before the break reaches the caller.
-func TestToolsCallStreamResumed(t *testing.T) {
+func TestToolsCallStreamResumed(t *testing.T) { bothWays(t, toolsCallStreamResumed) }
+
+func toolsCallStreamResumed(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	var mu sync.Mutex
@@ -163,7 +165,7 @@ func TestToolsCallStreamResumed(t *testing.T) {
 	}
 	p := s.pool(t)
 	var progress []string
-	raw, isErr, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(done, total float64, msg string) {
+	raw, isErr, err := call(p, context.Background(), "s", "t", nil, CallOptions{Progress: func(done, total float64, msg string) {
 		progress = append(progress, fmt.Sprintf("%g/%g %s", done, total, msg))
 	}})
 	if err != nil || isErr {
@@ -184,7 +186,9 @@ func TestToolsCallStreamResumed(t *testing.T) {
 
 // A stream that ends with no response and nothing to resume from fails the
 // call as a broken connection, saying so.
-func TestToolsCallStreamEndsEarly(t *testing.T) {
+func TestToolsCallStreamEndsEarly(t *testing.T) { bothWays(t, toolsCallStreamEndsEarly) }
+
+func toolsCallStreamEndsEarly(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
@@ -192,7 +196,7 @@ func TestToolsCallStreamEndsEarly(t *testing.T) {
 		sseEvent(w, "", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`)
 	}
 	p := s.pool(t)
-	_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	_, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 	if ClassOf(err) != ClassReset || !strings.Contains(err.Error(), "closed unexpectedly") {
 		t.Fatalf("class %s: %v", ClassOf(err), err)
 	}
@@ -201,7 +205,9 @@ func TestToolsCallStreamEndsEarly(t *testing.T) {
 // Requests the server sends inside a tools/call stream are answered by
 // mcp-go's client, as they would be on mcp-go's own path: ping with its
 // empty result, sampling (toolbus offers none) with an error.
-func TestToolsCallServerRequests(t *testing.T) {
+func TestToolsCallServerRequests(t *testing.T) { bothWays(t, toolsCallServerRequests) }
+
+func toolsCallServerRequests(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
@@ -219,7 +225,7 @@ func TestToolsCallServerRequests(t *testing.T) {
 		sseEvent(w, "", textResult(id, "answered"))
 	}
 	p := s.pool(t)
-	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +245,9 @@ func TestToolsCallServerRequests(t *testing.T) {
 // The request carries what mcp-go would send: the session, the protocol
 // version, the server's headers and token, the agent's header; a redirect
 // is followed with the body.
-func TestToolsCallHeadersAndRedirect(t *testing.T) {
+func TestToolsCallHeadersAndRedirect(t *testing.T) { bothWays(t, toolsCallHeadersAndRedirect) }
+
+func toolsCallHeadersAndRedirect(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	var mu sync.Mutex
@@ -261,7 +269,7 @@ func TestToolsCallHeadersAndRedirect(t *testing.T) {
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(def)
-	raw, _, err := p.Call(context.Background(), "s", "t", json.RawMessage(`{"a":1}`), CallOptions{AgentID: "agent-7"})
+	raw, _, err := call(p, context.Background(), "s", "t", json.RawMessage(`{"a":1}`), CallOptions{AgentID: "agent-7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +296,9 @@ func TestToolsCallHeadersAndRedirect(t *testing.T) {
 // HTTP answers to tools/call get the classes mcp-go's would: 401 auth, 5xx
 // with the body quoted, a JSON-RPC error body its code, and a 404 ends the
 // session so that the next call opens a new one.
-func TestToolsCallHTTPAnswers(t *testing.T) {
+func TestToolsCallHTTPAnswers(t *testing.T) { bothWays(t, toolsCallHTTPAnswers) }
+
+func toolsCallHTTPAnswers(t *testing.T, call callWay) {
 	t.Parallel()
 	for _, c := range []struct {
 		name   string
@@ -324,11 +334,11 @@ func TestToolsCallHTTPAnswers(t *testing.T) {
 				fmt.Fprint(w, textResult(id, "ok"))
 			}
 			p := s.pool(t)
-			_, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			_, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 			if ClassOf(err) != c.class || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("class %s, want %s: %v", ClassOf(err), c.class, err)
 			}
-			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 			if err != nil || text(t, raw) != "ok" {
 				t.Fatalf("the next call: %s %v", raw, err)
 			}
@@ -342,7 +352,9 @@ func TestToolsCallHTTPAnswers(t *testing.T) {
 // An SSE answer whose data lines are longer than the stream's buffer (a
 // large result, a long progress message, data split over lines) arrives
 // whole.
-func TestToolsCallLongSSELines(t *testing.T) {
+func TestToolsCallLongSSELines(t *testing.T) { bothWays(t, toolsCallLongSSELines) }
+
+func toolsCallLongSSELines(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	big := strings.Repeat("0123456789", 30_000) // 300 KB in one data line
@@ -358,7 +370,7 @@ func TestToolsCallLongSSELines(t *testing.T) {
 	}
 	p := s.pool(t)
 	var msgs []string
-	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, msg string) { msgs = append(msgs, msg) }})
+	raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, msg string) { msgs = append(msgs, msg) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +387,9 @@ func TestToolsCallLongSSELines(t *testing.T) {
 // handled, fetch the answer elsewhere) is not posted again, and a 3xx
 // without a Location is the answer, quoted, not a reason to send the
 // request a second time.
-func TestToolsCallRedirectPostsOnce(t *testing.T) {
+func TestToolsCallRedirectPostsOnce(t *testing.T) { bothWays(t, toolsCallRedirectPostsOnce) }
+
+func toolsCallRedirectPostsOnce(t *testing.T, call callWay) {
 	t.Parallel()
 	for _, c := range []struct {
 		name     string
@@ -407,7 +421,7 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 				w.WriteHeader(c.status)
 			}
 			p := s.pool(t)
-			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 			if (err == nil) != (c.location == "/mcp/") {
 				t.Fatalf("the call: %s %v", raw, err)
 			}
@@ -427,7 +441,9 @@ func TestToolsCallRedirectPostsOnce(t *testing.T) {
 // request it sent inside a tools/call stream: mcp-go's Close cancelled
 // such answers, and a server that never replies to the POST would
 // otherwise hold Close for the answer's 30 seconds.
-func TestToolsCallCloseEndsAnswers(t *testing.T) {
+func TestToolsCallCloseEndsAnswers(t *testing.T) { bothWays(t, toolsCallCloseEndsAnswers) }
+
+func toolsCallCloseEndsAnswers(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	arrived := make(chan struct{}, 1)
@@ -442,7 +458,7 @@ func TestToolsCallCloseEndsAnswers(t *testing.T) {
 	}
 	p := New(testLog(t))
 	p.Upsert(s.def())
-	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+	if _, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	<-arrived
@@ -462,7 +478,9 @@ func TestToolsCallCloseEndsAnswers(t *testing.T) {
 // value is the answer (what follows it is not looked at), and a body that
 // ends before one (empty, or cut off) is a broken connection (EOF), not a
 // bad answer.
-func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
+func TestToolsCallJSONBodyAsMCPGo(t *testing.T) { bothWays(t, toolsCallJSONBodyAsMCPGo) }
+
+func toolsCallJSONBodyAsMCPGo(t *testing.T, call callWay) {
 	t.Parallel()
 	for _, c := range []struct {
 		name  string
@@ -481,7 +499,7 @@ func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
 				fmt.Fprint(w, c.body(id))
 			}
 			p := s.pool(t)
-			raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+			raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 			if ClassOf(err) != c.class {
 				t.Fatalf("class %q, want %q: %v", ClassOf(err), c.class, err)
 			}
@@ -497,6 +515,10 @@ func TestToolsCallJSONBodyAsMCPGo(t *testing.T) {
 // rewrite it (here, name another tool; the request stays valid JSON, so
 // mcp-go's json.Marshal did not catch it either).
 func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
+	bothWays(t, toolsCallInvalidArgumentsNotSent)
+}
+
+func toolsCallInvalidArgumentsNotSent(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	var mu sync.Mutex
@@ -515,7 +537,7 @@ func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
 		fmt.Fprint(w, textResult(id, "ran "+req.Params.Name))
 	}
 	p := s.pool(t)
-	raw, _, err := p.Call(context.Background(), "s", "t", json.RawMessage(`{},"name":"other"`), CallOptions{})
+	raw, _, err := call(p, context.Background(), "s", "t", json.RawMessage(`{},"name":"other"`), CallOptions{})
 	mu.Lock()
 	defer mu.Unlock()
 	if err == nil || len(names) != 0 {
@@ -529,7 +551,9 @@ func TestToolsCallInvalidArgumentsNotSent(t *testing.T) {
 // A server URL with credentials in it (http://user:pass@host/mcp) gets them
 // as basic auth on tools/call too, as http.Client.Do sent them for mcp-go
 // (the transport's RoundTrip alone does not).
-func TestToolsCallURLCredentials(t *testing.T) {
+func TestToolsCallURLCredentials(t *testing.T) { bothWays(t, toolsCallURLCredentials) }
+
+func toolsCallURLCredentials(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	var mu sync.Mutex
@@ -547,7 +571,7 @@ func TestToolsCallURLCredentials(t *testing.T) {
 	p := New(testLog(t))
 	defer p.Close()
 	p.Upsert(def)
-	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+	if _, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -560,7 +584,9 @@ func TestToolsCallURLCredentials(t *testing.T) {
 // A call reading a stream that goes quiet ends with its context: the read
 // is aborted, the connection let go (the server sees it), and the call
 // fails as cancelled.
-func TestToolsCallStreamCancelled(t *testing.T) {
+func TestToolsCallStreamCancelled(t *testing.T) { bothWays(t, toolsCallStreamCancelled) }
+
+func toolsCallStreamCancelled(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	gone := make(chan struct{})
@@ -574,7 +600,7 @@ func TestToolsCallStreamCancelled(t *testing.T) {
 	p := s.pool(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, _, err := p.Call(ctx, "s", "t", nil, CallOptions{Progress: func(float64, float64, string) { cancel() }})
+	_, _, err := call(p, ctx, "s", "t", nil, CallOptions{Progress: func(float64, float64, string) { cancel() }})
 	if ClassOf(err) != ClassCanceled {
 		t.Fatalf("class %s, want %s: %v", ClassOf(err), ClassCanceled, err)
 	}
@@ -584,7 +610,9 @@ func TestToolsCallStreamCancelled(t *testing.T) {
 // A stream that starts with a byte order mark is read as the SSE spec
 // says (the mark is dropped), not with its first field lost: here the
 // response. mcp-go lost it.
-func TestToolsCallStreamBOM(t *testing.T) {
+func TestToolsCallStreamBOM(t *testing.T) { bothWays(t, toolsCallStreamBOM) }
+
+func toolsCallStreamBOM(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
@@ -593,7 +621,7 @@ func TestToolsCallStreamBOM(t *testing.T) {
 		sseEvent(w, "", textResult(id, "ok"))
 	}
 	p := s.pool(t)
-	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 	if err != nil || text(t, raw) != "ok" {
 		t.Fatalf("%s %v", raw, err)
 	}
@@ -602,7 +630,9 @@ func TestToolsCallStreamBOM(t *testing.T) {
 // Over https the requests go to net/http's transport, which speaks HTTP/2:
 // a JSON answer and an SSE answer with progress both arrive (the call ends
 // its own context before it closes the body there).
-func TestToolsCallOverHTTPS(t *testing.T) {
+func TestToolsCallOverHTTPS(t *testing.T) { bothWays(t, toolsCallOverHTTPS) }
+
+func toolsCallOverHTTPS(t *testing.T, call callWay) {
 	t.Parallel()
 	s := &scripted{answers: map[string]json.RawMessage{}, answered: make(chan struct{}, 16)}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
@@ -634,13 +664,13 @@ func TestToolsCallOverHTTPS(t *testing.T) {
 	defer p.Close()
 	p.Upsert(s.def())
 	for range 3 {
-		raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+		raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 		if err != nil || text(t, raw) != "plain" {
 			t.Fatalf("JSON answer: %s %v", raw, err)
 		}
 	}
 	var msgs []string
-	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, m string) { msgs = append(msgs, m) }})
+	raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{Progress: func(_, _ float64, m string) { msgs = append(msgs, m) }})
 	if err != nil || text(t, raw) != "streamed" || strings.Join(msgs, ",") != "tls" {
 		t.Fatalf("SSE answer: %s %v, progress %v", raw, err, msgs)
 	}
@@ -653,7 +683,9 @@ func TestToolsCallOverHTTPS(t *testing.T) {
 
 // A notification handler that panics on a notification inside a tools/call
 // stream costs that notification, not the call or the process.
-func TestToolsCallHandlerPanic(t *testing.T) {
+func TestToolsCallHandlerPanic(t *testing.T) { bothWays(t, toolsCallHandlerPanic) }
+
+func toolsCallHandlerPanic(t *testing.T, call callWay) {
 	t.Parallel()
 	s := newScripted(t)
 	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
@@ -669,8 +701,38 @@ func TestToolsCallHandlerPanic(t *testing.T) {
 		}
 	})
 	p.Upsert(s.def())
-	raw, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{})
+	raw, _, err := call(p, context.Background(), "s", "t", nil, CallOptions{})
 	if err != nil || text(t, raw) != "survived" {
 		t.Fatalf("%s %v", raw, err)
 	}
+}
+
+// callWay is how a test's call goes: Pool.Call, or Pool.CallThen.
+type callWay func(p *Pool, ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (json.RawMessage, bool, error)
+
+// bothWays runs a tools/call test with each way a call goes: Call, on the
+// caller's goroutine, and CallThen, whose request the caller writes and
+// whose answer the pool's goroutine waits for and reads (waitingApart).
+func bothWays(t *testing.T, test func(*testing.T, callWay)) {
+	t.Run("Call", func(t *testing.T) { test(t, (*Pool).Call) })
+	t.Run("CallThen", func(t *testing.T) { test(t, waitingApart) })
+}
+
+// waitingApart is CallThen, waited for. The session is opened first: on a
+// live session, with a free slot, CallThen writes the request on the
+// caller's goroutine and waits apart (without one it runs Call on a
+// goroutine of its own).
+func waitingApart(p *Pool, ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (raw json.RawMessage, isErr bool, err error) {
+	if s, err := p.server(server); err == nil {
+		if sess, err := s.acquire(ctx); err == nil {
+			s.release(sess)
+		}
+	}
+	done := make(chan struct{})
+	p.CallThen(ctx, server, tool, args, co, func(r json.RawMessage, e bool, er error) {
+		raw, isErr, err = r, e, er
+		close(done)
+	})
+	<-done
+	return raw, isErr, err
 }

@@ -94,13 +94,11 @@ func (j *job) dropMessage() {
 // then. The steps before the MCP call (decode, admit, look up, the checks
 // of the deadline) run on the caller's goroutine, the call runner, and so
 // does the rest, unless the worker has more slots than runners (handOff):
-// then the execution, which waits for the tool, runs on a goroutine of its
-// own, started shallow, and the runner returns; the settlement goes back
-// to a runner. A call
-// in flight then parks a goroutine whose stack holds only the frames of
-// the call (6.3 KB in 8 KB), not a runner's stack, which every earlier
-// step has grown to 16 KB and which the runtime does not shrink while its
-// frames fill a quarter of it.
+// then the runner takes the call up to its request (executeAsync), the
+// pool's goroutine waits for the answer, and the settlement comes back to
+// a runner. A call in flight then holds a goroutine of a few frames (2 KB
+// of stack), not a runner, nor a goroutine of the worker's that every step
+// before the wait would have grown.
 func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject, done func()) {
 	j := w.newJob(msg, time.Now())
 	uncount := w.count(j.call.server)
@@ -136,9 +134,9 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject
 	}
 }
 
-// executeThen executes the call and gives the outcome to finish. On a
-// goroutine of the call's own (handOff), its frames are those a call in
-// flight parks on.
+// executeThen executes the call and gives the outcome to finish: on the
+// runner, or, for a call that waits for a paused server beyond the
+// runners, on a goroutine of the call's own.
 func (w *Worker) executeThen(ctx context.Context, j *job, finish func(outcome)) {
 	var out outcome
 	defer func() {

@@ -259,10 +259,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	// of a call's CPU). There is one per slot up to maxRunners, and a call
 	// is handed over with its slot taken and its lease renewed (see run),
 	// so it waits for a runner, if at all, leased. Beyond maxRunners slots
-	// a runner takes each call only through the steps before its
-	// execution; the execution and the settlement run on a goroutine of the
-	// call's own (process), so a call waiting for its tool parks a shallow
-	// goroutine, not a runner's grown stack, and holds no runner.
+	// a runner takes each call only up to its request, and back from its
+	// answer for the settlement (process): a call waiting for its tool
+	// waits on the pool's shallow goroutine, and holds no runner.
 	// SetConcurrency adds runners when it raises the slots; a lowered limit
 	// leaves the extra ones idle.
 	w.mu.Lock()
