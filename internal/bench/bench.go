@@ -680,7 +680,7 @@ func Print(w io.Writer, rows []Row) {
 		if r.Errors > 0 {
 			errs += ": " + strings.ReplaceAll(truncate(r.FirstErr, 120), "|", "/")
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %v | %v | %s | %s | %.0f MB | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %v | %v | %s | %s | %.0f MiB | %s |\n",
 			sizeName(r.Size), r.Concurrency, r.Path, r.Tool, r.PerSec, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rel, cpu, mb(r.RSS), errs)
 	}
 }

@@ -78,7 +78,7 @@ func TestSoakSamples(t *testing.T) {
 	if err := Run(ctx, Options{Soak: 2 * time.Second, SoakConcurrency: 4, SampleEvery: 500 * time.Millisecond}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "MB/min") || !strings.Contains(out.String(), ", 0 errors") {
+	if !strings.Contains(out.String(), "MiB/min") || !strings.Contains(out.String(), ", 0 errors") {
 		t.Fatalf("report:\n%s", out.String())
 	}
 }
@@ -149,7 +149,7 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 		}
 	}
 	for _, l := range sb {
-		if !strings.Contains(l, "| serve toolbus | echo_plain |") || strings.Contains(l, "| – |") || strings.Contains(l, "| 0 MB |") {
+		if !strings.Contains(l, "| serve toolbus | echo_plain |") || strings.Contains(l, "| – |") || strings.Contains(l, "| 0 MiB |") {
 			t.Errorf("serve row without its path, CPU or RSS: %s", l)
 		}
 	}
@@ -164,7 +164,7 @@ func TestFrontDoorAndServeBin(t *testing.T) {
 		t.Fatalf("want the in-process burst and the --serve-bin burst:\n%s", out.String())
 	}
 	sb = strings.Split(tables[1], "\n")[2:] // errors are the fourth column: checked below
-	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | sleep_plain | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MB |") {
+	if len(sb) != 1 || !strings.HasPrefix(sb[0], "| toolbus | sleep_plain | 1 | 100 | 0 |") || strings.Contains(sb[0], "| 0 MiB |") {
 		t.Errorf("want one burst of 100 completed through serve, with its RSS:\n%s", out.String())
 	}
 	// The memory limit reaches serve: one it refuses fails the run.

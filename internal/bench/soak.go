@@ -52,7 +52,7 @@ func soak(ctx context.Context, o Options, st *serve, lg *child, w io.Writer) err
 		mu.Lock()
 		samples = append(samples, s)
 		mu.Unlock()
-		fmt.Fprintf(o.Progress, "%6.0fs RSS %6.1f MB heap %6.1f MB results %8d (%6.1f MB) ledger %8d (%6.1f MB)\n",
+		fmt.Fprintf(o.Progress, "%6.0fs RSS %6.1f MiB heap %6.1f MiB results %8d (%6.1f MiB) ledger %8d (%6.1f MiB)\n",
 			s.at.Seconds(), mb(s.rss), mb(s.heap), s.results, mb(int64(s.resultsB)), s.ledger, mb(int64(s.ledgerBytes)))
 	}
 	take()
@@ -83,7 +83,7 @@ func soak(ctx context.Context, o Options, st *serve, lg *child, w io.Writer) err
 		o.Soak, o.SoakConcurrency, r.Calls, float64(r.Calls)/r.Elapsed.Seconds(), r.Errors, errSuffix(r.FirstErr), msPerCall(cpu, r.Calls))
 	fmt.Fprintf(w, "| time | serve RSS | Go heap in use | goroutines | TOOL_RESULTS | ledger |\n|---|---|---|---|---|---|\n")
 	for _, s := range samples {
-		fmt.Fprintf(w, "| %.0fs | %.1f MB | %.1f MB | %d | %d (%.1f MB) | %d (%.1f MB) |\n", s.at.Seconds(), mb(s.rss), mb(s.heap), s.goroutines,
+		fmt.Fprintf(w, "| %.0fs | %.1f MiB | %.1f MiB | %d | %d (%.1f MiB) | %d (%.1f MiB) |\n", s.at.Seconds(), mb(s.rss), mb(s.heap), s.goroutines,
 			s.results, mb(int64(s.resultsB)), s.ledger, mb(int64(s.ledgerBytes)))
 	}
 	// The slope is fitted over the second half, after the start-up growth.
@@ -92,7 +92,7 @@ func soak(ctx context.Context, o Options, st *serve, lg *child, w io.Writer) err
 	for i, s := range half {
 		xs[i], rs[i], hs[i], ns[i] = s.at.Minutes(), mb(s.rss), mb(s.heap), float64(s.results+s.ledger)
 	}
-	fmt.Fprintf(w, "\nSlope over the second half: RSS %+.2f MB/min, Go heap %+.2f MB/min", slope(xs, rs), slope(xs, hs))
+	fmt.Fprintf(w, "\nSlope over the second half: RSS %+.2f MiB/min, Go heap %+.2f MiB/min", slope(xs, rs), slope(xs, hs))
 	// Per retained message only where retention grew (not once capped).
 	if perMsg := slope(ns, rs); !math.IsNaN(perMsg) && ns[len(ns)-1] > 1.5*ns[0] {
 		fmt.Fprintf(w, "; RSS %+.0f bytes per retained message (results and ledger marks)", perMsg*(1<<20))
@@ -161,10 +161,10 @@ func inflight(ctx context.Context, o Options, st *serve, lg *child, w io.Writer)
 	_, peak := memStatus()
 	perCall := "–"
 	if peakCalls > 0 {
-		perCall = fmt.Sprintf("%.0f KB", float64(peak-rss0)/float64(peakCalls)/1024)
+		perCall = fmt.Sprintf("%.0f KiB", float64(peak-rss0)/float64(peakCalls)/1024)
 	}
 	fmt.Fprintf(w, "| calls | tool | sleep | completed | errors | time to complete | p50 / p99 completion | serve peak RSS | RSS before | peak calls in flight | RSS per call in flight | peak goroutines | peak Go heap / stacks | serve CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %d | %s | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %d | %s | %d | %.0f MB / %.0f MB | %.2f s |\n",
+	fmt.Fprintf(w, "| %d | %s | %v | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MiB | %.0f MiB | %d | %s | %d | %.0f MiB / %.0f MiB | %.2f s |\n",
 		o.Inflight, o.InflightTool, o.SleepFor, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(), mb(peak), mb(rss0), peakCalls, perCall, peakG, mb(int64(peakHeap)), mb(int64(peakStack)), cpu.Seconds())
 	return nil
 }
@@ -252,7 +252,7 @@ func inflightBins(ctx context.Context, o Options, mcpURL string, w io.Writer) er
 					return err
 				}
 				_, peak := memStatusOf(sp.pid)
-				fmt.Fprintf(w, "| %s | %s | %d | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MB | %.0f MB | %.0f KB | %.2f s |\n",
+				fmt.Fprintf(w, "| %s | %s | %d | %d | %d%s | %.2f s | %.2f s / %.2f s | %.0f MiB | %.0f MiB | %.0f KiB | %.2f s |\n",
 					serveLabel(o.ServeBins, i), o.InflightTool, round, r.Calls, r.Errors, errSuffix(r.FirstErr), r.Elapsed.Seconds(), r.P50.Seconds(), r.P99.Seconds(),
 					mb(peak), mb(rss0), float64(peak-rss0)/float64(o.Inflight)/1024, (cpu() - cpu0).Seconds())
 				return nil

@@ -222,23 +222,38 @@ func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessa
 // CallThen is Call, for a caller that does not wait: then gets Call's
 // outcome, on a goroutine of its own, never the caller's. When the server
 // has a session and a free call slot, the caller's goroutine writes the
-// request, and a call waiting for its server over streamable HTTP holds a
-// goroutine of a few frames (httpTransport.callThen); otherwise Call runs
-// on a goroutine of its own. then runs exactly once unless CallThen panics.
+// request; otherwise a goroutine of the call's own waits for the dial or
+// the slot, writes it and ends. A call waiting for its server over
+// streamable HTTP then holds a goroutine of a few frames
+// (httpTransport.callThen). then runs exactly once unless CallThen panics.
 func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
 	s, err := p.server(server)
-	var sess *session
-	if err == nil {
-		sess = s.tryAcquire()
-	}
-	if sess == nil {
-		// A dial, a wait for a slot, or the error: on a goroutine of the
-		// call's own, as Call.
-		go func() { then(p.Call(ctx, server, tool, args, co)) }()
+	if err != nil {
+		go func() { then(p.Call(ctx, server, tool, args, co)) }() // its error, as Call words it
 		return
 	}
-	ctx, span := p.startSpan(ctx, server, tool)
-	ctx, cancel := s.callContext(ctx)
+	if sess := s.tryAcquire(); sess != nil {
+		ctx, span := p.startSpan(ctx, server, tool)
+		ctx, cancel := s.callContext(ctx)
+		p.callThen(ctx, cancel, span, s, sess, tool, args, co, then)
+		return
+	}
+	go func() {
+		ctx, span := p.startSpan(ctx, server, tool)
+		ctx, cancel := s.callContext(ctx)
+		sess, err := s.acquire(ctx)
+		if err != nil {
+			cancel()
+			endSpan(span, false, err)
+			then(nil, false, err)
+			return
+		}
+		p.callThen(ctx, cancel, span, s, sess, tool, args, co, then)
+	}()
+}
+
+// callThen is CallThen with the slot and session taken.
+func (p *Pool) callThen(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
 	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
 	sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
 		raw, isErr, err = c.settle(raw, isErr, err)

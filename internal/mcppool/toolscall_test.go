@@ -718,16 +718,10 @@ func bothWays(t *testing.T, test func(*testing.T, callWay)) {
 	t.Run("CallThen", func(t *testing.T) { test(t, waitingApart) })
 }
 
-// waitingApart is CallThen, waited for. The session is opened first: on a
-// live session, with a free slot, CallThen writes the request on the
-// caller's goroutine and waits apart (without one it runs Call on a
-// goroutine of its own).
+// waitingApart is CallThen, waited for: the request is written by the
+// caller's goroutine, or by one that opened the session first, and the
+// answer is read by the pool's goroutine that waited for it.
 func waitingApart(p *Pool, ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (raw json.RawMessage, isErr bool, err error) {
-	if s, err := p.server(server); err == nil {
-		if sess, err := s.acquire(ctx); err == nil {
-			s.release(sess)
-		}
-	}
 	done := make(chan struct{})
 	p.CallThen(ctx, server, tool, args, co, func(r json.RawMessage, e bool, er error) {
 		raw, isErr, err = r, e, er
