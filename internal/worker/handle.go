@@ -128,7 +128,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject
 		// the call's goroutine, which waits for a runner shallow.
 		toRunner := w.toRunner
 		j.dropMessage()
-		w.executeAsync(ctx, j, func(out outcome) { toRunner(func() { finish(out) }) })
+		w.executeAsync(ctx, j, finish, func(out outcome) { toRunner(func() { finish(out) }) })
 	default:
 		w.executeThen(ctx, j, finish)
 	}
@@ -316,9 +316,14 @@ func (w *Worker) execute(ctx context.Context, j *job) (out outcome) {
 // 10,000 calls in flight, 2 KB of stack each instead of 8. A call to a
 // paused server waits on a goroutine of its own, as executeThen's: not on
 // the runner.
-func (w *Worker) executeAsync(ctx context.Context, j *job, finish func(outcome)) {
+//
+// finish settles the call on this goroutine, the runner; finishApart
+// settles it from any other goroutine (it hands the settlement to a
+// runner). The runner must not hand its own settlement to another runner:
+// when every runner did, none would be left to take one.
+func (w *Worker) executeAsync(ctx context.Context, j *job, finish, finishApart func(outcome)) {
 	if w.isPaused(j.call.server) {
-		go w.executeThen(ctx, j, finish)
+		go w.executeThen(ctx, j, finishApart)
 		return
 	}
 	var e *execution
@@ -347,7 +352,7 @@ func (w *Worker) executeAsync(ctx context.Context, j *job, finish func(outcome))
 				out = w.panicked(j, v)
 			}
 			e.end(out)
-			finish(out)
+			finishApart(out)
 		}()
 		out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
 	})

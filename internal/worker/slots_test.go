@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/demo"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -190,4 +191,48 @@ func TestCallsWaitOffTheWorker(t *testing.T) {
 		}
 	}
 	assertDeliveredOnce(t, ns, sleeping+1+10)
+}
+
+// Beyond the runners, a call answered before its request (here a
+// destructive call whose start mark an earlier attempt left: outcome
+// unknown, found by its claim) is settled by the runner that took it. A
+// runner that waited for another runner to settle it would wait forever
+// once every runner held such a call: a burst of them deadlocked the
+// worker.
+func TestRunnersSettleCallsAnsweredBeforeTheirRequest(t *testing.T) {
+	const n = 400 // more than the 256 runners
+	url, stopDemo, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDemo)
+	ns, cat, pool := catalogParts(t, url)
+	ctx := context.Background()
+	kv, err := ns.JS.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = client.NewCallID()
+		if _, err := kv.Create(ctx, subjects.LedgerKey(subjects.DefaultAgent, ids[i]), []byte(`{"state":"started","worker":"gone"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := client.New(ns.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: n, MaxAckPending: n}, testLog(t), worker.WithCatalog(cat))
+	var answers []<-chan callAnswer
+	for i := range ids {
+		answers = append(answers, callAsync(cl, "demo", "destroy", fmt.Sprintf(`{"key":"k%d"}`, i), client.WithCallID(ids[i])))
+	}
+	for _, a := range answers {
+		if res := (<-a).must(t); res.Error == nil || res.Error.Code != subjects.CodeOutcomeUnknown {
+			t.Fatalf("got %+v; want outcome_unknown", res)
+		}
+	}
+	assertDeliveredOnce(t, ns, n)
 }
