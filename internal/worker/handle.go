@@ -326,36 +326,53 @@ func (w *Worker) executeAsync(ctx context.Context, j *job, finish, finishApart f
 		go w.executeThen(ctx, j, finishApart)
 		return
 	}
+	if out, handed := w.startAsync(ctx, j, finishApart); !handed {
+		// Settled here, out of startAsync's recover: a panic while settling
+		// must not settle the call a second time.
+		finish(out)
+	}
+}
+
+// startAsync takes the call up to its request and hands it to the pool,
+// whose goroutine gives the outcome to finishApart. Not handed: out is the
+// call's outcome, for the runner to settle: it was answered before its
+// request, or a step panicked, CallThen's own included (then does not run
+// then, and a call nobody settled would hold its slot and lease forever).
+func (w *Worker) startAsync(ctx context.Context, j *job, finishApart func(outcome)) (out outcome, handed bool) {
 	var e *execution
-	handed := false
+	var given atomic.Bool // the outcome is given once: by then, or by a panic of CallThen's
 	defer func() {
-		if v := recover(); v != nil && !handed {
-			out := w.panicked(j, v)
+		if v := recover(); v != nil {
+			if !given.CompareAndSwap(false, true) {
+				handed = true // then has the call already
+				return
+			}
+			out, handed = w.panicked(j, v), false
 			if e != nil {
 				e.end(out)
 			}
-			finish(out)
 		}
 	}()
 	e = w.startExecution(ctx, j)
 	if out, done := w.beforeCall(e.ctx, j); done {
 		e.end(out)
-		finish(out)
-		return
+		return out, false
 	}
 	a := w.newAttempts(j)
-	handed = true
 	w.caller.CallThen(e.ctx, j.call.server, j.call.tool, j.call.args, a.co, func(raw json.RawMessage, isErr bool, err error) {
 		var out outcome
 		defer func() {
 			if v := recover(); v != nil {
 				out = w.panicked(j, v)
 			}
-			e.end(out)
-			finishApart(out)
+			if given.CompareAndSwap(false, true) {
+				e.end(out)
+				finishApart(out)
+			}
 		}()
 		out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
 	})
+	return outcome{}, true
 }
 
 // execution is a call's execution under way: its context, cut off at the

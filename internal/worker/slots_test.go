@@ -1,7 +1,9 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/toolbus-dev/toolbus/client"
 	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -235,4 +238,37 @@ func TestRunnersSettleCallsAnsweredBeforeTheirRequest(t *testing.T) {
 		}
 	}
 	assertDeliveredOnce(t, ns, n)
+}
+
+// panickingCallThen is the pool, with a bug in CallThen for calls whose
+// arguments say "boom": it panics before it hands the call on.
+type panickingCallThen struct{ *mcppool.Pool }
+
+func (p panickingCallThen) CallThen(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions, then func(json.RawMessage, bool, error)) {
+	if bytes.Contains(args, []byte("boom")) {
+		panic("injected boom in CallThen")
+	}
+	p.Pool.CallThen(ctx, server, tool, args, co, then)
+}
+
+// Beyond the runners, a call whose CallThen panics (a bug: then will not
+// run) is answered internal and settled, as a panic anywhere else in a
+// call's handling is; it was lost: no answer, its slot taken and its lease
+// renewed until the worker stopped.
+func TestPanicInCallThenIsAnsweredInternal(t *testing.T) {
+	ns, pool, cl := demoRig(t)
+	startWorker(t, ns.Conn(t), panickingCallThen{pool}, worker.Config{Concurrency: 300, MaxAckPending: 300}, testLog(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, "demo", "echo", `{"message":"boom"}`)
+	if err != nil {
+		t.Fatalf("the call whose CallThen panicked: %v", err)
+	}
+	if res.Status != subjects.StatusError || res.Error == nil || res.Error.Code != subjects.CodeInternal || !strings.Contains(res.Error.Message, "injected boom") {
+		t.Fatalf("panicked call answered %+v (%+v)", res, res.Error)
+	}
+	if got := call(t, cl, "demo", "echo", `{"message":"after"}`); got.Status != subjects.StatusOK || text(t, got) != "after" {
+		t.Fatalf("after the panic: %+v", got)
+	}
+	assertDeliveredOnce(t, ns, 2)
 }
