@@ -354,7 +354,14 @@ func (w *Worker) startAsync(ctx context.Context, j *job, finishApart func(outcom
 		}
 	}()
 	e = w.startExecution(ctx, j)
-	if out, done := w.beforeCall(e.ctx, j); done {
+	if w.isPaused(j.call.server) {
+		// Paused since executeAsync looked: the wait for Resume is not the
+		// runner's (beforeCall would wait here). Not paused now, the call
+		// goes on, as one paused a moment after its wait.
+		go w.executeStartedThen(e, j, finishApart)
+		return outcome{}, true
+	}
+	if out, done := w.startCall(e.ctx, j); done {
 		e.end(out)
 		return out, false
 	}
@@ -425,12 +432,38 @@ func (e *execution) end(out outcome) {
 	}
 }
 
+// executeStartedThen is execute for an execution started (startAsync),
+// on a goroutine of the call's own: it gives the outcome to finish.
+func (w *Worker) executeStartedThen(e *execution, j *job, finish func(outcome)) {
+	var out outcome
+	defer func() {
+		if v := recover(); v != nil {
+			out = w.panicked(j, v)
+		}
+		e.end(out)
+		finish(out)
+	}()
+	if o, done := w.beforeCall(e.ctx, j); done {
+		out = o
+		return
+	}
+	a := w.newAttempts(j)
+	raw, isErr, err := w.caller.Call(e.ctx, j.call.server, j.call.tool, j.call.args, a.co)
+	out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
+}
+
 // beforeCall waits while the server is paused, and marks the start of a
 // call that must not run twice; done: it answered instead.
 func (w *Worker) beforeCall(ctx context.Context, j *job) (_ outcome, done bool) {
 	if err := w.waitUnpaused(ctx, j.call.server); err != nil {
 		return w.classify(ctx, j, err), true
 	}
+	return w.startCall(ctx, j)
+}
+
+// startCall is beforeCall past the wait while paused: it marks the start
+// of a call that must not run twice; done: it answered instead.
+func (w *Worker) startCall(ctx context.Context, j *job) (_ outcome, done bool) {
 	if j.unsafe {
 		if out, done := w.claim(ctx, j); done {
 			return out, true
