@@ -68,7 +68,7 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || t.proxied(req) {
 		return t.next.RoundTrip(req)
 	}
-	w, resp, err := t.write(req)
+	w, resp, err := t.write(req, true)
 	if w == nil {
 		return resp, err
 	}
@@ -90,7 +90,12 @@ type h1Written struct {
 // before the request was out whole. It returns the written request, or,
 // when there is nothing to wait for, the response (one that came before
 // the request was out whole) or the error.
-func (t *h1) write(req *http.Request) (*h1Written, *http.Response, error) {
+//
+// Without dial, write sends req only on an idle connection: when there is
+// none it returns errWouldDial, req untouched. A connect can take as long
+// as the server's host leaves it unanswered, and a caller that must not
+// wait (httpTransport.callThen's) then writes on a goroutine of its own.
+func (t *h1) write(req *http.Request, dial bool) (*h1Written, *http.Response, error) {
 	if err := checkRequest(req); err != nil {
 		closeRequestBody(req)
 		return nil, nil, err
@@ -98,7 +103,17 @@ func (t *h1) write(req *http.Request) (*h1Written, *http.Response, error) {
 	ctx := req.Context()
 	addr := canonicalAddr(req)
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.conn(ctx, addr)
+		var c *h1Conn
+		var reused bool
+		var err error
+		if !dial && attempt == 0 {
+			if c = t.idleConn(addr); c == nil {
+				return nil, nil, errWouldDial
+			}
+			reused = true
+		} else {
+			c, reused, err = t.conn(ctx, addr)
+		}
 		if err != nil {
 			closeRequestBody(req)
 			return nil, nil, err
@@ -458,21 +473,30 @@ func (b *h1Body) finish(whole bool) {
 // conn returns an idle connection to addr that the server has not closed,
 // or dials a new one.
 func (t *h1) conn(ctx context.Context, addr string) (*h1Conn, bool, error) {
-	for {
-		c := t.take(addr)
-		if c == nil {
-			break
-		}
-		if !c.closedByPeer() {
-			return c, true, nil
-		}
-		c.nc.Close()
+	if c := t.idleConn(addr); c != nil {
+		return c, true, nil
 	}
 	nc, err := t.dialAside(ctx, addr)
 	if err != nil {
 		return nil, false, err
 	}
 	return &h1Conn{nc: nc, addr: addr}, false, nil
+}
+
+// errWouldDial is write's answer, without dial, when no connection is
+// idle: nothing was sent.
+var errWouldDial = errors.New("h1: no idle connection")
+
+// idleConn returns an idle connection to addr that the server has not
+// closed, or nil.
+func (t *h1) idleConn(addr string) *h1Conn {
+	for {
+		c := t.take(addr)
+		if c == nil || !c.closedByPeer() {
+			return c
+		}
+		c.nc.Close()
+	}
 }
 
 // dialAside dials on a goroutine of its own. Dialing runs deep (resolver,

@@ -168,7 +168,20 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 	// req is its method and id. A call waiting for its server holds one
 	// copy of each, not two.
 	w.req.Params, w.req.Header = nil, nil
-	w.written, w.resp, w.err = h.write(w.hreq)
+	w.written, w.resp, w.err = h.write(w.hreq, false)
+	if w.err == errWouldDial {
+		// No idle connection: the connect, which a host gone away leaves
+		// unanswered until the call's deadline, and the write are a
+		// goroutine's of the call's own to wait for, not the caller's.
+		// The wait goes on a goroutine started shallow, as below: the
+		// connect and the write grew this one's stack.
+		w.err = nil
+		go func() {
+			w.written, w.resp, w.err = h.write(w.hreq, true)
+			go w.await()
+		}()
+		return
+	}
 	go w.await()
 }
 

@@ -3,9 +3,11 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ackSubject settles a delivered call and renews its lease: the JetStream
@@ -14,9 +16,18 @@ import (
 // "+WPI"). A call holds this, not its message, from its delivery to its
 // settlement, so a call waiting for its tool does not keep the message's
 // decoded headers and payload (about 1 KB each) alive.
+//
+// As jetstream.Msg, it settles once: a second settlement, and a renewal
+// after the settlement, are refused (jetstream.ErrMsgAlreadyAckd), not
+// sent. A renewal that followed a delayed nak would restart the ack wait:
+// the call would come again after AckWait, not the delay. The heartbeat
+// renews the leases it listed, and a call may be settled meanwhile.
 type ackSubject struct {
 	nc    *nats.Conn
 	reply string
+
+	mu      sync.Mutex // orders a renewal and the settlement
+	settled bool
 }
 
 var (
@@ -26,23 +37,34 @@ var (
 	errNoReply   = errors.New("the message has no reply subject to acknowledge it on")
 )
 
-func (a *ackSubject) publish(body []byte) error {
+// publish sends body, once the delivery is settled no more; settle says
+// body settles it.
+func (a *ackSubject) publish(body []byte, settle bool) error {
 	if a.reply == "" {
 		return errNoReply
 	}
-	return a.nc.Publish(a.reply, body)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.settled {
+		return jetstream.ErrMsgAlreadyAckd
+	}
+	if err := a.nc.Publish(a.reply, body); err != nil {
+		return err
+	}
+	a.settled = settle
+	return nil
 }
 
 // Ack: done; the message is not delivered again.
-func (a *ackSubject) Ack() error { return a.publish(ackBody) }
+func (a *ackSubject) Ack() error { return a.publish(ackBody, true) }
 
 // Nak: delivered again now.
-func (a *ackSubject) Nak() error { return a.publish(nakBody) }
+func (a *ackSubject) Nak() error { return a.publish(nakBody, true) }
 
 // NakWithDelay: delivered again after d.
 func (a *ackSubject) NakWithDelay(d time.Duration) error {
-	return a.publish(fmt.Appendf(nil, `-NAK {"delay": %d}`, d.Nanoseconds()))
+	return a.publish(fmt.Appendf(nil, `-NAK {"delay": %d}`, d.Nanoseconds()), true)
 }
 
 // InProgress renews the lease: the ack wait starts again.
-func (a *ackSubject) InProgress() error { return a.publish(progressBody) }
+func (a *ackSubject) InProgress() error { return a.publish(progressBody, false) }

@@ -78,8 +78,9 @@ func (w *Worker) waitUnpaused(ctx context.Context, server string) error {
 	}
 }
 
-// isPaused reports whether server's calls wait now. A pause that comes
-// after it said no holds the one call that asked where it is.
+// isPaused reports whether server's calls wait now. A call that asked and
+// heard no goes on, as one whose wait (waitUnpaused) ended a moment before
+// the pause.
 func (w *Worker) isPaused(server string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()

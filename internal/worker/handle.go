@@ -128,7 +128,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject
 		// the call's goroutine, which waits for a runner shallow.
 		toRunner := w.toRunner
 		j.dropMessage()
-		w.executeAsync(ctx, j, func(out outcome) { toRunner(func() { finish(out) }) })
+		w.executeAsync(ctx, j, finish, func(out outcome) { toRunner(func() { finish(out) }) })
 	default:
 		w.executeThen(ctx, j, finish)
 	}
@@ -316,41 +316,70 @@ func (w *Worker) execute(ctx context.Context, j *job) (out outcome) {
 // 10,000 calls in flight, 2 KB of stack each instead of 8. A call to a
 // paused server waits on a goroutine of its own, as executeThen's: not on
 // the runner.
-func (w *Worker) executeAsync(ctx context.Context, j *job, finish func(outcome)) {
+//
+// finish settles the call on this goroutine, the runner; finishApart
+// settles it from any other goroutine (it hands the settlement to a
+// runner). The runner must not hand its own settlement to another runner:
+// when every runner did, none would be left to take one.
+func (w *Worker) executeAsync(ctx context.Context, j *job, finish, finishApart func(outcome)) {
 	if w.isPaused(j.call.server) {
-		go w.executeThen(ctx, j, finish)
+		go w.executeThen(ctx, j, finishApart)
 		return
 	}
+	if out, handed := w.startAsync(ctx, j, finishApart); !handed {
+		// Settled here, out of startAsync's recover: a panic while settling
+		// must not settle the call a second time.
+		finish(out)
+	}
+}
+
+// startAsync takes the call up to its request and hands it to the pool,
+// whose goroutine gives the outcome to finishApart. Not handed: out is the
+// call's outcome, for the runner to settle: it was answered before its
+// request, or a step panicked, CallThen's own included (then does not run
+// then, and a call nobody settled would hold its slot and lease forever).
+func (w *Worker) startAsync(ctx context.Context, j *job, finishApart func(outcome)) (out outcome, handed bool) {
 	var e *execution
-	handed := false
+	var given atomic.Bool // the outcome is given once: by then, or by a panic of CallThen's
 	defer func() {
-		if v := recover(); v != nil && !handed {
-			out := w.panicked(j, v)
+		if v := recover(); v != nil {
+			if !given.CompareAndSwap(false, true) {
+				handed = true // then has the call already
+				return
+			}
+			out, handed = w.panicked(j, v), false
 			if e != nil {
 				e.end(out)
 			}
-			finish(out)
 		}
 	}()
 	e = w.startExecution(ctx, j)
-	if out, done := w.beforeCall(e.ctx, j); done {
+	if w.isPaused(j.call.server) {
+		// Paused since executeAsync looked: the wait for Resume is not the
+		// runner's (beforeCall would wait here). Not paused now, the call
+		// goes on, as one paused a moment after its wait.
+		go w.executeStartedThen(e, j, finishApart)
+		return outcome{}, true
+	}
+	if out, done := w.startCall(e.ctx, j); done {
 		e.end(out)
-		finish(out)
-		return
+		return out, false
 	}
 	a := w.newAttempts(j)
-	handed = true
 	w.caller.CallThen(e.ctx, j.call.server, j.call.tool, j.call.args, a.co, func(raw json.RawMessage, isErr bool, err error) {
 		var out outcome
 		defer func() {
 			if v := recover(); v != nil {
 				out = w.panicked(j, v)
 			}
-			e.end(out)
-			finish(out)
+			if given.CompareAndSwap(false, true) {
+				e.end(out)
+				finishApart(out)
+			}
 		}()
 		out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
 	})
+	return outcome{}, true
 }
 
 // execution is a call's execution under way: its context, cut off at the
@@ -403,12 +432,38 @@ func (e *execution) end(out outcome) {
 	}
 }
 
+// executeStartedThen is execute for an execution started (startAsync),
+// on a goroutine of the call's own: it gives the outcome to finish.
+func (w *Worker) executeStartedThen(e *execution, j *job, finish func(outcome)) {
+	var out outcome
+	defer func() {
+		if v := recover(); v != nil {
+			out = w.panicked(j, v)
+		}
+		e.end(out)
+		finish(out)
+	}()
+	if o, done := w.beforeCall(e.ctx, j); done {
+		out = o
+		return
+	}
+	a := w.newAttempts(j)
+	raw, isErr, err := w.caller.Call(e.ctx, j.call.server, j.call.tool, j.call.args, a.co)
+	out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
+}
+
 // beforeCall waits while the server is paused, and marks the start of a
 // call that must not run twice; done: it answered instead.
 func (w *Worker) beforeCall(ctx context.Context, j *job) (_ outcome, done bool) {
 	if err := w.waitUnpaused(ctx, j.call.server); err != nil {
 		return w.classify(ctx, j, err), true
 	}
+	return w.startCall(ctx, j)
+}
+
+// startCall is beforeCall past the wait while paused: it marks the start
+// of a call that must not run twice; done: it answered instead.
+func (w *Worker) startCall(ctx context.Context, j *job) (_ outcome, done bool) {
 	if j.unsafe {
 		if out, done := w.claim(ctx, j); done {
 			return out, true

@@ -1,7 +1,9 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/toolbus-dev/toolbus/client"
+	"github.com/toolbus-dev/toolbus/internal/demo"
+	"github.com/toolbus-dev/toolbus/internal/mcppool"
 	"github.com/toolbus-dev/toolbus/internal/natstest"
 	"github.com/toolbus-dev/toolbus/internal/worker"
 	"github.com/toolbus-dev/toolbus/subjects"
@@ -190,4 +194,81 @@ func TestCallsWaitOffTheWorker(t *testing.T) {
 		}
 	}
 	assertDeliveredOnce(t, ns, sleeping+1+10)
+}
+
+// Beyond the runners, a call answered before its request (here a
+// destructive call whose start mark an earlier attempt left: outcome
+// unknown, found by its claim) is settled by the runner that took it. A
+// runner that waited for another runner to settle it would wait forever
+// once every runner held such a call: a burst of them deadlocked the
+// worker.
+func TestRunnersSettleCallsAnsweredBeforeTheirRequest(t *testing.T) {
+	const n = 400 // more than the 256 runners
+	url, stopDemo, err := demo.Serve(context.Background(), demo.TransportHTTP, "127.0.0.1:0", demo.Options{Faults: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDemo)
+	ns, cat, pool := catalogParts(t, url)
+	ctx := context.Background()
+	kv, err := ns.JS.KeyValue(ctx, subjects.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = client.NewCallID()
+		if _, err := kv.Create(ctx, subjects.LedgerKey(subjects.DefaultAgent, ids[i]), []byte(`{"state":"started","worker":"gone"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := client.New(ns.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	startWorker(t, ns.Conn(t), pool, worker.Config{Concurrency: n, MaxAckPending: n}, testLog(t), worker.WithCatalog(cat))
+	var answers []<-chan callAnswer
+	for i := range ids {
+		answers = append(answers, callAsync(cl, "demo", "destroy", fmt.Sprintf(`{"key":"k%d"}`, i), client.WithCallID(ids[i])))
+	}
+	for _, a := range answers {
+		if res := (<-a).must(t); res.Error == nil || res.Error.Code != subjects.CodeOutcomeUnknown {
+			t.Fatalf("got %+v; want outcome_unknown", res)
+		}
+	}
+	assertDeliveredOnce(t, ns, n)
+}
+
+// panickingCallThen is the pool, with a bug in CallThen for calls whose
+// arguments say "boom": it panics before it hands the call on.
+type panickingCallThen struct{ *mcppool.Pool }
+
+func (p panickingCallThen) CallThen(ctx context.Context, server, tool string, args json.RawMessage, co mcppool.CallOptions, then func(json.RawMessage, bool, error)) {
+	if bytes.Contains(args, []byte("boom")) {
+		panic("injected boom in CallThen")
+	}
+	p.Pool.CallThen(ctx, server, tool, args, co, then)
+}
+
+// Beyond the runners, a call whose CallThen panics (a bug: then will not
+// run) is answered internal and settled, as a panic anywhere else in a
+// call's handling is; it was lost: no answer, its slot taken and its lease
+// renewed until the worker stopped.
+func TestPanicInCallThenIsAnsweredInternal(t *testing.T) {
+	ns, pool, cl := demoRig(t)
+	startWorker(t, ns.Conn(t), panickingCallThen{pool}, worker.Config{Concurrency: 300, MaxAckPending: 300}, testLog(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := cl.Call(ctx, "demo", "echo", `{"message":"boom"}`)
+	if err != nil {
+		t.Fatalf("the call whose CallThen panicked: %v", err)
+	}
+	if res.Status != subjects.StatusError || res.Error == nil || res.Error.Code != subjects.CodeInternal || !strings.Contains(res.Error.Message, "injected boom") {
+		t.Fatalf("panicked call answered %+v (%+v)", res, res.Error)
+	}
+	if got := call(t, cl, "demo", "echo", `{"message":"after"}`); got.Status != subjects.StatusOK || text(t, got) != "after" {
+		t.Fatalf("after the panic: %+v", got)
+	}
+	assertDeliveredOnce(t, ns, 2)
 }
