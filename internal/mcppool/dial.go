@@ -757,14 +757,41 @@ func (c *conn) callRawThen(ctx context.Context, id uint64, tool string, args jso
 		go then(nil, false, err)
 	case ok:
 		t.callThen(ctx, req, func(resp *transport.JSONRPCResponse, err error) {
-			then(c.toolsCallResult(ctx, rid, resp, err))
+			then(c.toolsCallResultSafely(ctx, rid, resp, err))
 		})
 	default:
 		go func() {
-			resp, err := c.tr.SendRequest(ctx, req)
-			then(c.toolsCallResult(ctx, rid, resp, err))
+			var resp *transport.JSONRPCResponse
+			err := guard(func() (err error) {
+				resp, err = c.tr.SendRequest(ctx, req)
+				return err
+			})
+			then(c.toolsCallResultSafely(ctx, rid, resp, err))
 		}()
 	}
+}
+
+// toolsCallResultSafely is toolsCallResult on a goroutine of the pool's: a
+// panic (a bug) is the call's error (bugError), not the process's end.
+func (c *conn) toolsCallResultSafely(ctx context.Context, id mcp.RequestId, resp *transport.JSONRPCResponse, sendErr error) (raw json.RawMessage, isErr bool, _ error) {
+	err := guard(func() (err error) {
+		raw, isErr, err = c.toolsCallResult(ctx, id, resp, sendErr)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return raw, isErr, nil
+}
+
+// guard is f's error, or, when f panics (a bug), bugError.
+func guard(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = bugError(v)
+		}
+	}()
+	return f()
 }
 
 // toolsCall is the tools/call request of callRaw.

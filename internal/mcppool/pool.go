@@ -256,10 +256,21 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 func (p *Pool) callThen(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
 	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
 	sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
-		raw, isErr, err = c.settle(raw, isErr, err)
-		c.done(isErr, err)
-		then(raw, isErr, err)
+		then(c.finish(raw, isErr, err))
 	})
+}
+
+// finish is settle, then done, on a goroutine of the pool's: a panic (a
+// bug) is the call's error (bugError), and the call's slot and session are
+// given back all the same.
+func (c *call) finish(raw json.RawMessage, isErr bool, err error) (r json.RawMessage, ie bool, e error) {
+	defer func() {
+		if v := recover(); v != nil {
+			r, ie, e = nil, false, bugError(v)
+		}
+	}()
+	defer func() { c.done(ie, e) }()
+	return c.settle(raw, isErr, err)
 }
 
 // call is one tools/call of Call or CallThen, with its slot and session

@@ -224,21 +224,20 @@ func (w *waiting) await() {
 
 // answered reads the answer the wait ended with, and gives it to then.
 func (w *waiting) answered() {
-	resp, err := w.answer()
-	w.then(w.t.h.after(w.ctx, w.req, resp, err))
+	w.then(w.answer())
 }
 
-// answer reads the answer. A panic while it is read (a bug) fails this
-// call, as on the caller's goroutine the worker's recover would: this
-// goroutine has no caller to recover it.
+// answer reads the answer, as SendRequest gives it. A panic while it is
+// read (a bug) fails this call (bugError): this goroutine has no caller
+// whose recover would answer it.
 func (w *waiting) answer() (resp *transport.JSONRPCResponse, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			resp, err = nil, fmt.Errorf("a bug in toolbus: reading the answer panicked: %v\n%s", v, debug.Stack())
+			resp, err = nil, bugError(v)
 		}
 	}()
 	if w.err != nil && w.hreq == nil {
-		return nil, w.err // no request was made
+		return w.t.h.after(w.ctx, w.req, nil, w.err) // no request was made
 	}
 	hresp, err := w.resp, w.err
 	if w.written != nil {
@@ -246,13 +245,31 @@ func (w *waiting) answer() (resp *transport.JSONRPCResponse, err error) {
 	}
 	hresp, err = readWhole(hresp, err)
 	hresp, err = w.t.followed(w.hreq, hresp, err)
-	return w.t.readAnswer(w.ctx, hresp, err, func() {})
+	resp, err = w.t.readAnswer(w.ctx, hresp, err, func() {})
+	return w.t.h.after(w.ctx, w.req, resp, err)
 }
 
 // sendRequest is the way of the requests h1 does not send: SendRequest's,
 // on this goroutine.
 func (w *waiting) sendRequest() {
-	w.then(w.t.SendRequest(w.ctx, w.req))
+	w.then(w.sent())
+}
+
+func (w *waiting) sent() (resp *transport.JSONRPCResponse, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			resp, err = nil, bugError(v)
+		}
+	}()
+	return w.t.SendRequest(w.ctx, w.req)
+}
+
+// bugError is the error of a call whose answer's handling panicked on a
+// goroutine of the pool's, where no caller's recover reaches: the call is
+// answered (the worker answers it internal), not lost, and the process
+// goes on.
+func bugError(v any) error {
+	return fmt.Errorf("a bug in toolbus: handling the answer panicked: %v\n%s", v, debug.Stack())
 }
 
 // requestBody is req's JSON text.

@@ -592,7 +592,9 @@ func (e errMaybeRan) Unwrap() error { return e.error }
 func (w *Worker) classify(ctx context.Context, j *job, err error) outcome {
 	res := j.res
 	cause := context.Cause(ctx)
-	if stopped := j.stopped.Load(); stopped != nil && ctx.Err() != nil {
+	if stopped := j.stopped.Load(); stopped != nil && cause == context.Canceled {
+		// Stopped by execution.stop, not by the deadline or the worker's
+		// shutdown that may have come between its check and its cancel.
 		cause = *stopped
 	}
 	var maybe errMaybeRan
