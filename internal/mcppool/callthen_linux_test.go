@@ -50,14 +50,14 @@ func TestCallThenDoesNotWaitForAConnection(t *testing.T) {
 	}
 	ln.stall()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
 		start := time.Now()
 		p.CallThen(ctx, "s", "t", nil, CallOptions{}, func(json.RawMessage, bool, error) { wg.Done() })
-		if took := time.Since(start); took > 2*time.Second {
+		if took := time.Since(start); took > 20*time.Second { // a wait for the connect lasts until the deadline
 			t.Errorf("CallThen %d returned after %v: it waited for the server", i, took)
 		}
 	}

@@ -168,22 +168,30 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 	// req is its method and id. A call waiting for its server holds one
 	// copy of each, not two.
 	w.req.Params, w.req.Header = nil, nil
-	w.written, w.resp, w.err = h.write(w.hreq, false)
-	if w.err == errWouldDial {
-		// No idle connection: the connect, which a host gone away leaves
-		// unanswered until the call's deadline, and the write are a
-		// goroutine's of the call's own to wait for, not the caller's.
-		// The wait goes on a goroutine started shallow, as below: the
-		// connect and the write grew this one's stack.
-		w.err = nil
-		go func() {
-			w.written, w.resp, w.err = h.write(w.hreq, true)
+	if len(body) <= inlineWriteMax {
+		w.written, w.resp, w.err = h.write(w.hreq, false)
+		if w.err != errWouldDial {
 			go w.await()
-		}()
-		return
+			return
+		}
+		w.err = nil
 	}
-	go w.await()
+	// No idle connection, or a body a socket's buffer may not take at
+	// once: the connect, which a host gone away leaves unanswered until
+	// the call's deadline, and a write a server that stops reading holds,
+	// are a goroutine's of the call's own to wait for, not the caller's.
+	// The wait goes on a goroutine started shallow, as above: the connect
+	// and the write grew this one's stack.
+	go func() {
+		w.written, w.resp, w.err = h.write(w.hreq, true)
+		go w.await()
+	}()
 }
+
+// inlineWriteMax bounds the request body callThen writes on the caller's
+// goroutine: an idle connection's empty send buffer (16 KB by Linux's
+// default) takes it whole without a wait.
+const inlineWriteMax = 8 << 10
 
 // h1 is the client's own h1 transport, when requests go straight to it:
 // plain http, no redirect-following client of the caller's set-up.

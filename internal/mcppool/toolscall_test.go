@@ -730,3 +730,53 @@ func waitingApart(p *Pool, ctx context.Context, server, tool string, args json.R
 	<-done
 	return raw, isErr, err
 }
+
+// CallThen writes a large request on a goroutine of the call's own: a
+// server that stops reading the body holds that write, not the caller's
+// goroutine (a worker's runner). The server here reads no body over 1 MB
+// until the test ends.
+func TestCallThenDoesNotWaitForALargeWrite(t *testing.T) {
+	s := &scripted{answers: map[string]json.RawMessage{}, answered: make(chan struct{}, 16)}
+	release := make(chan struct{})
+	stalled := make(chan struct{}, 1)
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 1<<20 {
+			stalled <- struct{}{}
+			<-release // the body unread: the client's write fills the socket and waits
+			return
+		}
+		s.serve(w, r)
+	}))
+	t.Cleanup(s.srv.Close)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server's Close, which waits for the handler
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "ok"))
+	}
+	p := s.pool(t)
+	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+		t.Fatal(err) // the session is open, and a connection idle
+	}
+	big, _ := json.Marshal(map[string]string{"x": strings.Repeat("a", 64<<20)})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	returned := make(chan struct{})
+	answered := make(chan error, 1)
+	go func() {
+		p.CallThen(ctx, "s", "t", big, CallOptions{}, func(_ json.RawMessage, _ bool, err error) { answered <- err })
+		close(returned)
+	}()
+	<-stalled
+	select {
+	case <-returned:
+	case <-time.After(time.Minute):
+		t.Fatal("CallThen is still writing to a server that stopped reading: it held its caller")
+	}
+	cancel()
+	unblock()
+	if err := <-answered; err == nil {
+		t.Fatal("a call cancelled mid-write answered without an error")
+	}
+}
