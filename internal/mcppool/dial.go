@@ -856,7 +856,8 @@ func (c *conn) toolsCall(ctx context.Context, id uint64, tool string, args json.
 func (c *conn) toolsCallResult(ctx context.Context, id mcp.RequestId, resp *transport.JSONRPCResponse, err error) (json.RawMessage, bool, error) {
 	if err != nil {
 		var re *rpcError
-		if errors.As(err, &re) {
+		var bug *bugErr
+		if errors.As(err, &re) || errors.As(err, &bug) {
 			return nil, false, err
 		}
 		if ctx.Err() != nil && c.child != nil && c.hooks.notify != nil {

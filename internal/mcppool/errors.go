@@ -209,7 +209,8 @@ func classify(ctx context.Context, server, target string, err error) error {
 	}
 	var te *TransportError
 	var pe *ProtocolError
-	if errors.As(err, &te) || errors.As(err, &pe) {
+	var bug *bugErr
+	if errors.As(err, &te) || errors.As(err, &pe) || errors.As(err, &bug) {
 		return err
 	}
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {

@@ -277,8 +277,15 @@ func (w *waiting) sent() (resp *transport.JSONRPCResponse, err error) {
 // answered (the worker answers it internal), not lost, and the process
 // goes on.
 func bugError(v any) error {
-	return fmt.Errorf("a bug in toolbus: handling the answer panicked: %v\n%s", v, debug.Stack())
+	return &bugErr{fmt.Sprintf("a bug in toolbus: handling the answer panicked: %v\n%s", v, debug.Stack())}
 }
+
+// bugErr is bugError's type: toolsCallResult and classify pass it on as it
+// is, toolbus's own failure, not the server's or its transport's (which
+// would retire the session, count towards the breaker and be retried).
+type bugErr struct{ msg string }
+
+func (e *bugErr) Error() string { return e.msg }
 
 // requestBody is req's JSON text.
 func requestBody(req transport.JSONRPCRequest) ([]byte, error) {

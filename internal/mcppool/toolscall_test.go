@@ -780,3 +780,44 @@ func TestCallThenDoesNotWaitForALargeWrite(t *testing.T) {
 		t.Fatal("a call cancelled mid-write answered without an error")
 	}
 }
+
+// panicky is an HTTP client's transport that panics (as a bug in toolbus
+// would) on a request from the agent "panic", and sends the others.
+type panicky struct{ next http.RoundTripper }
+
+func (p panicky) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get(subjects.AgentHTTPHeader) == "panic" {
+		panic("a bug")
+	}
+	return p.next.RoundTrip(r)
+}
+
+// A panic while CallThen's goroutine handles a call is toolbus's bug
+// (bugError), as the panic out of Call is: not the server's answer
+// (ClassMalformed, which the worker answers as a protocol error of the
+// server's).
+func TestCallThenPanicIsNotTheServers(t *testing.T) {
+	s := newScripted(t)
+	s.call = func(w http.ResponseWriter, r *http.Request, id string, body []byte) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, textResult(id, "ok"))
+	}
+	p := New(testLog(t), WithHTTPClients(func(n int) *http.Client {
+		return &http.Client{Transport: panicky{NewHTTPClient(n).Transport}}
+	}))
+	t.Cleanup(func() { _ = p.Close() })
+	p.Upsert(s.def())
+	if _, _, err := p.Call(context.Background(), "s", "t", nil, CallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := waitingApart(p, context.Background(), "s", "t", nil, CallOptions{AgentID: "panic"})
+	if err == nil || !strings.Contains(err.Error(), "a bug in toolbus") {
+		t.Fatalf("err = %v, want the bug's", err)
+	}
+	if c := ClassOf(err); c != ClassOther {
+		t.Fatalf("ClassOf = %q, want %q (%v)", c, ClassOther, err)
+	}
+	if h := p.Health("s"); h.ConsecutiveFailures != 0 {
+		t.Fatalf("the bug counted as the server's failure: %+v", h)
+	}
+}
