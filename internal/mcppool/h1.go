@@ -92,7 +92,8 @@ type h1Written struct {
 // the request was out whole) or the error.
 //
 // Without dial, write sends req only on an idle connection: when there is
-// none it returns errWouldDial, req untouched. A connect can take as long
+// none, or it broke before req was out whole, it returns errWouldDial,
+// nothing sent, and req's body perhaps read (GetBody gives it again). A connect can take as long
 // as the server's host leaves it unanswered, and a caller that must not
 // wait (httpTransport.callThen's) then writes on a goroutine of its own.
 func (t *h1) write(req *http.Request, dial bool) (*h1Written, *http.Response, error) {
@@ -134,6 +135,9 @@ func (t *h1) write(req *http.Request, dial bool) (*h1Written, *http.Response, er
 		var we writeError
 		if !errors.As(err, &we) || !reused || attempt > 0 || req.GetBody == nil {
 			return nil, nil, err
+		}
+		if !dial {
+			return nil, nil, errWouldDial // again, on a new connection: the caller's to dial
 		}
 		// The reused connection broke before the request was out whole:
 		// the server has not seen all of it, so it goes again on a new

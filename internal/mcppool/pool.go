@@ -264,12 +264,12 @@ func (p *Pool) callThen(ctx context.Context, cancel context.CancelFunc, span tra
 // bug) is the call's error (bugError), and the call's slot and session are
 // given back all the same.
 func (c *call) finish(raw json.RawMessage, isErr bool, err error) (r json.RawMessage, ie bool, e error) {
+	defer func() { c.done(ie, e) }() // last: with the outcome, a panic's included
 	defer func() {
 		if v := recover(); v != nil {
 			r, ie, e = nil, false, bugError(v)
 		}
 	}()
-	defer func() { c.done(ie, e) }()
 	return c.settle(raw, isErr, err)
 }
 

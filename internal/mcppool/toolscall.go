@@ -175,6 +175,7 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 			return
 		}
 		w.err = nil
+		w.hreq.Body = io.NopCloser(bytes.NewReader(body)) // whole again: a broken write may have read some
 	}
 	// No idle connection, or a body a socket's buffer may not take at
 	// once: the connect, which a host gone away leaves unanswered until
