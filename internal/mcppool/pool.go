@@ -239,6 +239,14 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 		return
 	}
 	go func() {
+		defer func() {
+			// p.callThen gave nothing on (it panics only then): the call
+			// is answered, as on the caller's goroutine the caller's
+			// recover would answer it.
+			if v := recover(); v != nil {
+				then(nil, false, bugError(v))
+			}
+		}()
 		ctx, span := p.startSpan(ctx, server, tool)
 		ctx, cancel := s.callContext(ctx)
 		sess, err := s.acquire(ctx)
@@ -253,7 +261,18 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 }
 
 // callThen is CallThen with the slot and session taken.
+//
+// A panic in it (a bug) gives the slot and session back before it goes on:
+// every way callRawThen hands the call on is its last statement, so a
+// panic out of it means then will not run.
 func (p *Pool) callThen(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
+	c := &call{s: s, sess: sess, cancel: cancel, span: span}
+	defer func() {
+		if v := recover(); v != nil {
+			c.done(false, bugError(v))
+			panic(v)
+		}
+	}()
 	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
 	sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
 		then(c.finish(raw, isErr, err))

@@ -184,8 +184,13 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 	// The wait goes on a goroutine started shallow, as above: the connect
 	// and the write grew this one's stack.
 	go func() {
+		defer func() {
+			if v := recover(); v != nil { // a bug: the call's error, not the process's end
+				w.written, w.resp, w.err = nil, nil, bugError(v)
+			}
+			go w.await()
+		}()
 		w.written, w.resp, w.err = h.write(w.hreq, true)
-		go w.await()
 	}()
 }
 
