@@ -49,7 +49,7 @@ func attemptOnce(ctx context.Context, per time.Duration, op func(ctx context.Con
 
 // retryFailed is retry from after its first attempt, which returned
 // first. A caller that makes the first attempt itself keeps retry's frames
-// off its stack while that attempt waits (the MCP call: callWithRetries).
+// off its stack while that attempt waits (the MCP call: attempts.after).
 func retryFailed(ctx context.Context, first error, newBackOff func() backoff.BackOff, per time.Duration, notify backoff.Notify, op func(ctx context.Context) error) error {
 	var perm *backoff.PermanentError
 	if first == nil || errors.As(first, &perm) {
