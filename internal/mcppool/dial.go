@@ -761,11 +761,7 @@ func (c *conn) callRawThen(ctx context.Context, id uint64, tool string, args jso
 		})
 	default:
 		go func() {
-			var resp *transport.JSONRPCResponse
-			err := guard(func() (err error) {
-				resp, err = c.tr.SendRequest(ctx, req)
-				return err
-			})
+			resp, err := safely(func() (*transport.JSONRPCResponse, error) { return c.tr.SendRequest(ctx, req) })
 			then(c.toolsCallResultSafely(ctx, rid, resp, err))
 		}()
 	}
@@ -773,25 +769,16 @@ func (c *conn) callRawThen(ctx context.Context, id uint64, tool string, args jso
 
 // toolsCallResultSafely is toolsCallResult on a goroutine of the pool's: a
 // panic (a bug) is the call's error (bugError), not the process's end.
-func (c *conn) toolsCallResultSafely(ctx context.Context, id mcp.RequestId, resp *transport.JSONRPCResponse, sendErr error) (raw json.RawMessage, isErr bool, _ error) {
-	err := guard(func() (err error) {
+func (c *conn) toolsCallResultSafely(ctx context.Context, id mcp.RequestId, resp *transport.JSONRPCResponse, sendErr error) (json.RawMessage, bool, error) {
+	var isErr bool
+	raw, err := safely(func() (raw json.RawMessage, err error) {
 		raw, isErr, err = c.toolsCallResult(ctx, id, resp, sendErr)
-		return err
+		return raw, err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return raw, isErr, nil
-}
-
-// guard is f's error, or, when f panics (a bug), bugError.
-func guard(f func() error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = bugError(v)
-		}
-	}()
-	return f()
 }
 
 // toolsCall is the tools/call request of callRaw.

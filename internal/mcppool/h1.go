@@ -93,9 +93,10 @@ type h1Written struct {
 //
 // Without dial, write sends req only on an idle connection: when there is
 // none, or it broke before req was out whole, it returns errWouldDial,
-// nothing sent, and req's body perhaps read (GetBody gives it again). A connect can take as long
-// as the server's host leaves it unanswered, and a caller that must not
-// wait (httpTransport.callThen's) then writes on a goroutine of its own.
+// nothing sent, and req's body perhaps read (GetBody gives it again). A
+// connect can take as long as the server's host leaves it unanswered, and
+// a caller that must not wait (httpTransport.callThen's) then writes on a
+// goroutine of its own.
 func (t *h1) write(req *http.Request, dial bool) (*h1Written, *http.Response, error) {
 	if err := checkRequest(req); err != nil {
 		closeRequestBody(req)
@@ -107,7 +108,7 @@ func (t *h1) write(req *http.Request, dial bool) (*h1Written, *http.Response, er
 		var c *h1Conn
 		var reused bool
 		var err error
-		if !dial && attempt == 0 {
+		if !dial { // only attempt 0: a retry returns errWouldDial below
 			if c = t.idleConn(addr); c == nil {
 				return nil, nil, errWouldDial
 			}

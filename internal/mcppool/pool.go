@@ -201,22 +201,19 @@ type CallOptions struct {
 // or the context's error (wrapped); ClassOf tells which. A ctx without
 // deadline gets the server's call timeout (default 60s).
 func (p *Pool) Call(ctx context.Context, server, tool string, args json.RawMessage, co CallOptions) (raw json.RawMessage, isErr bool, err error) {
-	ctx, span := p.startSpan(ctx, server, tool)
 	s, err := p.server(server)
 	if err != nil {
+		_, span := p.startSpan(ctx, server, tool)
 		endSpan(span, false, err)
 		return nil, false, err
 	}
-	ctx, cancel := s.callContext(ctx)
-	sess, err := s.acquire(ctx)
-	if err != nil {
-		cancel()
-		endSpan(span, false, err)
+	c := p.startCall(ctx, s, tool)
+	if err := c.acquire(); err != nil {
 		return nil, false, err
 	}
-	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
+	header, traceMeta := p.prepare(c, co)
 	defer func() { c.done(isErr, err) }()
-	return c.settle(sess.conn.callRaw(c.ctx, c.id, tool, args, header, c.token, traceMeta))
+	return c.settle(c.sess.conn.callRaw(c.ctx, c.id, tool, args, header, c.token, traceMeta))
 }
 
 // CallThen is Call, for a caller that does not wait: then gets Call's
@@ -232,10 +229,9 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 		go func() { then(p.Call(ctx, server, tool, args, co)) }() // its error, as Call words it
 		return
 	}
-	if sess := s.tryAcquire(); sess != nil {
-		ctx, span := p.startSpan(ctx, server, tool)
-		ctx, cancel := s.callContext(ctx)
-		p.callThen(ctx, cancel, span, s, sess, tool, args, co, then)
+	c := p.startCall(ctx, s, tool)
+	if c.sess = s.tryAcquire(); c.sess != nil {
+		p.callThen(c, tool, args, co, then)
 		return
 	}
 	go func() {
@@ -247,16 +243,11 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 				then(nil, false, bugError(v))
 			}
 		}()
-		ctx, span := p.startSpan(ctx, server, tool)
-		ctx, cancel := s.callContext(ctx)
-		sess, err := s.acquire(ctx)
-		if err != nil {
-			cancel()
-			endSpan(span, false, err)
+		if err := c.acquire(); err != nil {
 			then(nil, false, err)
 			return
 		}
-		p.callThen(ctx, cancel, span, s, sess, tool, args, co, then)
+		p.callThen(c, tool, args, co, then)
 	}()
 }
 
@@ -265,16 +256,15 @@ func (p *Pool) CallThen(ctx context.Context, server, tool string, args json.RawM
 // A panic in it (a bug) gives the slot and session back before it goes on:
 // every way callRawThen hands the call on is its last statement, so a
 // panic out of it means then will not run.
-func (p *Pool) callThen(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
-	c := &call{s: s, sess: sess, cancel: cancel, span: span}
+func (p *Pool) callThen(c *call, tool string, args json.RawMessage, co CallOptions, then func(json.RawMessage, bool, error)) {
 	defer func() {
 		if v := recover(); v != nil {
 			c.done(false, bugError(v))
 			panic(v)
 		}
 	}()
-	c, header, traceMeta := p.newCall(ctx, cancel, span, s, sess, co)
-	sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
+	header, traceMeta := p.prepare(c, co)
+	c.sess.conn.callRawThen(c.ctx, c.id, tool, args, header, c.token, traceMeta, func(raw json.RawMessage, isErr bool, err error) {
 		then(c.finish(raw, isErr, err))
 	})
 }
@@ -292,8 +282,8 @@ func (c *call) finish(raw json.RawMessage, isErr bool, err error) (r json.RawMes
 	return c.settle(raw, isErr, err)
 }
 
-// call is one tools/call of Call or CallThen, with its slot and session
-// taken.
+// call is one tools/call of Call or CallThen: its context and span, and,
+// once taken, its slot and session.
 type call struct {
 	s      *server
 	sess   *session
@@ -304,24 +294,46 @@ type call struct {
 	token  string // the progress token, if the caller asked for progress
 }
 
-// newCall starts a call, and returns with it the headers and the trace's
-// _meta its request carries (not kept: the request holds them).
-func (p *Pool) newCall(ctx context.Context, cancel context.CancelFunc, span trace.Span, s *server, sess *session, co CallOptions) (c *call, header http.Header, traceMeta []byte) {
-	c = &call{s: s, sess: sess, ctx: ctx, cancel: cancel, span: span}
+// startCall starts a call to s: its span, and its context, which has the
+// server's call timeout unless ctx has a deadline.
+func (p *Pool) startCall(ctx context.Context, s *server, tool string) *call {
+	ctx, span := p.startSpan(ctx, s.def.Name, tool)
+	ctx, cancel := s.callContext(ctx)
+	return &call{s: s, ctx: ctx, cancel: cancel, span: span}
+}
+
+// acquire takes the call's slot and session, waiting (acquire) for them;
+// when it cannot, the call is ended with the error.
+func (c *call) acquire() error {
+	sess, err := c.s.acquire(c.ctx)
+	if err != nil {
+		c.cancel()
+		endSpan(c.span, false, err)
+		return err
+	}
+	c.sess = sess
+	return nil
+}
+
+// prepare gives the call its id and progress token, and returns the
+// headers and the trace's _meta its request carries (not kept: the request
+// holds them).
+func (p *Pool) prepare(c *call, co CallOptions) (header http.Header, traceMeta []byte) {
+	s := c.s
 	if co.AgentID != "" && s.def.Transport != registry.TransportStdio {
 		header = make(http.Header, 2)
 		header.Set(subjects.AgentHTTPHeader, co.AgentID)
 	}
-	if s.def.Transport != registry.TransportStdio && header == nil && trace.SpanContextFromContext(ctx).IsValid() {
+	if s.def.Transport != registry.TransportStdio && header == nil && trace.SpanContextFromContext(c.ctx).IsValid() {
 		header = make(http.Header, 1)
 	}
-	header, traceMeta = traceContext(ctx, header)
+	header, traceMeta = traceContext(c.ctx, header)
 	if co.Progress != nil {
 		c.token = "tb-" + strconv.FormatUint(p.tokens.Add(1), 36)
-		sess.progress.Store(c.token, co.Progress)
+		c.sess.progress.Store(c.token, co.Progress)
 	}
 	c.id = p.tokens.Add(1)
-	return c, header, traceMeta
+	return header, traceMeta
 }
 
 // settle is the call's outcome, as Call returns it, with the server's

@@ -155,8 +155,7 @@ func (t *httpTransport) callThen(ctx context.Context, req transport.JSONRPCReque
 	}
 	body, err := requestBody(req)
 	if err != nil {
-		w.err = err
-		go w.answered()
+		go w.sendRequest() // which fails as call does
 		return
 	}
 	w.hreq = t.request(ctx, http.MethodPost, body, req.Header, acceptEither)
@@ -228,54 +227,43 @@ type waiting struct {
 
 // await is the goroutine of a call waiting for its server: its frames are
 // this one and the wait's, and the rest of the answer's reading runs after
-// the wait, deeper.
+// the wait, deeper. A panic while the answer is read (a bug) fails the
+// call (safely): this goroutine has no caller whose recover would answer
+// it.
 func (w *waiting) await() {
 	if w.written != nil {
 		w.err = w.written.c.waitReadable()
 	}
-	w.answered()
+	w.then(safely(w.answer))
 }
 
-// answered reads the answer the wait ended with, and gives it to then.
-func (w *waiting) answered() {
-	w.then(w.answer())
-}
-
-// answer reads the answer, as SendRequest gives it. A panic while it is
-// read (a bug) fails this call (bugError): this goroutine has no caller
-// whose recover would answer it.
-func (w *waiting) answer() (resp *transport.JSONRPCResponse, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			resp, err = nil, bugError(v)
-		}
-	}()
-	if w.err != nil && w.hreq == nil {
-		return w.t.h.after(w.ctx, w.req, nil, w.err) // no request was made
-	}
+// answer reads the answer the wait ended with, as SendRequest gives it.
+func (w *waiting) answer() (*transport.JSONRPCResponse, error) {
 	hresp, err := w.resp, w.err
 	if w.written != nil {
 		hresp, err = w.written.read(err)
 	}
 	hresp, err = readWhole(hresp, err)
 	hresp, err = w.t.followed(w.hreq, hresp, err)
-	resp, err = w.t.readAnswer(w.ctx, hresp, err, func() {})
+	resp, err := w.t.readAnswer(w.ctx, hresp, err, func() {})
 	return w.t.h.after(w.ctx, w.req, resp, err)
 }
 
 // sendRequest is the way of the requests h1 does not send: SendRequest's,
 // on this goroutine.
 func (w *waiting) sendRequest() {
-	w.then(w.sent())
+	w.then(safely(func() (*transport.JSONRPCResponse, error) { return w.t.SendRequest(w.ctx, w.req) }))
 }
 
-func (w *waiting) sent() (resp *transport.JSONRPCResponse, err error) {
+// safely is f's outcome, or, when f panics (a bug), bugError.
+func safely[T any](f func() (T, error)) (v T, err error) {
 	defer func() {
-		if v := recover(); v != nil {
-			resp, err = nil, bugError(v)
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, bugError(r)
 		}
 	}()
-	return w.t.SendRequest(w.ctx, w.req)
+	return f()
 }
 
 // bugError is the error of a call whose answer's handling panicked on a

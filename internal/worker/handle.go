@@ -134,9 +134,8 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg, ack *ackSubject
 	}
 }
 
-// executeThen executes the call and gives the outcome to finish: on the
-// runner, or, for a call that waits for a paused server beyond the
-// runners, on a goroutine of the call's own.
+// executeThen executes the call on the runner and gives the outcome to
+// finish.
 func (w *Worker) executeThen(ctx context.Context, j *job, finish func(outcome)) {
 	var out outcome
 	defer func() {
@@ -298,14 +297,18 @@ func (w *Worker) earlierAnswer(ctx context.Context, j *job) (outcome, bool) {
 func (w *Worker) execute(ctx context.Context, j *job) (out outcome) {
 	e := w.startExecution(ctx, j)
 	defer func() { e.end(out) }()
+	return w.executeStarted(e, j)
+}
+
+// executeStarted is execute once its execution is started.
+func (w *Worker) executeStarted(e *execution, j *job) outcome {
 	if out, done := w.beforeCall(e.ctx, j); done {
 		return out
 	}
 	a := w.newAttempts(j)
 	// The first attempt runs here, not inside retry: the frames of a call
 	// in flight stay few.
-	raw, isErr, err := w.caller.Call(e.ctx, j.call.server, j.call.tool, j.call.args, a.co)
-	return a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
+	return a.after(e.ctx, a.call(e.ctx))
 }
 
 // executeAsync is executeThen for a runner that does not wait for the
@@ -314,18 +317,14 @@ func (w *Worker) execute(ctx context.Context, j *job) (out outcome) {
 // waited for it (Caller.CallThen). A call waiting for its server then holds
 // only that goroutine's few frames, not a goroutine of this worker's: at
 // 10,000 calls in flight, 2 KB of stack each instead of 8. A call to a
-// paused server waits on a goroutine of its own, as executeThen's: not on
-// the runner.
+// paused server waits on a goroutine of its own (executeStartedThen), not
+// on the runner.
 //
 // finish settles the call on this goroutine, the runner; finishApart
 // settles it from any other goroutine (it hands the settlement to a
 // runner). The runner must not hand its own settlement to another runner:
 // when every runner did, none would be left to take one.
 func (w *Worker) executeAsync(ctx context.Context, j *job, finish, finishApart func(outcome)) {
-	if w.isPaused(j.call.server) {
-		go w.executeThen(ctx, j, finishApart)
-		return
-	}
 	if out, handed := w.startAsync(ctx, j, finishApart); !handed {
 		// Settled here, out of startAsync's recover: a panic while settling
 		// must not settle the call a second time.
@@ -355,9 +354,9 @@ func (w *Worker) startAsync(ctx context.Context, j *job, finishApart func(outcom
 	}()
 	e = w.startExecution(ctx, j)
 	if w.isPaused(j.call.server) {
-		// Paused since executeAsync looked: the wait for Resume is not the
-		// runner's (beforeCall would wait here). Not paused now, the call
-		// goes on, as one paused a moment after its wait.
+		// The wait for Resume is not the runner's (beforeCall would wait
+		// here). Not paused now, the call goes on, as one paused a moment
+		// after its wait.
 		go w.executeStartedThen(e, j, finishApart)
 		return outcome{}, true
 	}
@@ -443,13 +442,7 @@ func (w *Worker) executeStartedThen(e *execution, j *job, finish func(outcome)) 
 		e.end(out)
 		finish(out)
 	}()
-	if o, done := w.beforeCall(e.ctx, j); done {
-		out = o
-		return
-	}
-	a := w.newAttempts(j)
-	raw, isErr, err := w.caller.Call(e.ctx, j.call.server, j.call.tool, j.call.args, a.co)
-	out = a.after(e.ctx, a.took(e.ctx, raw, isErr, err))
+	out = w.executeStarted(e, j)
 }
 
 // beforeCall waits while the server is paused, and marks the start of a
@@ -526,7 +519,8 @@ func (w *Worker) newAttempts(j *job) *attempts {
 		bo: &deadlineBackOff{until: until}, t0: time.Now()}
 }
 
-// call is one attempt after the first.
+// call is one attempt: the first (on the caller's goroutine, outside
+// retry) or one of after's.
 func (a *attempts) call(ctx context.Context) error {
 	a.t0 = time.Now()
 	raw, isErr, err := a.w.caller.Call(ctx, a.j.call.server, a.j.call.tool, a.j.call.args, a.co)
